@@ -1,0 +1,104 @@
+/*
+ * api.h -- the handlers behind the route table (api/routes.c) and the
+ * helpers they share (api/common.c).
+ *
+ * A handler runs once per request with the body already gathered. It checks
+ * path parameters (ad_api_check_id), validates the body against its schema
+ * (ad_api_body), talks to the store through ad_req_db(req), and answers with
+ * one of the reply.h helpers. Objects are built with jansson and stored as
+ * their serialised API JSON; reads return the stored text unchanged.
+ */
+#ifndef AD_API_H
+#define AD_API_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "api/reply.h"
+#include "api/schemas.h"
+#include "api/validate.h"
+#include "http/request.h"
+
+/* ---- shared helpers ---- */
+
+/* Current time in unix seconds. */
+int64_t ad_now(void);
+/* Checks that path parameter i starts with prefix (e.g. "asst_"); otherwise
+ * answers 400 "Invalid 'assistant_id': 'x'. Expected an ID that begins with
+ * 'asst'." and returns false. */
+bool ad_api_check_id(ad_req *req, int i, const char *param, const char *prefix);
+/* Parses the JSON body (empty means {}) and validates it; on failure answers
+ * 400 and returns NULL. The result is borrowed: the request owns it. */
+json_t *ad_api_body(ad_req *req, const ad_vfield *schema);
+
+/* Pagination query parameters: limit (1..max, default def), order
+ * (asc|desc, default desc), after, before. Answers 400 and returns false on
+ * bad values. */
+bool ad_api_page_params(ad_req *req, ad_list_q *q, int64_t def, int64_t max, bool allow_before);
+/* Runs q and answers with the list envelope. what names the objects in the
+ * not-found message of a bad cursor. */
+void ad_api_list(ad_req *req, ad_list_q *q);
+
+/* Stores a new object and answers with it (status 200). Steals obj. */
+void ad_api_put_reply(ad_req *req, const ad_obj *o, json_t *obj);
+/* Loads a live object as JSON (new reference) or answers 404/500 and
+ * returns NULL. what/id are used in the 404 message. */
+json_t *ad_api_load(ad_req *req, const char *kind, const char *id, const char *what);
+/* Serialises obj and replaces the stored JSON (aux NULL: unchanged). */
+ad_err ad_api_save(ad_req *req, const char *kind, const char *id, const char *aux,
+                   const json_t *obj);
+/* Answers {"id","object","deleted":true}. */
+void ad_api_deleted(ad_req *req, const char *id, const char *object);
+/* Replaces obj.metadata with the request's metadata ({} when null). */
+void ad_api_set_metadata(json_t *obj, const json_t *body);
+/* Applies the store result of a write: false (after answering) on error. */
+bool ad_api_ok(ad_req *req, ad_err rc);
+
+/* Checks that every file id exists in the caller's project; answers 400
+ * "Invalid 'param': file 'x' not found." (OpenAI's wording) otherwise. */
+bool ad_api_files_exist(ad_req *req, const json_t *ids, const char *param);
+
+/* Normalises a request tool_resources into the object form; creates nothing.
+ * Answers 400 and returns NULL when a referenced id does not exist. */
+json_t *ad_api_tool_resources(ad_req *req, const json_t *tr, const char *param);
+
+/* ---- handlers ---- */
+void ad_h_health(ad_req *req);
+void ad_h_metrics(ad_req *req);
+
+void ad_h_models_list(ad_req *req);
+void ad_h_models_get(ad_req *req);
+
+void ad_h_assistants_create(ad_req *req);
+void ad_h_assistants_list(ad_req *req);
+void ad_h_assistants_get(ad_req *req);
+void ad_h_assistants_modify(ad_req *req);
+void ad_h_assistants_delete(ad_req *req);
+
+void ad_h_threads_create(ad_req *req);
+void ad_h_threads_get(ad_req *req);
+void ad_h_threads_modify(ad_req *req);
+void ad_h_threads_delete(ad_req *req);
+
+void ad_h_messages_create(ad_req *req);
+void ad_h_messages_list(ad_req *req);
+void ad_h_messages_get(ad_req *req);
+void ad_h_messages_modify(ad_req *req);
+void ad_h_messages_delete(ad_req *req);
+
+void ad_h_files_create(ad_req *req);
+void ad_h_files_list(ad_req *req);
+void ad_h_files_get(ad_req *req);
+void ad_h_files_delete(ad_req *req);
+void ad_h_files_content(ad_req *req);
+
+void ad_h_uploads_create(ad_req *req);
+void ad_h_uploads_add_part(ad_req *req);
+void ad_h_uploads_complete(ad_req *req);
+void ad_h_uploads_cancel(ad_req *req);
+
+/* Whether model names a configured model (always true with none configured). */
+bool ad_model_known(const ad_server *srv, const char *model);
+
+#endif

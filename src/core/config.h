@@ -1,0 +1,48 @@
+/*
+ * config.h -- assistd's configuration: command-line options, each with an
+ * ASSISTD_* environment variable, resolved once at start-up into an
+ * immutable ad_config that lives in the server context.
+ *
+ * Precedence: command line > environment > built-in default. ad_config_usage
+ * prints the table that drives both parsers, so --help can never drift from
+ * what is accepted.
+ */
+#ifndef AD_CONFIG_H
+#define AD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "util/log.h"
+
+#define AD_MAX_MODELS 64
+
+typedef struct ad_config {
+    char listen_host[256];
+    int listen_port;
+    char data_dir[1024];
+    char api_keys[4096];  /* comma-separated keys, project "default" */
+    char keys_file[1024]; /* lines "KEY [PROJECT]" */
+    char models[4096];    /* comma-separated model ids for /v1/models */
+    uint64_t max_json_body;
+    uint64_t max_upload_bytes; /* POST /files */
+    uint64_t max_part_bytes;   /* POST /uploads/{id}/parts */
+    unsigned threads;
+    unsigned max_connections;
+    unsigned conn_timeout; /* seconds of inactivity before a connection is closed */
+    bool require_beta;     /* OpenAI-Beta: assistants=v2 on /v1 assistants routes */
+    bool access_log;
+    ad_log_level log_level;
+} ad_config;
+
+typedef enum { AD_CONFIG_OK, AD_CONFIG_EXIT_OK, AD_CONFIG_ERROR } ad_config_result;
+
+/* Fills cfg from defaults, environment and argv. AD_CONFIG_EXIT_OK after
+ * --help/--version (already printed); AD_CONFIG_ERROR after printing the
+ * problem to err. */
+ad_config_result ad_config_load(ad_config *cfg, int argc, char **argv, FILE *out, FILE *err);
+void ad_config_usage(FILE *out);
+
+#endif

@@ -1,0 +1,36 @@
+/*
+ * server.h -- the one server context.
+ *
+ * Everything that lives as long as the process -- configuration, logger,
+ * key table, store, metrics, the HTTP daemon -- hangs off a single ad_server
+ * created by main() and passed (through each request) to every module. There
+ * are no other mutable globals. After start-up the configuration, key table
+ * and model list are read-only, so threads share them without locks; the
+ * store and metrics do their own synchronisation.
+ */
+#ifndef AD_SERVER_H
+#define AD_SERVER_H
+
+#include <stddef.h>
+
+#include "core/config.h"
+#include "util/log.h"
+
+struct MHD_Daemon;
+typedef struct ad_auth ad_auth;
+typedef struct ad_store ad_store;
+typedef struct ad_metrics ad_metrics;
+
+typedef struct ad_server {
+    ad_config cfg;
+    ad_logger log;
+    ad_auth *auth;
+    ad_store *store;
+    ad_metrics *metrics;
+    struct MHD_Daemon *mhd;
+    char **models; /* parsed from cfg.models; NULL-terminated */
+    size_t nmodels;
+    unsigned short port; /* the bound port (differs from cfg when 0 was asked) */
+} ad_server;
+
+#endif

@@ -1,0 +1,540 @@
+/*
+ * server.c -- the HTTP front (see http.h and request.h).
+ *
+ * libmicrohttpd calls on_request several times per request: once when the
+ * headers are in, once per chunk of body, and once more when the body is
+ * complete. The first call decides everything that does not need the body --
+ * URL shape, route, API key, OpenAI-Beta header, declared body size -- so
+ * that a bad request is refused before a byte of its body is read. Body
+ * chunks go either into a bounded JSON buffer or through the incremental
+ * multipart parser, whose file part is written straight to a temporary file.
+ * The final call runs the route's handler and queues its response. When
+ * libmicrohttpd is done with the request, on_completed writes the access log
+ * line, records metrics and frees the request with everything it owns.
+ *
+ * Handlers run on the pool thread that owns the connection. They do short,
+ * bounded work (a few indexed SQLite statements); anything long-running
+ * belongs to machinery that suspends the connection and resumes it later.
+ */
+#include "http/http.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "api/reply.h"
+#include "http/auth.h"
+#include "http/metrics.h"
+#include "http/multipart.h"
+#include "http/router.h"
+#include "util/alloc.h"
+#include "util/id.h"
+#include "util/str.h"
+
+#define FIELD_MAX (64 * 1024) /* one non-file multipart field */
+#define FORM_FIELDS_MAX 32
+#define DISCARD_MAX (64ull * 1024 * 1024) /* body bytes read and dropped after an error */
+#define OUT_MAX (256ull * 1024 * 1024)    /* largest JSON response */
+
+/* ---- request helpers (request.h) ---- */
+
+ad_db *ad_req_db(ad_req *req)
+{
+    if (!req->db)
+        req->db = ad_store_acquire(req->srv->store);
+    return req->db;
+}
+
+const char *ad_req_query(ad_req *req, const char *key)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+const char *ad_req_header(ad_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *ad_req_form(ad_req *req, const char *name)
+{
+    for (ad_form_field *f = req->form; f; f = f->next)
+        if (!strcmp(f->name, name))
+            return f->value;
+    return NULL;
+}
+
+void ad_req_add_header(ad_req *req, const char *name, const char *value)
+{
+    if (req->nhdr >= 4)
+        return;
+    req->hdr_name[req->nhdr] = ad_arena_strdup(req->arena, name);
+    req->hdr_value[req->nhdr] = ad_arena_strdup(req->arena, value);
+    req->nhdr++;
+}
+
+/* ---- lifecycle ---- */
+
+static ad_req *req_new(ad_server *srv, struct MHD_Connection *conn, const char *url,
+                       const char *method)
+{
+    ad_req *req = ad_calloc(1, sizeof *req);
+    req->srv = srv;
+    req->conn = conn;
+    req->arena = ad_arena_new(4096);
+    req->method = method;
+    req->url = ad_arena_strdup(req->arena, url);
+    clock_gettime(CLOCK_MONOTONIC, &req->t0);
+    ad_id_new(req->id, "req_");
+    req->route_index = ad_nroutes;
+    req->project = "default";
+    req->file.fd = -1;
+    req->out_fd = -1;
+    ad_buf_init(&req->body, srv->cfg.max_json_body);
+    ad_buf_init(&req->field, FIELD_MAX);
+    ad_buf_init(&req->out, OUT_MAX);
+    return req;
+}
+
+static void req_free(ad_req *req)
+{
+    if (req->db)
+        ad_store_release(req->srv->store, req->db);
+    json_decref(req->json);
+    ad_mp_free(req->mp);
+    ad_blob_abort(&req->file);
+    if (req->out_fd >= 0)
+        close(req->out_fd);
+    ad_buf_free(&req->body);
+    ad_buf_free(&req->field);
+    ad_buf_free(&req->out);
+    ad_arena_free(req->arena);
+    ad_free(req);
+}
+
+static double elapsed(const ad_req *req)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - req->t0.tv_sec) + (double)(t1.tv_nsec - req->t0.tv_nsec) / 1e9;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    ad_server *srv = cls;
+    ad_req *req = *con_cls;
+    (void)conn;
+    if (!req)
+        return;
+    double secs = elapsed(req);
+    int status = req->responded ? req->status : 499; /* client went away */
+    ad_metrics_request(srv->metrics, req->route_index, status, secs);
+    if (srv->cfg.access_log)
+        ad_log(&srv->log, AD_LOG_INFO,
+               "access method=%s path=%s status=%d dur_ms=%.3f req=%s project=%s%s", req->method,
+               req->url, status, secs * 1e3, req->id, req->project,
+               toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
+    req_free(req);
+    *con_cls = NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    ad_server *srv = cls;
+    (void)conn;
+    (void)socket_context;
+    ad_metrics_conn(srv->metrics, code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
+}
+
+static void free_cb(void *p)
+{
+    ad_free(p);
+}
+
+static enum MHD_Result send_response(ad_req *req)
+{
+    struct MHD_Response *resp;
+    if (req->out_fd >= 0) {
+        resp = MHD_create_response_from_fd64(req->out_size, req->out_fd);
+        if (resp)
+            req->out_fd = -1; /* the response owns it now */
+    } else {
+        size_t len = req->out.len;
+        char *body = ad_buf_steal(&req->out);
+        resp = MHD_create_response_from_buffer_with_free_callback(len, body, free_cb);
+        if (!resp)
+            ad_free(body);
+    }
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            req->ctype ? req->ctype : "application/json");
+    MHD_add_response_header(resp, "x-request-id", req->id);
+    for (int i = 0; i < req->nhdr; i++)
+        MHD_add_response_header(resp, req->hdr_name[i], req->hdr_value[i]);
+    enum MHD_Result r = MHD_queue_response(req->conn, (unsigned)req->status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+/* ---- the first call: everything decided from the headers ---- */
+
+static const char *presented_key(ad_req *req, size_t *len)
+{
+    const char *h = ad_req_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (h && strncasecmp(h, "Bearer ", 7) == 0) {
+        h += 7;
+        while (*h == ' ')
+            h++;
+        *len = strlen(h);
+        return *len ? h : NULL;
+    }
+    h = ad_req_header(req, "api-key");
+    if (h && *h) {
+        *len = strlen(h);
+        return h;
+    }
+    return NULL;
+}
+
+static bool authenticate(ad_req *req)
+{
+    ad_auth *auth = req->srv->auth;
+    if (!ad_auth_enabled(auth))
+        return true;
+    size_t len = 0;
+    const char *key = presented_key(req, &len);
+    if (!key) {
+        ad_reply_error(req, 401, "invalid_request_error", NULL, NULL,
+                       "You didn't provide an API key. You need to provide your API key in an "
+                       "Authorization header using Bearer auth (i.e. Authorization: Bearer "
+                       "YOUR_KEY), or in an api-key header.");
+        return false;
+    }
+    const char *project = ad_auth_check(auth, key, len);
+    if (!project) {
+        ad_reply_error(req, 401, "invalid_request_error", NULL, "invalid_api_key",
+                       "Incorrect API key provided. Check the keys configured for this assistd "
+                       "server.");
+        return false;
+    }
+    req->project = project;
+    return true;
+}
+
+static bool beta_ok(ad_req *req)
+{
+    const char *h = ad_req_header(req, "OpenAI-Beta");
+    if (h && strstr(h, "assistants=v2"))
+        return true;
+    if (h && strstr(h, "assistants=v1"))
+        ad_reply_error(req, 400, "invalid_request_error", NULL, "invalid_beta",
+                       "The v1 Assistants API has been deprecated. Please try again by setting "
+                       "the header 'OpenAI-Beta: assistants=v2'.");
+    else
+        ad_reply_error(req, 400, "invalid_request_error", NULL, "invalid_beta",
+                       "You must provide the 'OpenAI-Beta' header to access the Assistants API. "
+                       "Please try again by setting the header 'OpenAI-Beta: assistants=v2'.");
+    return false;
+}
+
+static uint64_t body_limit(const ad_req *req)
+{
+    if (!req->route || !(req->route->flags & AD_R_MULTIPART))
+        return req->srv->cfg.max_json_body;
+    /* The multipart envelope adds a little around the file itself. */
+    uint64_t file = req->route->flags & AD_R_PART ? req->srv->cfg.max_part_bytes
+                                                  : req->srv->cfg.max_upload_bytes;
+    return file + 64 * 1024;
+}
+
+static ad_err mp_begin(void *ud, const char *name, const char *filename, const char *ctype);
+static ad_err mp_data(void *ud, const char *data, size_t len);
+static ad_err mp_end(void *ud);
+static const ad_mp_callbacks mp_cbs = {mp_begin, mp_data, mp_end};
+
+static void begin(ad_req *req)
+{
+    ad_server *srv = req->srv;
+    ad_shape shape;
+    const char *path;
+    if (!ad_url_split(req->url, &shape, &path)) {
+        ad_reply_error(req, 404, "invalid_request_error", NULL, NULL, "Invalid URL (%s %s)",
+                       req->method, req->url);
+        return;
+    }
+    bool root = shape == AD_SHAPE_ROOT;
+    req->azure = shape == AD_SHAPE_AZURE || shape == AD_SHAPE_AZURE_V1;
+    if (!root && !authenticate(req))
+        return;
+    size_t idx;
+    ad_match m = ad_route_match(ad_routes, ad_nroutes, root, req->method, path, req->arena, &idx,
+                                req->params, &req->nparams);
+    if (m == AD_MATCH_NONE) {
+        ad_reply_error(req, 404, "invalid_request_error", NULL, NULL, "Invalid URL (%s %s)",
+                       req->method, req->url);
+        return;
+    }
+    if (m == AD_MATCH_METHOD) {
+        ad_reply_error(req, 405, "invalid_request_error", NULL, "method_not_allowed",
+                       "Method %s is not allowed for URL %s.", req->method, req->url);
+        return;
+    }
+    req->route = &ad_routes[idx];
+    req->route_index = idx;
+    if (shape == AD_SHAPE_AZURE && !ad_req_query(req, "api-version")) {
+        ad_reply_error(req, 400, "invalid_request_error", "api-version",
+                       "missing_required_parameter",
+                       "Missing required query parameter: 'api-version'. Azure OpenAI URLs "
+                       "(/openai/...) take ?api-version=, e.g. 2024-05-01-preview.");
+        return;
+    }
+    if (shape == AD_SHAPE_OPENAI && (req->route->flags & AD_R_BETA) && srv->cfg.require_beta &&
+        !beta_ok(req))
+        return;
+
+    const char *cl = ad_req_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    int64_t declared;
+    if (cl && ad_parse_i64(cl, &declared) && declared > 0 && (uint64_t)declared > body_limit(req)) {
+        ad_reply_error(req, 413, "invalid_request_error", NULL, "request_too_large",
+                       "The request body is %lld bytes; the limit for this endpoint is %llu "
+                       "bytes.",
+                       (long long)declared, (unsigned long long)body_limit(req));
+        return;
+    }
+    if (req->route->flags & AD_R_MULTIPART) {
+        const char *ct = ad_req_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+        char boundary[AD_MP_BOUNDARY_MAX + 1];
+        if (!ct || ad_mp_boundary(ct, boundary, sizeof boundary) != AD_OK) {
+            ad_reply_error(req, 400, "invalid_request_error", NULL, NULL,
+                           "Invalid Content-Type header (%s), expected multipart/form-data "
+                           "with a boundary.",
+                           ct ? ct : "none");
+            return;
+        }
+        req->mp = ad_mp_new(boundary, &mp_cbs, req, 16 * 1024);
+    }
+}
+
+/* ---- body ---- */
+
+static ad_err mp_begin(void *ud, const char *name, const char *filename, const char *ctype)
+{
+    ad_req *req = ud;
+    req->cur_name = ad_arena_strdup(req->arena, name);
+    if (filename) {
+        if (req->have_file || req->in_file) {
+            ad_reply_error(req, 400, "invalid_request_error", name, NULL,
+                           "Only one file may be uploaded per request.");
+            return AD_EINVAL;
+        }
+        uint64_t max = req->route->flags & AD_R_PART ? req->srv->cfg.max_part_bytes
+                                                     : req->srv->cfg.max_upload_bytes;
+        ad_err rc = ad_blob_tmp_open(req->srv->cfg.data_dir, max, &req->file);
+        if (rc) {
+            ad_reply_internal(req, rc);
+            return rc;
+        }
+        req->in_file = true;
+        req->file_field = req->cur_name;
+        req->file_name = ad_arena_strdup(req->arena, filename);
+        req->file_ctype = ctype ? ad_arena_strdup(req->arena, ctype) : NULL;
+        return AD_OK;
+    }
+    ad_buf_reset(&req->field);
+    return AD_OK;
+}
+
+static ad_err mp_data(void *ud, const char *data, size_t len)
+{
+    ad_req *req = ud;
+    if (req->in_file) {
+        ad_err rc = ad_blob_tmp_write(&req->file, data, len);
+        if (rc == AD_ETOOBIG)
+            ad_reply_error(req, 413, "invalid_request_error", req->file_field, "file_too_large",
+                           "The file is larger than the %llu bytes this endpoint accepts.",
+                           (unsigned long long)req->file.max);
+        else if (rc)
+            ad_reply_internal(req, rc);
+        return rc;
+    }
+    if (ad_buf_add(&req->field, data, len)) {
+        ad_reply_error(req, 400, "invalid_request_error", req->cur_name, NULL,
+                       "The form field '%s' is longer than %d bytes.", req->cur_name, FIELD_MAX);
+        return AD_ETOOBIG;
+    }
+    return AD_OK;
+}
+
+static ad_err mp_end(void *ud)
+{
+    ad_req *req = ud;
+    if (req->in_file) {
+        req->in_file = false;
+        req->have_file = true;
+        return AD_OK;
+    }
+    int n = 0;
+    for (ad_form_field *f = req->form; f; f = f->next)
+        n++;
+    if (n >= FORM_FIELDS_MAX) {
+        ad_reply_error(req, 400, "invalid_request_error", NULL, NULL,
+                       "Too many form fields (at most %d).", FORM_FIELDS_MAX);
+        return AD_ETOOBIG;
+    }
+    ad_form_field *f = ad_arena_alloc(req->arena, sizeof *f);
+    f->name = req->cur_name;
+    f->value = ad_arena_strndup(req->arena, ad_buf_str(&req->field), req->field.len);
+    f->next = req->form;
+    req->form = f;
+    return AD_OK;
+}
+
+static void absorb(ad_req *req, const char *data, size_t len)
+{
+    if (req->mp) {
+        ad_err rc = ad_mp_feed(req->mp, data, len);
+        if (rc && !req->responded)
+            ad_reply_error(req, 400, "invalid_request_error", NULL, NULL,
+                           "The multipart/form-data body is malformed: %s.", ad_mp_error(req->mp));
+        if (rc)
+            req->failed = true;
+        return;
+    }
+    if (ad_buf_add(&req->body, data, len)) {
+        ad_reply_error(req, 413, "invalid_request_error", NULL, "request_too_large",
+                       "The request body is larger than the %llu bytes this endpoint accepts.",
+                       (unsigned long long)req->body.max);
+        req->failed = true;
+    }
+}
+
+static void finish(ad_req *req)
+{
+    if (req->mp && ad_mp_finish(req->mp) != AD_OK) {
+        ad_reply_error(req, 400, "invalid_request_error", NULL, NULL,
+                       "The multipart/form-data body is malformed: %s.", ad_mp_error(req->mp));
+        return;
+    }
+    req->route->handler(req);
+    if (!req->responded)
+        ad_reply_internal(req, AD_EINTERNAL);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    ad_server *srv = cls;
+    ad_req *req = *con_cls;
+    (void)version;
+    if (!req) {
+        req = req_new(srv, conn, url, method);
+        *con_cls = req;
+        begin(req);
+        if (req->responded) {
+            req->failed = true;
+            return send_response(req);
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (!req->failed) {
+            absorb(req, upload_data, n);
+        } else {
+            /* Drop what follows an error, up to a bound; then hang up. */
+            req->discarded += n;
+            if (req->discarded > DISCARD_MAX)
+                return MHD_NO;
+        }
+        return MHD_YES;
+    }
+    if (!req->responded)
+        finish(req);
+    return send_response(req);
+}
+
+/* ---- start / stop ---- */
+
+static ad_err resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len)
+{
+    struct addrinfo hints, *res = NULL;
+    char portstr[16];
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    snprintf(portstr, sizeof portstr, "%d", port);
+    if (getaddrinfo(host[0] ? host : NULL, portstr, &hints, &res) != 0 || !res)
+        return AD_EINVAL;
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return AD_OK;
+}
+
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+    }
+    return false;
+}
+
+ad_err ad_http_start(ad_server *srv)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    if (resolve(srv->cfg.listen_host, srv->cfg.listen_port, &ss, &sslen)) {
+        ad_log(&srv->log, AD_LOG_ERROR, "cannot resolve listen address %s",
+               srv->cfg.listen_host);
+        return AD_EINVAL;
+    }
+    if (!ad_auth_enabled(srv->auth) && !is_loopback(&ss)) {
+        ad_log(&srv->log, AD_LOG_ERROR,
+               "refusing to listen on %s without API keys: set ASSISTD_API_KEYS or "
+               "ASSISTD_KEYS_FILE, or listen on a loopback address",
+               srv->cfg.listen_host);
+        return AD_EINVAL;
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    if (ss.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    srv->mhd = MHD_start_daemon(
+        flags, (uint16_t)srv->cfg.listen_port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, srv->cfg.threads,
+        MHD_OPTION_CONNECTION_LIMIT, srv->cfg.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        srv->cfg.conn_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_END);
+    if (!srv->mhd) {
+        ad_log(&srv->log, AD_LOG_ERROR, "cannot listen on %s:%d", srv->cfg.listen_host,
+               srv->cfg.listen_port);
+        return AD_EIO;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = info ? info->port : (unsigned short)srv->cfg.listen_port;
+    return AD_OK;
+}
+
+void ad_http_stop(ad_server *srv)
+{
+    if (srv->mhd)
+        MHD_stop_daemon(srv->mhd);
+    srv->mhd = NULL;
+}

@@ -1,0 +1,114 @@
+/*
+ * main.c -- start-up and shutdown.
+ *
+ * Order matters: configuration, keys, data directory (stale temporaries
+ * removed), store (migrations applied), then the HTTP front. Shutdown on
+ * SIGINT/SIGTERM runs the other way round: stop accepting and finish the
+ * connections, then close the store, so every acknowledged write is already
+ * committed when the process exits. Signals are taken synchronously with
+ * sigwait on the main thread -- no async-signal-safety puzzles.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/config.h"
+#include "core/server.h"
+#include "http/auth.h"
+#include "http/http.h"
+#include "http/metrics.h"
+#include "http/request.h"
+#include "store/blob.h"
+#include "store/store.h"
+#include "util/alloc.h"
+
+static void parse_models(ad_server *srv)
+{
+    size_t cap = 1;
+    for (const char *p = srv->cfg.models; *p; p++)
+        cap += *p == ',';
+    srv->models = ad_calloc(cap + 1, sizeof *srv->models);
+    const char *p = srv->cfg.models;
+    while (*p) {
+        const char *c = strchr(p, ',');
+        size_t n = c ? (size_t)(c - p) : strlen(p);
+        while (n && *p == ' ') {
+            p++;
+            n--;
+        }
+        while (n && p[n - 1] == ' ')
+            n--;
+        if (n)
+            srv->models[srv->nmodels++] = ad_strndup(p, n);
+        if (!c)
+            break;
+        p = c + 1;
+    }
+}
+
+static void cleanup(ad_server *srv)
+{
+    ad_http_stop(srv);
+    ad_store_close(srv->store);
+    ad_auth_free(srv->auth);
+    ad_metrics_free(srv->metrics);
+    for (size_t i = 0; i < srv->nmodels; i++)
+        ad_free(srv->models[i]);
+    ad_free(srv->models);
+}
+
+int main(int argc, char **argv)
+{
+    ad_server srv;
+    memset(&srv, 0, sizeof srv);
+    switch (ad_config_load(&srv.cfg, argc, argv, stdout, stderr)) {
+    case AD_CONFIG_EXIT_OK:
+        return 0;
+    case AD_CONFIG_ERROR:
+        return 2;
+    case AD_CONFIG_OK:
+        break;
+    }
+    srv.log.fd = 2;
+    srv.log.level = srv.cfg.log_level;
+
+    /* Block the shutdown signals in every thread; main waits for them. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int code = 1;
+    if (ad_auth_load(srv.cfg.api_keys, srv.cfg.keys_file, stderr, &srv.auth))
+        goto out;
+    parse_models(&srv);
+    const char *names[256];
+    for (size_t i = 0; i < ad_nroutes && i < 256; i++)
+        names[i] = ad_routes[i].name;
+    srv.metrics = ad_metrics_new(ad_nroutes, names);
+    if (ad_blob_init(srv.cfg.data_dir, &srv.log)) {
+        ad_log(&srv.log, AD_LOG_ERROR, "cannot prepare data directory %s", srv.cfg.data_dir);
+        goto out;
+    }
+    /* One connection per HTTP thread, plus a few for background work. */
+    if (ad_store_open(srv.cfg.data_dir, srv.cfg.threads + 2, &srv.log, &srv.store))
+        goto out;
+    if (ad_http_start(&srv))
+        goto out;
+    ad_log(&srv.log, AD_LOG_INFO, "assistd listening on %s:%u (data %s, %zu API key(s)%s)",
+           srv.cfg.listen_host, srv.port, srv.cfg.data_dir, ad_auth_count(srv.auth),
+           ad_auth_enabled(srv.auth) ? "" : ", authentication off");
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    ad_log(&srv.log, AD_LOG_INFO, "received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    code = 0;
+out:
+    cleanup(&srv);
+    if (code == 0)
+        ad_log(&srv.log, AD_LOG_INFO, "stopped");
+    return code;
+}

@@ -1,0 +1,449 @@
+/*
+ * sqlite.c -- the SQLite backend of store.h.
+ *
+ * One table holds every object: key columns for lookup and paging, and the
+ * API JSON as the body. The sequence number (an INTEGER PRIMARY KEY, i.e. the
+ * rowid, AUTOINCREMENT so numbers are never reused) orders objects by
+ * creation; cursors are resolved to a sequence number and the page is a range
+ * scan on the (project, kind, parent, seq) index. A deleted object keeps its
+ * row with body NULL (a tombstone) so that cursors stay valid.
+ *
+ * The database runs in WAL mode with synchronous=NORMAL: a committed
+ * transaction survives a crash of the process (kill -9) -- only a power loss
+ * may lose the last commits -- and readers never block the writer. Writers
+ * take the lock up front (BEGIN IMMEDIATE) and wait up to busy_timeout for
+ * each other. Schema changes are numbered migrations applied at start-up in
+ * one transaction each, tracked with PRAGMA user_version.
+ *
+ * The pool holds one connection per HTTP worker thread; acquire blocks on a
+ * condition variable when all are lent out, which bounds concurrency at the
+ * store instead of failing requests.
+ */
+#include "store/store.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "util/alloc.h"
+
+enum {
+    S_PUT,
+    S_UPDATE,
+    S_UPDATE_AUX,
+    S_GET,
+    S_GET_CHILD,
+    S_DELETE,
+    S_DELETE_CHILDREN,
+    S_COUNT,
+    S_SEQ_OF,
+    S_EXISTS_ANY,
+    S_LIST_DESC,
+    S_LIST_ASC,
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_NSTMT
+};
+
+static const char *const stmt_sql[S_NSTMT] = {
+    [S_PUT] = "INSERT INTO objects(kind,id,project,parent,aux,created_at,body) "
+              "VALUES(?1,?2,?3,?4,?5,?6,?7)",
+    [S_UPDATE] = "UPDATE objects SET body=?4 WHERE project=?1 AND kind=?2 AND id=?3 "
+                 "AND body IS NOT NULL",
+    [S_UPDATE_AUX] = "UPDATE objects SET body=?4, aux=?5 WHERE project=?1 AND kind=?2 AND id=?3 "
+                     "AND body IS NOT NULL",
+    [S_GET] = "SELECT body FROM objects WHERE id=?3 AND project=?1 AND kind=?2 "
+              "AND body IS NOT NULL",
+    [S_GET_CHILD] = "SELECT body FROM objects WHERE id=?4 AND project=?1 AND kind=?2 "
+                    "AND parent=?3 AND body IS NOT NULL",
+    [S_DELETE] = "UPDATE objects SET body=NULL WHERE project=?1 AND kind=?2 AND id=?3 "
+                 "AND body IS NOT NULL",
+    [S_DELETE_CHILDREN] = "UPDATE objects SET body=NULL WHERE project=?1 AND kind=?2 "
+                          "AND parent=?3 AND body IS NOT NULL",
+    [S_COUNT] = "SELECT count(*) FROM objects WHERE project=?1 AND kind=?2 AND parent=?3 "
+                "AND body IS NOT NULL",
+    [S_SEQ_OF] = "SELECT seq FROM objects WHERE id=?4 AND project=?1 AND kind=?2 AND parent=?3",
+    [S_EXISTS_ANY] = "SELECT 1 FROM objects WHERE id=?2 AND kind=?1 AND body IS NOT NULL",
+#define LIST_SQL                                                                                   \
+    "SELECT id, body FROM objects WHERE project=?1 AND kind=?2 AND parent=?3 AND seq>?4 "          \
+    "AND seq<?5 AND body IS NOT NULL AND (?6 IS NULL OR aux=?6) ORDER BY seq "
+    [S_LIST_DESC] = LIST_SQL "DESC LIMIT ?7",
+    [S_LIST_ASC] = LIST_SQL "ASC LIMIT ?7",
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+};
+
+/* Numbered migrations; index i brings the schema from version i to i+1. */
+static const char *const migrations[] = {
+    "CREATE TABLE objects ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  kind TEXT NOT NULL,"
+    "  id TEXT NOT NULL UNIQUE,"
+    "  project TEXT NOT NULL,"
+    "  parent TEXT NOT NULL DEFAULT '',"
+    "  aux TEXT NOT NULL DEFAULT '',"
+    "  created_at INTEGER NOT NULL,"
+    "  body TEXT"
+    ");"
+    "CREATE INDEX objects_page ON objects(project, kind, parent, seq);",
+};
+
+struct ad_db {
+    sqlite3 *h;
+    sqlite3_stmt *st[S_NSTMT];
+    struct ad_db *next_free;
+    const ad_logger *log;
+};
+
+struct ad_store {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    ad_db *free_list;
+    ad_db *all;
+    unsigned n;
+    const ad_logger *log;
+};
+
+static ad_err db_error(ad_db *db, const char *what)
+{
+    ad_log(db->log, AD_LOG_ERROR, "store: %s: %s", what, sqlite3_errmsg(db->h));
+    return AD_EDB;
+}
+
+static ad_err exec(sqlite3 *h, const ad_logger *lg, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(h, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        ad_log(lg, AD_LOG_ERROR, "store: %s", msg ? msg : "exec failed");
+        sqlite3_free(msg);
+        return AD_EDB;
+    }
+    return AD_OK;
+}
+
+static ad_err migrate(sqlite3 *h, const ad_logger *lg)
+{
+    sqlite3_stmt *st;
+    int version = 0;
+    if (sqlite3_prepare_v2(h, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+        return AD_EDB;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    int n = (int)(sizeof migrations / sizeof migrations[0]);
+    if (version > n) {
+        ad_log(lg, AD_LOG_ERROR, "store: database schema %d is newer than this assistd (%d)",
+               version, n);
+        return AD_EDB;
+    }
+    for (int v = version; v < n; v++) {
+        char pragma[64];
+        snprintf(pragma, sizeof pragma, "PRAGMA user_version=%d", v + 1);
+        if (exec(h, lg, "BEGIN IMMEDIATE") || exec(h, lg, migrations[v]) || exec(h, lg, pragma) ||
+            exec(h, lg, "COMMIT")) {
+            exec(h, lg, "ROLLBACK");
+            return AD_EDB;
+        }
+        ad_log(lg, AD_LOG_INFO, "store: migrated schema to version %d", v + 1);
+    }
+    return AD_OK;
+}
+
+static void db_close(ad_db *db)
+{
+    if (!db)
+        return;
+    for (int i = 0; i < S_NSTMT; i++)
+        sqlite3_finalize(db->st[i]);
+    sqlite3_close(db->h);
+    ad_free(db);
+}
+
+static ad_err db_open(const char *path, const ad_logger *lg, bool first, ad_db **out)
+{
+    ad_db *db = ad_calloc(1, sizeof *db);
+    db->log = lg;
+    ad_err rc = AD_EDB;
+    if (sqlite3_open_v2(path, &db->h,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        ad_log(lg, AD_LOG_ERROR, "store: cannot open %s: %s", path,
+               db->h ? sqlite3_errmsg(db->h) : "out of memory");
+        goto out;
+    }
+    sqlite3_busy_timeout(db->h, 10000);
+    if (exec(db->h, lg, "PRAGMA journal_mode=WAL") || exec(db->h, lg, "PRAGMA synchronous=NORMAL") ||
+        exec(db->h, lg, "PRAGMA foreign_keys=ON"))
+        goto out;
+    if (first && migrate(db->h, lg))
+        goto out;
+    for (int i = 0; i < S_NSTMT; i++)
+        if (sqlite3_prepare_v3(db->h, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &db->st[i],
+                               NULL) != SQLITE_OK) {
+            rc = db_error(db, "prepare");
+            goto out;
+        }
+    *out = db;
+    return AD_OK;
+out:
+    db_close(db);
+    return rc;
+}
+
+ad_err ad_store_open(const char *data_dir, unsigned nconns, const ad_logger *lg, ad_store **out)
+{
+    char path[2048];
+    if ((size_t)snprintf(path, sizeof path, "%s/assistd.db", data_dir) >= sizeof path)
+        return AD_EINVAL;
+    ad_store *s = ad_calloc(1, sizeof *s);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->log = lg;
+    for (unsigned i = 0; i < nconns; i++) {
+        ad_db *db;
+        ad_err rc = db_open(path, lg, i == 0, &db);
+        if (rc) {
+            ad_store_close(s);
+            return rc;
+        }
+        db->next_free = s->free_list;
+        s->free_list = db;
+        s->n++;
+    }
+    *out = s;
+    return AD_OK;
+}
+
+void ad_store_close(ad_store *s)
+{
+    if (!s)
+        return;
+    ad_db *db = s->free_list;
+    while (db) {
+        ad_db *next = db->next_free;
+        db_close(db);
+        db = next;
+    }
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    ad_free(s);
+}
+
+ad_db *ad_store_acquire(ad_store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    while (!s->free_list)
+        pthread_cond_wait(&s->cv, &s->mu);
+    ad_db *db = s->free_list;
+    s->free_list = db->next_free;
+    pthread_mutex_unlock(&s->mu);
+    return db;
+}
+
+void ad_store_release(ad_store *s, ad_db *db)
+{
+    if (!db)
+        return;
+    if (!sqlite3_get_autocommit(db->h)) { /* a handler forgot to finish a transaction */
+        ad_log(s->log, AD_LOG_ERROR, "store: rolling back a transaction left open");
+        exec(db->h, s->log, "ROLLBACK");
+    }
+    pthread_mutex_lock(&s->mu);
+    db->next_free = s->free_list;
+    s->free_list = db;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Binds text parameters 1..n of a statement. */
+static sqlite3_stmt *bind(ad_db *db, int which, int n, const char *const *vals)
+{
+    sqlite3_stmt *st = db->st[which];
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    for (int i = 0; i < n; i++)
+        sqlite3_bind_text(st, i + 1, vals[i], -1, SQLITE_STATIC);
+    return st;
+}
+
+static ad_err step_done(ad_db *db, sqlite3_stmt *st, const char *what)
+{
+    int r = sqlite3_step(st);
+    ad_err rc = AD_OK;
+    if (r == SQLITE_CONSTRAINT)
+        rc = AD_EEXIST;
+    else if (r != SQLITE_DONE)
+        rc = db_error(db, what);
+    sqlite3_reset(st);
+    return rc;
+}
+
+ad_err ad_db_begin(ad_db *db)
+{
+    return step_done(db, bind(db, S_BEGIN, 0, NULL), "begin");
+}
+
+ad_err ad_db_commit(ad_db *db)
+{
+    return step_done(db, bind(db, S_COMMIT, 0, NULL), "commit");
+}
+
+void ad_db_rollback(ad_db *db)
+{
+    if (!sqlite3_get_autocommit(db->h))
+        step_done(db, bind(db, S_ROLLBACK, 0, NULL), "rollback");
+}
+
+ad_err ad_db_put(ad_db *db, const ad_obj *o, const char *json, size_t len)
+{
+    const char *v[5] = {o->kind, o->id, o->project, o->parent ? o->parent : "",
+                        o->aux ? o->aux : ""};
+    sqlite3_stmt *st = bind(db, S_PUT, 5, v);
+    sqlite3_bind_int64(st, 6, o->created_at);
+    sqlite3_bind_text(st, 7, json, (int)len, SQLITE_STATIC);
+    return step_done(db, st, "insert");
+}
+
+ad_err ad_db_update(ad_db *db, const char *project, const char *kind, const char *id,
+                    const char *aux, const char *json, size_t len)
+{
+    const char *v[3] = {project, kind, id};
+    sqlite3_stmt *st = bind(db, aux ? S_UPDATE_AUX : S_UPDATE, 3, v);
+    sqlite3_bind_text(st, 4, json, (int)len, SQLITE_STATIC);
+    if (aux)
+        sqlite3_bind_text(st, 5, aux, -1, SQLITE_STATIC);
+    ad_err rc = step_done(db, st, "update");
+    if (!rc && sqlite3_changes(db->h) == 0)
+        rc = AD_ENOTFOUND;
+    return rc;
+}
+
+static ad_err fetch_body(ad_db *db, sqlite3_stmt *st, ad_buf *out)
+{
+    int r = sqlite3_step(st);
+    ad_err rc;
+    if (r == SQLITE_ROW)
+        rc = ad_buf_add(out, sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+    else if (r == SQLITE_DONE)
+        rc = AD_ENOTFOUND;
+    else
+        rc = db_error(db, "select");
+    sqlite3_reset(st);
+    return rc;
+}
+
+ad_err ad_db_get(ad_db *db, const char *project, const char *kind, const char *id, ad_buf *out)
+{
+    const char *v[3] = {project, kind, id};
+    return fetch_body(db, bind(db, S_GET, 3, v), out);
+}
+
+ad_err ad_db_get_child(ad_db *db, const char *project, const char *kind, const char *parent,
+                       const char *id, ad_buf *out)
+{
+    const char *v[4] = {project, kind, parent, id};
+    return fetch_body(db, bind(db, S_GET_CHILD, 4, v), out);
+}
+
+ad_err ad_db_delete(ad_db *db, const char *project, const char *kind, const char *id)
+{
+    const char *v[3] = {project, kind, id};
+    ad_err rc = step_done(db, bind(db, S_DELETE, 3, v), "delete");
+    if (!rc && sqlite3_changes(db->h) == 0)
+        rc = AD_ENOTFOUND;
+    return rc;
+}
+
+ad_err ad_db_delete_children(ad_db *db, const char *project, const char *kind, const char *parent,
+                             int64_t *count)
+{
+    const char *v[3] = {project, kind, parent};
+    ad_err rc = step_done(db, bind(db, S_DELETE_CHILDREN, 3, v), "delete children");
+    if (!rc && count)
+        *count = sqlite3_changes(db->h);
+    return rc;
+}
+
+static ad_err one_int(ad_db *db, sqlite3_stmt *st, int64_t *out)
+{
+    int r = sqlite3_step(st);
+    ad_err rc = AD_OK;
+    if (r == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    else if (r == SQLITE_DONE)
+        rc = AD_ENOTFOUND;
+    else
+        rc = db_error(db, "select");
+    sqlite3_reset(st);
+    return rc;
+}
+
+ad_err ad_db_count(ad_db *db, const char *project, const char *kind, const char *parent,
+                   int64_t *count)
+{
+    const char *v[3] = {project, kind, parent};
+    return one_int(db, bind(db, S_COUNT, 3, v), count);
+}
+
+ad_err ad_db_exists_any(ad_db *db, const char *kind, const char *id, bool *exists)
+{
+    const char *v[2] = {kind, id};
+    int64_t one;
+    ad_err rc = one_int(db, bind(db, S_EXISTS_ANY, 2, v), &one);
+    *exists = rc == AD_OK;
+    return rc == AD_ENOTFOUND ? AD_OK : rc;
+}
+
+ad_err ad_db_list(ad_db *db, const ad_list_q *q, ad_list_cb cb, void *ud, bool *has_more)
+{
+    int64_t lo = INT64_MIN, hi = INT64_MAX, seq;
+    ad_err rc;
+    *has_more = false;
+    const char *cursors[2] = {q->after, q->before};
+    for (int i = 0; i < 2; i++) {
+        if (!cursors[i])
+            continue;
+        const char *v[4] = {q->project, q->kind, q->parent, cursors[i]};
+        rc = one_int(db, bind(db, S_SEQ_OF, 4, v), &seq);
+        if (rc)
+            return rc;
+        /* "after" means later in the requested order; "before" earlier. */
+        bool upper = (i == 0) != q->asc;
+        if (upper && seq < hi)
+            hi = seq;
+        if (!upper && seq > lo)
+            lo = seq;
+    }
+    const char *v[3] = {q->project, q->kind, q->parent};
+    sqlite3_stmt *st = bind(db, q->asc ? S_LIST_ASC : S_LIST_DESC, 3, v);
+    sqlite3_bind_int64(st, 4, lo);
+    sqlite3_bind_int64(st, 5, hi);
+    if (q->aux)
+        sqlite3_bind_text(st, 6, q->aux, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, q->limit + 1);
+    int64_t n = 0;
+    rc = AD_OK;
+    for (;;) {
+        int r = sqlite3_step(st);
+        if (r == SQLITE_DONE)
+            break;
+        if (r != SQLITE_ROW) {
+            rc = db_error(db, "list");
+            break;
+        }
+        if (n == q->limit) {
+            *has_more = true;
+            break;
+        }
+        n++;
+        rc = cb(ud, (const char *)sqlite3_column_text(st, 0),
+                (const char *)sqlite3_column_text(st, 1), (size_t)sqlite3_column_bytes(st, 1));
+        if (rc)
+            break;
+    }
+    sqlite3_reset(st);
+    return rc;
+}

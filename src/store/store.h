@@ -1,0 +1,103 @@
+/*
+ * store.h -- the narrow interface between handlers and durable storage.
+ *
+ * assistd stores every API object (assistant, thread, message, file, upload,
+ * ...) as the JSON document the API returns, plus a few key columns used to
+ * find and page it: kind, id, owning project, parent (the thread of a
+ * message, the upload of a part, "" for top-level objects), aux (one
+ * secondary filter value: a message's run_id, a file's purpose) and a
+ * monotonically increasing sequence number that defines creation order.
+ * Reads hand the stored JSON back verbatim, so a retrieve is one indexed
+ * lookup and no re-serialisation. The default backend is SQLite in WAL mode
+ * (store/sqlite.c); a PostgreSQL backend implements the same functions.
+ *
+ * Projects: every call takes the caller's project, and an object of another
+ * project is indistinguishable from a missing one (AD_ENOTFOUND).
+ *
+ * Deletion is soft: a deleted object's JSON is dropped but its key row stays
+ * as a tombstone, so a pagination cursor that names an object deleted in the
+ * meantime still positions correctly (SDK auto-pagination while deleting).
+ *
+ * Threads: an ad_store is shared; each request borrows one ad_db connection
+ * with ad_store_acquire and returns it with ad_store_release. A connection
+ * is used by one thread at a time. Writes that touch several objects are
+ * wrapped in ad_db_begin (BEGIN IMMEDIATE) / ad_db_commit; a single write
+ * outside a transaction is atomic on its own. A commit returns only once the
+ * write is durable against a process crash (WAL, synchronous=NORMAL).
+ *
+ * Ownership: ad_store_open returns a store owned by the caller
+ * (ad_store_close). Connections belong to the store. Output buffers are the
+ * caller's.
+ */
+#ifndef AD_STORE_H
+#define AD_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+#include "util/err.h"
+#include "util/log.h"
+
+typedef struct ad_store ad_store;
+typedef struct ad_db ad_db;
+
+typedef struct ad_obj {
+    const char *kind;    /* "assistant", "thread", "message", "file", ... */
+    const char *id;
+    const char *project;
+    const char *parent;  /* "" for top-level objects */
+    const char *aux;     /* "" when unused */
+    int64_t created_at;  /* unix seconds */
+} ad_obj;
+
+ad_err ad_store_open(const char *data_dir, unsigned nconns, const ad_logger *lg, ad_store **out);
+void ad_store_close(ad_store *s);
+ad_db *ad_store_acquire(ad_store *s);
+void ad_store_release(ad_store *s, ad_db *db);
+
+ad_err ad_db_begin(ad_db *db);
+ad_err ad_db_commit(ad_db *db);
+void ad_db_rollback(ad_db *db);
+
+/* Inserts a new object. AD_EEXIST if the id is taken. */
+ad_err ad_db_put(ad_db *db, const ad_obj *o, const char *json, size_t len);
+/* Replaces the JSON (and aux unless aux is NULL) of a live object. */
+ad_err ad_db_update(ad_db *db, const char *project, const char *kind, const char *id,
+                    const char *aux, const char *json, size_t len);
+/* Appends the JSON of a live object to out. AD_ENOTFOUND if missing. */
+ad_err ad_db_get(ad_db *db, const char *project, const char *kind, const char *id, ad_buf *out);
+/* Like ad_db_get, also checking the parent (e.g. a message of that thread). */
+ad_err ad_db_get_child(ad_db *db, const char *project, const char *kind, const char *parent,
+                       const char *id, ad_buf *out);
+/* Soft-deletes a live object. AD_ENOTFOUND if missing. */
+ad_err ad_db_delete(ad_db *db, const char *project, const char *kind, const char *id);
+/* Soft-deletes every live object of a kind under a parent; *count gets the number. */
+ad_err ad_db_delete_children(ad_db *db, const char *project, const char *kind, const char *parent,
+                             int64_t *count);
+/* Counts live objects of a kind under a parent. */
+ad_err ad_db_count(ad_db *db, const char *project, const char *kind, const char *parent,
+                   int64_t *count);
+
+typedef struct ad_list_q {
+    const char *project, *kind, *parent; /* parent "" for top-level kinds */
+    const char *aux;                     /* NULL: no filter */
+    int64_t limit;                       /* rows wanted (>= 1) */
+    bool asc;                            /* order by creation */
+    const char *after, *before;          /* cursors (ids), NULL when absent */
+} ad_list_q;
+
+/* Called once per row in the requested order; a non-AD_OK return stops the
+ * listing with that code. */
+typedef ad_err (*ad_list_cb)(void *ud, const char *id, const char *json, size_t len);
+
+/* Lists live objects. A cursor naming an unknown object is AD_ENOTFOUND.
+ * *has_more tells whether more rows follow the last one delivered. */
+ad_err ad_db_list(ad_db *db, const ad_list_q *q, ad_list_cb cb, void *ud, bool *has_more);
+
+/* Whether a live object of that kind and id exists in any project (used by
+ * start-up maintenance, e.g. removing file bytes no row refers to). */
+ad_err ad_db_exists_any(ad_db *db, const char *kind, const char *id, bool *exists);
+
+#endif
