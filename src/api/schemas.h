@@ -27,13 +27,13 @@ extern const ad_vfield ad_schema_complete_upload;  /* CompleteUploadRequest */
  *    .alts = &ad_schema_response_format, .nalts = 1}
  * The referencing entry's flags (REQUIRED, NULLABLE) are the ones that count.
  */
-extern const ad_vfield ad_schema_tool;            /* one tool: code_interpreter|file_search|function */
+extern const ad_vfield ad_schema_tool;            /* a code_interpreter/file_search/function tool */
 extern const ad_vfield ad_schema_response_format; /* AssistantsApiResponseFormatOption */
 extern const ad_vfield ad_schema_tool_resources_create; /* with the vector_stores helper */
-extern const ad_vfield ad_schema_tool_resources;  /* modify / createThreadAndRun: ids only */
-extern const ad_vfield ad_schema_chunking_strategy; /* ChunkingStrategyRequestParam */
-extern const ad_vfield ad_schema_metadata;          /* Metadata */
-extern const ad_vfield ad_schema_reasoning_effort;  /* ReasoningEffort enum */
+extern const ad_vfield ad_schema_tool_resources;        /* modify / createThreadAndRun: ids only */
+extern const ad_vfield ad_schema_chunking_strategy;     /* ChunkingStrategyRequestParam */
+extern const ad_vfield ad_schema_metadata;              /* Metadata */
+extern const ad_vfield ad_schema_reasoning_effort;      /* ReasoningEffort enum */
 
 /* Every schema above, NULL-terminated (fuzzing, tests). */
 extern const ad_vfield *const ad_schemas_all[];

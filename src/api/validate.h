@@ -22,13 +22,13 @@
 typedef enum {
     AD_V_STRING = 1,
     AD_V_INTEGER,
-    AD_V_NUMBER,  /* integer or real */
+    AD_V_NUMBER, /* integer or real */
     AD_V_BOOLEAN,
-    AD_V_OBJECT,  /* fields lists the allowed keys, unless AD_V_OPEN */
-    AD_V_ARRAY,   /* items describes every element */
-    AD_V_ANY,     /* any JSON value */
-    AD_V_METADATA,/* OpenAI metadata: <=16 keys, keys <=64 chars, string values <=512 */
-    AD_V_ONEOF    /* one of alts[0..nalts) (see ad_validate for matching rules) */
+    AD_V_OBJECT,   /* fields lists the allowed keys, unless AD_V_OPEN */
+    AD_V_ARRAY,    /* items describes every element */
+    AD_V_ANY,      /* any JSON value */
+    AD_V_METADATA, /* OpenAI metadata: <=16 keys, keys <=64 chars, string values <=512 */
+    AD_V_ONEOF     /* one of alts[0..nalts) (see ad_validate for matching rules) */
 } ad_vtype;
 
 enum {
@@ -37,7 +37,7 @@ enum {
     AD_V_HAS_MIN = 1u << 2,  /* min applies (length for strings, count for arrays/objects,
                                 value for numbers) */
     AD_V_HAS_MAX = 1u << 3,
-    AD_V_OPEN = 1u << 4,     /* objects: keys outside fields are allowed */
+    AD_V_OPEN = 1u << 4, /* objects: keys outside fields are allowed */
 };
 
 typedef struct ad_verr ad_verr;
@@ -48,10 +48,10 @@ struct ad_vfield {
     ad_vtype type;
     unsigned flags;
     double min, max;
-    const char *const *enums;   /* strings: NULL-terminated allowed values */
-    const ad_vfield *fields;    /* objects: NULL-name-terminated list */
-    const ad_vfield *items;     /* arrays: element schema (name unused) */
-    const ad_vfield *alts;      /* ONEOF: alternatives (names unused) */
+    const char *const *enums; /* strings: NULL-terminated allowed values */
+    const ad_vfield *fields;  /* objects: NULL-name-terminated list */
+    const ad_vfield *items;   /* arrays: element schema (name unused) */
+    const ad_vfield *alts;    /* ONEOF: alternatives (names unused) */
     size_t nalts;
     /* Optional extra check run after the structural checks pass; on failure
      * it fills err (see ad_verr_set) and returns false. path is the

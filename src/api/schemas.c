@@ -1,0 +1,563 @@
+/*
+ * schemas.c -- request-body schemas of the assistants, threads, messages and
+ * uploads endpoints, transcribed from openai-openapi.yaml (see
+ * ../shared/spec/schemas-appendix.md for the flattened tables).
+ *
+ * Every table is a static constant built bottom-up: leaf field lists first,
+ * then the objects and unions that use them, then the exported request
+ * schemas. Unions follow the spec's oneOf: tagged objects are matched on
+ * "type" (see ad_validate). All objects reject unknown keys, as the real API
+ * does, except the two free-form JSON Schema slots (function.parameters and
+ * json_schema.schema). Nullable fields in the spec carry AD_V_NULLABLE.
+ *
+ * What a table cannot say is done by check hooks below: name patterns, the
+ * static chunking overlap limit, vector_store_ids xor vector_stores, and a
+ * sanity check of image URLs. Anything needing the store (do referenced IDs
+ * exist?) is the handlers' job.
+ */
+#include "api/schemas.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- check hooks */
+
+bool ad_check_name_pattern(const json_t *v, const char *path, ad_verr *err)
+{
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    bool ok = s && n > 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        char c = s[i];
+        ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             c == '_' || c == '-';
+    }
+    if (!ok)
+        ad_verr_set(err, path, "invalid_value",
+                    "Invalid '%s': string does not match pattern. Expected a string that matches "
+                    "the pattern '^[a-zA-Z0-9_-]+$'.",
+                    path);
+    return ok;
+}
+
+/* path + "." + key, or just path when that would not fit (never cut mid-character). */
+static void sub_path(char *out, size_t cap, const char *path, const char *key)
+{
+    if (strlen(path) + 1 + strlen(key) < cap)
+        snprintf(out, cap, "%s%s%s", path, *path ? "." : "", key);
+    else
+        snprintf(out, cap, "%s", strlen(path) < cap ? path : "");
+}
+
+/* StaticChunkingStrategy: "the overlap must not exceed half of max_chunk_size_tokens". */
+static bool check_static_chunking(const json_t *v, const char *path, ad_verr *err)
+{
+    json_int_t max = json_integer_value(json_object_get(v, "max_chunk_size_tokens"));
+    json_int_t overlap = json_integer_value(json_object_get(v, "chunk_overlap_tokens"));
+    if (overlap <= max / 2) /* overlap is an integer, so this is overlap <= max / 2.0 */
+        return true;
+    char p[sizeof err->param];
+    sub_path(p, sizeof p, path, "chunk_overlap_tokens");
+    ad_verr_set(
+        err, p, "integer_above_max_value",
+        "Invalid '%s': integer above maximum value. Expected a value <= %" JSON_INTEGER_FORMAT
+        " (half of max_chunk_size_tokens), but got %" JSON_INTEGER_FORMAT " instead.",
+        p, max / 2, overlap);
+    return false;
+}
+
+/* tool_resources.file_search on create: oneOf {vector_store_ids} | {vector_stores}. */
+static bool check_file_search_resources(const json_t *v, const char *path, ad_verr *err)
+{
+    if (!json_object_get(v, "vector_store_ids") || !json_object_get(v, "vector_stores"))
+        return true;
+    ad_verr_set(err, path, "invalid_value",
+                "Invalid '%s': only one of 'vector_store_ids' or 'vector_stores' may be provided, "
+                "but got both.",
+                path);
+    return false;
+}
+
+/* image_url.url is `format: uri`: require "scheme:rest" without spaces. */
+static bool check_uri(const json_t *v, const char *path, ad_verr *err)
+{
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v), i = 0;
+    bool ok = n > 0 && ((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z'));
+    while (ok && i < n && s[i] != ':') {
+        char c = s[i];
+        ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             c == '+' || c == '-' || c == '.';
+        i++;
+    }
+    ok = ok && i < n && i + 1 < n; /* a ':' and something after it */
+    for (size_t j = 0; ok && j < n; j++)
+        ok = (unsigned char)s[j] > 0x20 && s[j] != 0x7f;
+    if (!ok)
+        ad_verr_set(err, path, "invalid_value",
+                    "Invalid '%s': Expected a valid URL, but got a value with an invalid format.",
+                    path);
+    return ok;
+}
+
+/* ---------------------------------------------------------------- enums */
+
+static const char *const e_code_interpreter[] = {"code_interpreter", NULL};
+static const char *const e_file_search[] = {"file_search", NULL};
+static const char *const e_function[] = {"function", NULL};
+static const char *const e_ranker[] = {"auto", "default_2024_08_21", NULL};
+static const char *const e_auto[] = {"auto", NULL};
+static const char *const e_static[] = {"static", NULL};
+static const char *const e_text[] = {"text", NULL};
+static const char *const e_json_object[] = {"json_object", NULL};
+static const char *const e_json_schema[] = {"json_schema", NULL};
+static const char *const e_image_file[] = {"image_file", NULL};
+static const char *const e_image_url[] = {"image_url", NULL};
+static const char *const e_detail[] = {"auto", "low", "high", NULL};
+static const char *const e_role[] = {"user", "assistant", NULL};
+static const char *const e_reasoning[] = {"none", "minimal", "low", "medium",
+                                          "high", "xhigh",   "max", NULL};
+/* The spec lists assistants|batch|fine-tune|vision for uploads; the SDKs'
+ * FilePurpose (and POST /files) also allow user_data and evals. */
+static const char *const e_purpose[] = {"assistants", "batch", "fine-tune", "vision",
+                                        "user_data",  "evals", NULL};
+static const char *const e_created_at[] = {"created_at", NULL};
+
+#define END                                                                                        \
+    {                                                                                              \
+        .name = NULL                                                                               \
+    }
+
+static const ad_vfield string_item = {.type = AD_V_STRING};
+
+/* ---------------------------------------------------------------- shared blocks */
+
+const ad_vfield ad_schema_metadata = {
+    .name = "metadata", .type = AD_V_METADATA, .flags = AD_V_NULLABLE};
+
+const ad_vfield ad_schema_reasoning_effort = {
+    .name = "reasoning_effort", .type = AD_V_STRING, .flags = AD_V_NULLABLE, .enums = e_reasoning};
+
+/* Tools (AssistantToolsCode | AssistantToolsFileSearch | AssistantToolsFunction) */
+
+static const ad_vfield ranking_options_fields[] = {
+    {.name = "ranker", .type = AD_V_STRING, .enums = e_ranker},
+    {.name = "score_threshold",
+     .type = AD_V_NUMBER,
+     .flags = AD_V_REQUIRED | AD_V_HAS_MIN | AD_V_HAS_MAX,
+     .min = 0,
+     .max = 1},
+    END};
+
+static const ad_vfield file_search_opts_fields[] = {
+    {.name = "max_num_results",
+     .type = AD_V_INTEGER,
+     .flags = AD_V_HAS_MIN | AD_V_HAS_MAX,
+     .min = 1,
+     .max = 50},
+    {.name = "ranking_options", .type = AD_V_OBJECT, .fields = ranking_options_fields},
+    END};
+
+static const ad_vfield function_fields[] = {
+    {.name = "name",
+     .type = AD_V_STRING,
+     .flags = AD_V_REQUIRED | AD_V_HAS_MAX,
+     .max = 64,
+     .check = ad_check_name_pattern},
+    {.name = "description", .type = AD_V_STRING},
+    {.name = "parameters", .type = AD_V_OBJECT}, /* free-form JSON Schema */
+    {.name = "strict", .type = AD_V_BOOLEAN, .flags = AD_V_NULLABLE},
+    END};
+
+static const ad_vfield tool_code_fields[] = {
+    {.name = "type", .type = AD_V_STRING, .flags = AD_V_REQUIRED, .enums = e_code_interpreter},
+    END};
+
+static const ad_vfield tool_file_search_fields[] = {
+    {.name = "type", .type = AD_V_STRING, .flags = AD_V_REQUIRED, .enums = e_file_search},
+    {.name = "file_search", .type = AD_V_OBJECT, .fields = file_search_opts_fields},
+    END};
+
+static const ad_vfield tool_function_fields[] = {
+    {.name = "type", .type = AD_V_STRING, .flags = AD_V_REQUIRED, .enums = e_function},
+    {.name = "function", .type = AD_V_OBJECT, .flags = AD_V_REQUIRED, .fields = function_fields},
+    END};
+
+static const ad_vfield tool_alts[] = {
+    {.type = AD_V_OBJECT, .fields = tool_code_fields},
+    {.type = AD_V_OBJECT, .fields = tool_file_search_fields},
+    {.type = AD_V_OBJECT, .fields = tool_function_fields},
+};
+
+const ad_vfield ad_schema_tool = {
+    .name = "tool", .type = AD_V_ONEOF, .alts = tool_alts, .nalts = 3};
+
+/* Response format ("auto" | text | json_object | json_schema) */
+
+static const ad_vfield rf_text_fields[] = {
+    {.name = "type", .type = AD_V_STRING, .flags = AD_V_REQUIRED, .enums = e_text}, END};
+
+static const ad_vfield rf_json_object_fields[] = {
+    {.name = "type", .type = AD_V_STRING, .flags = AD_V_REQUIRED, .enums = e_json_object}, END};
+
+static const ad_vfield json_schema_fields[] = {
+    {.name = "name",
+     .type = AD_V_STRING,
+     .flags = AD_V_REQUIRED | AD_V_HAS_MAX,
+     .max = 64,
+     .check = ad_check_name_pattern},
+    {.name = "description", .type = AD_V_STRING},
+    {.name = "schema", .type = AD_V_OBJECT}, /* free-form JSON Schema */
+    {.name = "strict", .type = AD_V_BOOLEAN, .flags = AD_V_NULLABLE},
+    END};
+
+static const ad_vfield rf_json_schema_fields[] = {
+    {.name = "type", .type = AD_V_STRING, .flags = AD_V_REQUIRED, .enums = e_json_schema},
+    {.name = "json_schema",
+     .type = AD_V_OBJECT,
+     .flags = AD_V_REQUIRED,
+     .fields = json_schema_fields},
+    END};
+
+static const ad_vfield rf_alts[] = {
+    {.type = AD_V_STRING, .enums = e_auto},
+    {.type = AD_V_OBJECT, .fields = rf_text_fields},
+    {.type = AD_V_OBJECT, .fields = rf_json_object_fields},
+    {.type = AD_V_OBJECT, .fields = rf_json_schema_fields},
+};
+
+const ad_vfield ad_schema_response_format = {.name = "response_format",
+                                             .type = AD_V_ONEOF,
+                                             .flags = AD_V_NULLABLE,
+                                             .alts = rf_alts,
+                                             .nalts = 4};
+
+/* Chunking strategy (auto | static) */
+
+static const ad_vfield static_chunking_fields[] = {
+    {.name = "max_chunk_size_tokens",
+     .type = AD_V_INTEGER,
+     .flags = AD_V_REQUIRED | AD_V_HAS_MIN | AD_V_HAS_MAX,
+     .min = 100,
+     .max = 4096},
+    /* no minimum in the spec; a negative overlap is meaningless */
+    {.name = "chunk_overlap_tokens",
+     .type = AD_V_INTEGER,
+     .flags = AD_V_REQUIRED | AD_V_HAS_MIN,
+     .min = 0},
+    END};
+
+static const ad_vfield chunking_auto_fields[] = {
+    {.name = "type", .type = AD_V_STRING, .flags = AD_V_REQUIRED, .enums = e_auto}, END};
+
+static const ad_vfield chunking_static_fields[] = {
+    {.name = "type", .type = AD_V_STRING, .flags = AD_V_REQUIRED, .enums = e_static},
+    {.name = "static",
+     .type = AD_V_OBJECT,
+     .flags = AD_V_REQUIRED,
+     .fields = static_chunking_fields,
+     .check = check_static_chunking},
+    END};
+
+static const ad_vfield chunking_alts[] = {
+    {.type = AD_V_OBJECT, .fields = chunking_auto_fields},
+    {.type = AD_V_OBJECT, .fields = chunking_static_fields},
+};
+
+const ad_vfield ad_schema_chunking_strategy = {
+    .name = "chunking_strategy", .type = AD_V_ONEOF, .alts = chunking_alts, .nalts = 2};
+
+/* Tool resources */
+
+static const ad_vfield ci_resources_fields[] = {{.name = "file_ids",
+                                                 .type = AD_V_ARRAY,
+                                                 .flags = AD_V_HAS_MAX,
+                                                 .max = 20,
+                                                 .items = &string_item},
+                                                END};
+
+static const ad_vfield vector_store_helper_fields[] = {
+    {.name = "file_ids",
+     .type = AD_V_ARRAY,
+     .flags = AD_V_HAS_MAX,
+     .max = 100000000,
+     .items = &string_item},
+    {.name = "chunking_strategy", .type = AD_V_ONEOF, .alts = chunking_alts, .nalts = 2},
+    {.name = "metadata", .type = AD_V_METADATA, .flags = AD_V_NULLABLE},
+    END};
+
+static const ad_vfield vector_store_helper = {.type = AD_V_OBJECT,
+                                              .fields = vector_store_helper_fields};
+
+static const ad_vfield fs_resources_create_fields[] = {{.name = "vector_store_ids",
+                                                        .type = AD_V_ARRAY,
+                                                        .flags = AD_V_HAS_MAX,
+                                                        .max = 1,
+                                                        .items = &string_item},
+                                                       {.name = "vector_stores",
+                                                        .type = AD_V_ARRAY,
+                                                        .flags = AD_V_HAS_MAX,
+                                                        .max = 1,
+                                                        .items = &vector_store_helper},
+                                                       END};
+
+static const ad_vfield fs_resources_fields[] = {{.name = "vector_store_ids",
+                                                 .type = AD_V_ARRAY,
+                                                 .flags = AD_V_HAS_MAX,
+                                                 .max = 1,
+                                                 .items = &string_item},
+                                                END};
+
+static const ad_vfield tool_resources_create_fields[] = {
+    {.name = "code_interpreter", .type = AD_V_OBJECT, .fields = ci_resources_fields},
+    {.name = "file_search",
+     .type = AD_V_OBJECT,
+     .fields = fs_resources_create_fields,
+     .check = check_file_search_resources},
+    END};
+
+static const ad_vfield tool_resources_fields[] = {
+    {.name = "code_interpreter", .type = AD_V_OBJECT, .fields = ci_resources_fields},
+    {.name = "file_search", .type = AD_V_OBJECT, .fields = fs_resources_fields},
+    END};
+
+const ad_vfield ad_schema_tool_resources_create = {.name = "tool_resources",
+                                                   .type = AD_V_OBJECT,
+                                                   .flags = AD_V_NULLABLE,
+                                                   .fields = tool_resources_create_fields};
+
+const ad_vfield ad_schema_tool_resources = {.name = "tool_resources",
+                                            .type = AD_V_OBJECT,
+                                            .flags = AD_V_NULLABLE,
+                                            .fields = tool_resources_fields};
+
+/* ---------------------------------------------------------------- assistants */
+
+#define F_NAME                                                                                     \
+    {                                                                                              \
+        .name = "name", .type = AD_V_STRING, .flags = AD_V_NULLABLE | AD_V_HAS_MAX, .max = 256     \
+    }
+#define F_DESCRIPTION                                                                              \
+    {                                                                                              \
+        .name = "description", .type = AD_V_STRING, .flags = AD_V_NULLABLE | AD_V_HAS_MAX,         \
+        .max = 512                                                                                 \
+    }
+#define F_INSTRUCTIONS                                                                             \
+    {                                                                                              \
+        .name = "instructions", .type = AD_V_STRING, .flags = AD_V_NULLABLE | AD_V_HAS_MAX,        \
+        .max = 256000                                                                              \
+    }
+#define F_REASONING                                                                                \
+    {                                                                                              \
+        .name = "reasoning_effort", .type = AD_V_STRING, .flags = AD_V_NULLABLE,                   \
+        .enums = e_reasoning                                                                       \
+    }
+#define F_TOOLS                                                                                    \
+    {                                                                                              \
+        .name = "tools", .type = AD_V_ARRAY, .flags = AD_V_HAS_MAX, .max = 128,                    \
+        .items = &ad_schema_tool                                                                   \
+    }
+#define F_METADATA                                                                                 \
+    {                                                                                              \
+        .name = "metadata", .type = AD_V_METADATA, .flags = AD_V_NULLABLE                          \
+    }
+#define F_TEMPERATURE                                                                              \
+    {                                                                                              \
+        .name = "temperature", .type = AD_V_NUMBER,                                                \
+        .flags = AD_V_NULLABLE | AD_V_HAS_MIN | AD_V_HAS_MAX, .min = 0, .max = 2                   \
+    }
+#define F_TOP_P                                                                                    \
+    {                                                                                              \
+        .name = "top_p", .type = AD_V_NUMBER,                                                      \
+        .flags = AD_V_NULLABLE | AD_V_HAS_MIN | AD_V_HAS_MAX, .min = 0, .max = 1                   \
+    }
+#define F_RESPONSE_FORMAT                                                                          \
+    {                                                                                              \
+        .name = "response_format", .type = AD_V_ONEOF, .flags = AD_V_NULLABLE, .alts = rf_alts,    \
+        .nalts = 4                                                                                 \
+    }
+
+static const ad_vfield create_assistant_fields[] = {
+    {.name = "model", .type = AD_V_STRING, .flags = AD_V_REQUIRED},
+    F_NAME,
+    F_DESCRIPTION,
+    F_INSTRUCTIONS,
+    F_REASONING,
+    F_TOOLS,
+    {.name = "tool_resources",
+     .type = AD_V_OBJECT,
+     .flags = AD_V_NULLABLE,
+     .fields = tool_resources_create_fields},
+    F_METADATA,
+    F_TEMPERATURE,
+    F_TOP_P,
+    F_RESPONSE_FORMAT,
+    END};
+
+static const ad_vfield modify_assistant_fields[] = {{.name = "model", .type = AD_V_STRING},
+                                                    F_REASONING,
+                                                    F_NAME,
+                                                    F_DESCRIPTION,
+                                                    F_INSTRUCTIONS,
+                                                    F_TOOLS,
+                                                    {.name = "tool_resources",
+                                                     .type = AD_V_OBJECT,
+                                                     .flags = AD_V_NULLABLE,
+                                                     .fields = tool_resources_fields},
+                                                    F_METADATA,
+                                                    F_TEMPERATURE,
+                                                    F_TOP_P,
+                                                    F_RESPONSE_FORMAT,
+                                                    END};
+
+const ad_vfield ad_schema_create_assistant = {.type = AD_V_OBJECT,
+                                              .fields = create_assistant_fields};
+const ad_vfield ad_schema_modify_assistant = {.type = AD_V_OBJECT,
+                                              .fields = modify_assistant_fields};
+
+/* ---------------------------------------------------------------- messages */
+
+static const ad_vfield text_part_fields[] = {
+    {.name = "type", .type = AD_V_STRING, .flags = AD_V_REQUIRED, .enums = e_text},
+    {.name = "text", .type = AD_V_STRING, .flags = AD_V_REQUIRED},
+    END};
+
+static const ad_vfield image_file_fields[] = {
+    {.name = "file_id", .type = AD_V_STRING, .flags = AD_V_REQUIRED},
+    {.name = "detail", .type = AD_V_STRING, .enums = e_detail},
+    END};
+
+static const ad_vfield image_file_part_fields[] = {
+    {.name = "type", .type = AD_V_STRING, .flags = AD_V_REQUIRED, .enums = e_image_file},
+    {.name = "image_file",
+     .type = AD_V_OBJECT,
+     .flags = AD_V_REQUIRED,
+     .fields = image_file_fields},
+    END};
+
+static const ad_vfield image_url_fields[] = {
+    {.name = "url", .type = AD_V_STRING, .flags = AD_V_REQUIRED, .check = check_uri},
+    {.name = "detail", .type = AD_V_STRING, .enums = e_detail},
+    END};
+
+static const ad_vfield image_url_part_fields[] = {
+    {.name = "type", .type = AD_V_STRING, .flags = AD_V_REQUIRED, .enums = e_image_url},
+    {.name = "image_url", .type = AD_V_OBJECT, .flags = AD_V_REQUIRED, .fields = image_url_fields},
+    END};
+
+/* spec order: MessageContentImageFileObject, ...ImageUrlObject, MessageRequestContentTextObject */
+static const ad_vfield content_part_alts[] = {
+    {.type = AD_V_OBJECT, .fields = image_file_part_fields},
+    {.type = AD_V_OBJECT, .fields = image_url_part_fields},
+    {.type = AD_V_OBJECT, .fields = text_part_fields},
+};
+
+static const ad_vfield content_part = {.type = AD_V_ONEOF, .alts = content_part_alts, .nalts = 3};
+
+/* Not in the spec: the real API rejects empty message content. */
+static const ad_vfield content_alts[] = {
+    {.type = AD_V_STRING, .flags = AD_V_HAS_MIN, .min = 1},
+    {.type = AD_V_ARRAY, .flags = AD_V_HAS_MIN, .min = 1, .items = &content_part},
+};
+
+/* AssistantToolsFileSearchTypeOnly */
+static const ad_vfield tool_file_search_type_only_fields[] = {
+    {.name = "type", .type = AD_V_STRING, .flags = AD_V_REQUIRED, .enums = e_file_search}, END};
+
+static const ad_vfield attachment_tool_alts[] = {
+    {.type = AD_V_OBJECT, .fields = tool_code_fields},
+    {.type = AD_V_OBJECT, .fields = tool_file_search_type_only_fields},
+};
+
+static const ad_vfield attachment_tool = {
+    .type = AD_V_ONEOF, .alts = attachment_tool_alts, .nalts = 2};
+
+static const ad_vfield attachment_fields[] = {
+    {.name = "file_id", .type = AD_V_STRING},
+    {.name = "tools", .type = AD_V_ARRAY, .items = &attachment_tool},
+    END};
+
+static const ad_vfield attachment = {.type = AD_V_OBJECT, .fields = attachment_fields};
+
+static const ad_vfield create_message_fields[] = {
+    {.name = "role", .type = AD_V_STRING, .flags = AD_V_REQUIRED, .enums = e_role},
+    {.name = "content",
+     .type = AD_V_ONEOF,
+     .flags = AD_V_REQUIRED,
+     .alts = content_alts,
+     .nalts = 2},
+    {.name = "attachments", .type = AD_V_ARRAY, .flags = AD_V_NULLABLE, .items = &attachment},
+    F_METADATA,
+    END};
+
+static const ad_vfield modify_message_fields[] = {F_METADATA, END};
+
+const ad_vfield ad_schema_create_message = {.type = AD_V_OBJECT, .fields = create_message_fields};
+const ad_vfield ad_schema_modify_message = {.type = AD_V_OBJECT, .fields = modify_message_fields};
+
+/* ---------------------------------------------------------------- threads */
+
+static const ad_vfield create_thread_fields[] = {
+    {.name = "messages", .type = AD_V_ARRAY, .items = &ad_schema_create_message},
+    {.name = "tool_resources",
+     .type = AD_V_OBJECT,
+     .flags = AD_V_NULLABLE,
+     .fields = tool_resources_create_fields},
+    F_METADATA,
+    END};
+
+static const ad_vfield modify_thread_fields[] = {{.name = "tool_resources",
+                                                  .type = AD_V_OBJECT,
+                                                  .flags = AD_V_NULLABLE,
+                                                  .fields = tool_resources_fields},
+                                                 F_METADATA,
+                                                 END};
+
+const ad_vfield ad_schema_create_thread = {.type = AD_V_OBJECT, .fields = create_thread_fields};
+const ad_vfield ad_schema_modify_thread = {.type = AD_V_OBJECT, .fields = modify_thread_fields};
+
+/* ---------------------------------------------------------------- uploads */
+
+static const ad_vfield file_expiration_fields[] = {
+    {.name = "anchor", .type = AD_V_STRING, .flags = AD_V_REQUIRED, .enums = e_created_at},
+    {.name = "seconds",
+     .type = AD_V_INTEGER,
+     .flags = AD_V_REQUIRED | AD_V_HAS_MIN | AD_V_HAS_MAX,
+     .min = 3600,
+     .max = 2592000},
+    END};
+
+static const ad_vfield create_upload_fields[] = {
+    {.name = "filename", .type = AD_V_STRING, .flags = AD_V_REQUIRED},
+    {.name = "purpose", .type = AD_V_STRING, .flags = AD_V_REQUIRED, .enums = e_purpose},
+    {.name = "bytes", .type = AD_V_INTEGER, .flags = AD_V_REQUIRED},
+    {.name = "mime_type", .type = AD_V_STRING, .flags = AD_V_REQUIRED},
+    {.name = "expires_after", .type = AD_V_OBJECT, .fields = file_expiration_fields},
+    END};
+
+static const ad_vfield complete_upload_fields[] = {
+    {.name = "part_ids", .type = AD_V_ARRAY, .flags = AD_V_REQUIRED, .items = &string_item},
+    {.name = "md5", .type = AD_V_STRING},
+    END};
+
+const ad_vfield ad_schema_create_upload = {.type = AD_V_OBJECT, .fields = create_upload_fields};
+const ad_vfield ad_schema_complete_upload = {.type = AD_V_OBJECT, .fields = complete_upload_fields};
+
+const ad_vfield *const ad_schemas_all[] = {
+    &ad_schema_create_assistant,
+    &ad_schema_modify_assistant,
+    &ad_schema_create_thread,
+    &ad_schema_modify_thread,
+    &ad_schema_create_message,
+    &ad_schema_modify_message,
+    &ad_schema_create_upload,
+    &ad_schema_complete_upload,
+    &ad_schema_tool,
+    &ad_schema_response_format,
+    &ad_schema_tool_resources_create,
+    &ad_schema_tool_resources,
+    &ad_schema_chunking_strategy,
+    &ad_schema_metadata,
+    &ad_schema_reasoning_effort,
+    NULL,
+};
