@@ -31,27 +31,39 @@ FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
 
 FUZZ_SECONDS ?= 60
 
+# Short build lines; `make V=1` shows full commands.
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
 .PHONY: all asan run test deps unit e2e fuzz fuzz-build fuzz-long lint bench clean
 
 all: build/assistd
 
 build/assistd: $(REL_OBJ) build/rel/src/main.o
-	$(CC) -o $@ $^ $(PKGLIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) -o $@ $^ $(PKGLIBS)
 
 build/asan/assistd: $(ASAN_OBJ) build/asan/src/main.o
-	$(CC) $(LDFLAGS_ASAN) -o $@ $^ $(PKGLIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS_ASAN) -o $@ $^ $(PKGLIBS)
 
 build/rel/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_REL) -MMD -MP -c -o $@ $<
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CFLAGS_REL) -MMD -MP -c -o $@ $<
 
 build/asan/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ASAN) -MMD -MP -c -o $@ $<
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CFLAGS_ASAN) -MMD -MP -c -o $@ $<
 
 build/asan/unit/%: tests/unit/%.c $(ASAN_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ASAN) -Itests/unit -o $@ $< $(ASAN_OBJ) $(LDFLAGS_ASAN) $(PKGLIBS) -lcmocka
+	@echo "  TEST    $@"
+	$(Q)$(CC) $(CFLAGS_ASAN) -Itests/unit -o $@ $< $(ASAN_OBJ) $(LDFLAGS_ASAN) $(PKGLIBS) -lcmocka
 
 asan: build/asan/assistd
 
@@ -76,7 +88,8 @@ e2e: build/asan/assistd
 FUZZ_CFLAGS := $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined $(INCS) $(PKGCFLAGS)
 build/fuzz/%: fuzz/%.c $(LIB_SRC)
 	@mkdir -p $(dir $@)
-	$(FUZZCC) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(PKGLIBS)
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZCC) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(PKGLIBS)
 
 fuzz-build: $(FUZZ_BIN)
 

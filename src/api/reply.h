@@ -22,9 +22,8 @@ void ad_reply_raw(ad_req *req, int status, const char *json, size_t len);
 /* Sends an open file; the front closes fd. */
 void ad_reply_fd(ad_req *req, int fd, uint64_t size, const char *content_type);
 /* An error body. param and code may be NULL (rendered as null). */
-void ad_reply_error(ad_req *req, int status, const char *type, const char *param,
-                    const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
+void ad_reply_error(ad_req *req, int status, const char *type, const char *param, const char *code,
+                    const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 /* 400 invalid_request_error from a validation failure. */
 void ad_reply_verr(ad_req *req, const ad_verr *err);
 /* 404 "No <what> found with id '<id>'." */

@@ -11,7 +11,7 @@
 
 static const double bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                 0.05,   0.1,   0.25,   0.5,   1,    2.5};
-#define NB (sizeof bounds / sizeof bounds[0])
+#define NB      (sizeof bounds / sizeof bounds[0])
 #define NSTATUS 500 /* 100..599 */
 
 typedef struct route_m {
@@ -81,9 +81,9 @@ ad_err ad_metrics_render(ad_metrics *m, ad_buf *out)
         for (int s = 0; s < NSTATUS; s++) {
             unsigned long long v = atomic_load_explicit(&m->r[i].status[s], memory_order_relaxed);
             if (v)
-                rc |= ad_buf_printf(out,
-                                    "assistd_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
-                                    name_of(m, i), s + 100, v);
+                rc |= ad_buf_printf(
+                    out, "assistd_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+                    name_of(m, i), s + 100, v);
         }
     rc |= ad_buf_addstr(out, "# HELP assistd_http_request_duration_seconds Request latency by "
                              "route.\n# TYPE assistd_http_request_duration_seconds histogram\n");

@@ -80,7 +80,7 @@ struct ad_req {
     /* body */
     bool failed;        /* an error response has been prepared during upload */
     uint64_t discarded; /* body bytes dropped after the error */
-    ad_buf body; /* JSON bodies */
+    ad_buf body;        /* JSON bodies */
     json_t *json;
     ad_mp *mp; /* multipart parser */
     ad_form_field *form;

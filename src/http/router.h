@@ -16,10 +16,10 @@
 #include "http/request.h"
 
 typedef enum {
-    AD_SHAPE_ROOT,       /* /healthz, /metrics */
-    AD_SHAPE_OPENAI,     /* /v1/... */
-    AD_SHAPE_AZURE,      /* /openai/...: api-version required */
-    AD_SHAPE_AZURE_V1,   /* /openai/v1/...: no api-version */
+    AD_SHAPE_ROOT,     /* /healthz, /metrics */
+    AD_SHAPE_OPENAI,   /* /v1/... */
+    AD_SHAPE_AZURE,    /* /openai/...: api-version required */
+    AD_SHAPE_AZURE_V1, /* /openai/v1/...: no api-version */
 } ad_shape;
 
 /* Splits url into its shape and the API path ("/assistants/asst_1").

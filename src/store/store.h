@@ -44,12 +44,12 @@ typedef struct ad_store ad_store;
 typedef struct ad_db ad_db;
 
 typedef struct ad_obj {
-    const char *kind;    /* "assistant", "thread", "message", "file", ... */
+    const char *kind; /* "assistant", "thread", "message", "file", ... */
     const char *id;
     const char *project;
-    const char *parent;  /* "" for top-level objects */
-    const char *aux;     /* "" when unused */
-    int64_t created_at;  /* unix seconds */
+    const char *parent; /* "" for top-level objects */
+    const char *aux;    /* "" when unused */
+    int64_t created_at; /* unix seconds */
 } ad_obj;
 
 ad_err ad_store_open(const char *data_dir, unsigned nconns, const ad_logger *lg, ad_store **out);

@@ -10,7 +10,7 @@
 #include <stddef.h>
 
 #define AD_ID_RANDOM_LEN 24
-#define AD_ID_MAX 64 /* enough for any prefix + random part + NUL */
+#define AD_ID_MAX        64 /* enough for any prefix + random part + NUL */
 
 /* Writes prefix + random part into out (size >= AD_ID_MAX). */
 void ad_id_new(char out[AD_ID_MAX], const char *prefix);

@@ -1,0 +1,237 @@
+/* test_store.c -- the SQLite store: objects, projects, tombstones, cursors,
+ * transactions, and persistence across a reopen. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store.h"
+
+typedef struct ctx {
+    char dir[64];
+    ad_logger log;
+    ad_store *s;
+    ad_db *db;
+} ctx;
+
+static int setup(void **state)
+{
+    ctx *c = calloc(1, sizeof *c);
+    snprintf(c->dir, sizeof c->dir, "/tmp/assistd-store-XXXXXX");
+    if (!mkdtemp(c->dir))
+        return -1;
+    c->log.fd = 2;
+    c->log.level = AD_LOG_WARN;
+    if (ad_store_open(c->dir, 2, &c->log, &c->s))
+        return -1;
+    c->db = ad_store_acquire(c->s);
+    *state = c;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    ctx *c = *state;
+    char cmd[128];
+    ad_store_release(c->s, c->db);
+    ad_store_close(c->s);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", c->dir);
+    if (system(cmd) != 0)
+        return -1;
+    free(c);
+    return 0;
+}
+
+static void put(ad_db *db, const char *project, const char *kind, const char *id,
+                const char *parent, const char *aux)
+{
+    char json[128];
+    int n = snprintf(json, sizeof json, "{\"id\":\"%s\"}", id);
+    ad_obj o = {.kind = kind,
+                .id = id,
+                .project = project,
+                .parent = parent,
+                .aux = aux,
+                .created_at = 1700000000};
+    assert_int_equal(ad_db_put(db, &o, json, (size_t)n), AD_OK);
+}
+
+typedef struct collected {
+    char ids[128][16];
+    int n;
+} collected;
+
+static ad_err collect(void *ud, const char *id, const char *json, size_t len)
+{
+    collected *c = ud;
+    assert_non_null(strstr(json, id));
+    assert_true(len > 0);
+    snprintf(c->ids[c->n++], sizeof c->ids[0], "%s", id);
+    return AD_OK;
+}
+
+static void get_put_update_delete(void **state)
+{
+    ctx *c = *state;
+    ad_buf b;
+    ad_buf_init(&b, 1024);
+    put(c->db, "p1", "assistant", "asst_1", "", "");
+    assert_int_equal(ad_db_get(c->db, "p1", "assistant", "asst_1", &b), AD_OK);
+    assert_string_equal(ad_buf_str(&b), "{\"id\":\"asst_1\"}");
+    /* Same id again is refused. */
+    ad_obj dup = {.kind = "assistant", .id = "asst_1", .project = "p1", .created_at = 1};
+    assert_int_equal(ad_db_put(c->db, &dup, "{}", 2), AD_EEXIST);
+    /* Another project or kind cannot see it. */
+    ad_buf_reset(&b);
+    assert_int_equal(ad_db_get(c->db, "p2", "assistant", "asst_1", &b), AD_ENOTFOUND);
+    assert_int_equal(ad_db_get(c->db, "p1", "thread", "asst_1", &b), AD_ENOTFOUND);
+    assert_int_equal(ad_db_update(c->db, "p2", "assistant", "asst_1", NULL, "{}", 2), AD_ENOTFOUND);
+    assert_int_equal(ad_db_delete(c->db, "p2", "assistant", "asst_1"), AD_ENOTFOUND);
+    assert_int_equal(ad_db_update(c->db, "p1", "assistant", "asst_1", NULL, "{\"v\":2}", 7), AD_OK);
+    ad_buf_reset(&b);
+    assert_int_equal(ad_db_get(c->db, "p1", "assistant", "asst_1", &b), AD_OK);
+    assert_string_equal(ad_buf_str(&b), "{\"v\":2}");
+    assert_int_equal(ad_db_delete(c->db, "p1", "assistant", "asst_1"), AD_OK);
+    assert_int_equal(ad_db_delete(c->db, "p1", "assistant", "asst_1"), AD_ENOTFOUND);
+    ad_buf_reset(&b);
+    assert_int_equal(ad_db_get(c->db, "p1", "assistant", "asst_1", &b), AD_ENOTFOUND);
+    bool exists = true;
+    assert_int_equal(ad_db_exists_any(c->db, "assistant", "asst_1", &exists), AD_OK);
+    assert_false(exists);
+    ad_buf_free(&b);
+}
+
+static void list_pages_and_cursors(void **state)
+{
+    ctx *c = *state;
+    char id[16];
+    for (int i = 0; i < 10; i++) {
+        snprintf(id, sizeof id, "a%d", i);
+        put(c->db, "p", "assistant", id, "", "");
+    }
+    put(c->db, "other", "assistant", "x0", "", "");
+    collected got = {.n = 0};
+    bool more;
+    ad_list_q q = {.project = "p", .kind = "assistant", .parent = "", .limit = 3, .asc = false};
+    assert_int_equal(ad_db_list(c->db, &q, collect, &got, &more), AD_OK);
+    assert_int_equal(got.n, 3);
+    assert_true(more);
+    assert_string_equal(got.ids[0], "a9");
+    assert_string_equal(got.ids[2], "a7");
+    /* after = a7 in desc order continues with a6. */
+    q.after = "a7";
+    got.n = 0;
+    assert_int_equal(ad_db_list(c->db, &q, collect, &got, &more), AD_OK);
+    assert_string_equal(got.ids[0], "a6");
+    /* asc with after = a7 gives a8, a9 and no more. */
+    q.asc = true;
+    got.n = 0;
+    assert_int_equal(ad_db_list(c->db, &q, collect, &got, &more), AD_OK);
+    assert_int_equal(got.n, 2);
+    assert_false(more);
+    assert_string_equal(got.ids[0], "a8");
+    /* before = a2 in asc gives a0, a1. */
+    q.after = NULL;
+    q.before = "a2";
+    got.n = 0;
+    assert_int_equal(ad_db_list(c->db, &q, collect, &got, &more), AD_OK);
+    assert_int_equal(got.n, 2);
+    assert_string_equal(got.ids[0], "a0");
+    assert_string_equal(got.ids[1], "a1");
+    /* A deleted object still works as a cursor but is not listed. */
+    assert_int_equal(ad_db_delete(c->db, "p", "assistant", "a5"), AD_OK);
+    q.before = NULL;
+    q.after = "a5";
+    q.limit = 100;
+    got.n = 0;
+    assert_int_equal(ad_db_list(c->db, &q, collect, &got, &more), AD_OK);
+    assert_int_equal(got.n, 4);
+    assert_string_equal(got.ids[0], "a6");
+    /* Unknown cursor, or a cursor of another project. */
+    q.after = "zzz";
+    assert_int_equal(ad_db_list(c->db, &q, collect, &got, &more), AD_ENOTFOUND);
+    q.after = "x0";
+    assert_int_equal(ad_db_list(c->db, &q, collect, &got, &more), AD_ENOTFOUND);
+}
+
+static void children_and_aux(void **state)
+{
+    ctx *c = *state;
+    put(c->db, "p", "message", "m1", "t1", "run_a");
+    put(c->db, "p", "message", "m2", "t1", "");
+    put(c->db, "p", "message", "m3", "t1", "run_a");
+    put(c->db, "p", "message", "m4", "t2", "run_a");
+    collected got = {.n = 0};
+    bool more;
+    ad_list_q q = {.project = "p",
+                   .kind = "message",
+                   .parent = "t1",
+                   .aux = "run_a",
+                   .limit = 20,
+                   .asc = true};
+    assert_int_equal(ad_db_list(c->db, &q, collect, &got, &more), AD_OK);
+    assert_int_equal(got.n, 2);
+    assert_string_equal(got.ids[0], "m1");
+    assert_string_equal(got.ids[1], "m3");
+    ad_buf b;
+    ad_buf_init(&b, 256);
+    assert_int_equal(ad_db_get_child(c->db, "p", "message", "t2", "m1", &b), AD_ENOTFOUND);
+    assert_int_equal(ad_db_get_child(c->db, "p", "message", "t1", "m1", &b), AD_OK);
+    int64_t n = 0;
+    assert_int_equal(ad_db_count(c->db, "p", "message", "t1", &n), AD_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(ad_db_delete_children(c->db, "p", "message", "t1", &n), AD_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(ad_db_count(c->db, "p", "message", "t1", &n), AD_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(ad_db_count(c->db, "p", "message", "t2", &n), AD_OK);
+    assert_int_equal(n, 1);
+    ad_buf_free(&b);
+}
+
+static void transactions_roll_back(void **state)
+{
+    ctx *c = *state;
+    assert_int_equal(ad_db_begin(c->db), AD_OK);
+    put(c->db, "p", "thread", "t9", "", "");
+    ad_db_rollback(c->db);
+    ad_buf b;
+    ad_buf_init(&b, 256);
+    assert_int_equal(ad_db_get(c->db, "p", "thread", "t9", &b), AD_ENOTFOUND);
+    assert_int_equal(ad_db_begin(c->db), AD_OK);
+    put(c->db, "p", "thread", "t9", "", "");
+    assert_int_equal(ad_db_commit(c->db), AD_OK);
+    assert_int_equal(ad_db_get(c->db, "p", "thread", "t9", &b), AD_OK);
+    ad_buf_free(&b);
+}
+
+static void survives_reopen(void **state)
+{
+    ctx *c = *state;
+    put(c->db, "p", "assistant", "keep", "", "");
+    ad_store_release(c->s, c->db);
+    ad_store_close(c->s);
+    assert_int_equal(ad_store_open(c->dir, 3, &c->log, &c->s), AD_OK);
+    c->db = ad_store_acquire(c->s);
+    ad_buf b;
+    ad_buf_init(&b, 256);
+    assert_int_equal(ad_db_get(c->db, "p", "assistant", "keep", &b), AD_OK);
+    assert_string_equal(ad_buf_str(&b), "{\"id\":\"keep\"}");
+    ad_buf_free(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(get_put_update_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(list_pages_and_cursors, setup, teardown),
+        cmocka_unit_test_setup_teardown(children_and_aux, setup, teardown),
+        cmocka_unit_test_setup_teardown(transactions_roll_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(survives_reopen, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
