@@ -56,12 +56,23 @@ void ad_api_set_metadata(json_t *obj, const json_t *body);
 bool ad_api_ok(ad_req *req, ad_err rc);
 
 /* Checks that every file id exists in the caller's project; answers 400
- * "Invalid 'param': file 'x' not found." (OpenAI's wording) otherwise. */
+ * "Invalid 'param[i]': no file found with id 'x'." otherwise. */
 bool ad_api_files_exist(ad_req *req, const json_t *ids, const char *param);
 
 /* Normalises a request tool_resources into the object form; creates nothing.
  * Answers 400 and returns NULL when a referenced id does not exist. */
 json_t *ad_api_tool_resources(ad_req *req, const json_t *tr, const char *param);
+
+/* Builds a message from a validated CreateMessageRequest and stores it under
+ * thread_id inside the caller's transaction (messages.c). param prefixes error
+ * params ("" or "messages[2]"); *out (if not NULL) gets the object. Returns
+ * false after answering an error. */
+bool ad_api_message_put(ad_req *req, const char *thread_id, const json_t *body,
+                        int64_t created_at, const char *param, json_t **out);
+/* Creates a thread and its initial messages from a validated
+ * CreateThreadRequest inside the caller's transaction (threads.c). New
+ * reference, or NULL after answering an error. */
+json_t *ad_api_thread_put(ad_req *req, const json_t *body);
 
 /* ---- handlers ---- */
 void ad_h_health(ad_req *req);
