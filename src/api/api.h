@@ -67,8 +67,8 @@ json_t *ad_api_tool_resources(ad_req *req, const json_t *tr, const char *param);
  * thread_id inside the caller's transaction (messages.c). param prefixes error
  * params ("" or "messages[2]"); *out (if not NULL) gets the object. Returns
  * false after answering an error. */
-bool ad_api_message_put(ad_req *req, const char *thread_id, const json_t *body,
-                        int64_t created_at, const char *param, json_t **out);
+bool ad_api_message_put(ad_req *req, const char *thread_id, const json_t *body, int64_t created_at,
+                        const char *param, json_t **out);
 /* Creates a thread and its initial messages from a validated
  * CreateThreadRequest inside the caller's transaction (threads.c). New
  * reference, or NULL after answering an error. */
