@@ -47,12 +47,15 @@ static void parse_models(ad_server *srv)
     }
 }
 
+static const char **route_names;
+
 static void cleanup(ad_server *srv)
 {
     ad_http_stop(srv);
     ad_store_close(srv->store);
     ad_auth_free(srv->auth);
     ad_metrics_free(srv->metrics);
+    ad_free(route_names);
     for (size_t i = 0; i < srv->nmodels; i++)
         ad_free(srv->models[i]);
     ad_free(srv->models);
@@ -85,10 +88,12 @@ int main(int argc, char **argv)
     if (ad_auth_load(srv.cfg.api_keys, srv.cfg.keys_file, stderr, &srv.auth))
         goto out;
     parse_models(&srv);
-    const char *names[256];
-    for (size_t i = 0; i < ad_nroutes && i < 256; i++)
-        names[i] = ad_routes[i].name;
-    srv.metrics = ad_metrics_new(ad_nroutes, names);
+    /* The metrics keep this array: it lives until cleanup. Sized from the
+     * table, so no route is ever left without a name. */
+    route_names = ad_calloc(ad_nroutes + 1, sizeof *route_names);
+    for (size_t i = 0; i < ad_nroutes; i++)
+        route_names[i] = ad_routes[i].name;
+    srv.metrics = ad_metrics_new(ad_nroutes, route_names);
     if (ad_blob_init(srv.cfg.data_dir, &srv.log)) {
         ad_log(&srv.log, AD_LOG_ERROR, "cannot prepare data directory %s", srv.cfg.data_dir);
         goto out;
@@ -104,7 +109,8 @@ int main(int argc, char **argv)
 
     int sig = 0;
     sigwait(&sigs, &sig);
-    ad_log(&srv.log, AD_LOG_INFO, "received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    ad_log(&srv.log, AD_LOG_INFO, "received %s, shutting down",
+           sig == SIGINT ? "SIGINT" : "SIGTERM");
     code = 0;
 out:
     cleanup(&srv);

@@ -36,10 +36,10 @@
 #include "util/id.h"
 #include "util/str.h"
 
-#define FIELD_MAX (64 * 1024) /* one non-file multipart field */
+#define FIELD_MAX       (64 * 1024) /* one non-file multipart field */
 #define FORM_FIELDS_MAX 32
-#define DISCARD_MAX (64ull * 1024 * 1024) /* body bytes read and dropped after an error */
-#define OUT_MAX (256ull * 1024 * 1024)    /* largest JSON response */
+#define DISCARD_MAX     (64ull * 1024 * 1024)  /* body bytes read and dropped after an error */
+#define OUT_MAX         (256ull * 1024 * 1024) /* largest JSON response */
 
 /* ---- request helpers (request.h) ---- */
 
@@ -123,6 +123,26 @@ static double elapsed(const ad_req *req)
     return (double)(t1.tv_sec - req->t0.tv_sec) + (double)(t1.tv_nsec - req->t0.tv_nsec) / 1e9;
 }
 
+/* Copies s into out for the access log, percent-encoding control bytes,
+ * spaces and non-ASCII. libmicrohttpd hands us the URL already decoded, so
+ * "/v1/a%0Astatus=200" would otherwise forge a second log line or field. */
+static const char *log_safe(const char *s, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p && o + 4 < cap; p++) {
+        if (*p <= 0x20 || *p >= 0x7f || *p == '%') {
+            out[o++] = '%';
+            out[o++] = hex[*p >> 4];
+            out[o++] = hex[*p & 15];
+        } else {
+            out[o++] = (char)*p;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -134,11 +154,14 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     double secs = elapsed(req);
     int status = req->responded ? req->status : 499; /* client went away */
     ad_metrics_request(srv->metrics, req->route_index, status, secs);
-    if (srv->cfg.access_log)
+    if (srv->cfg.access_log) {
+        char method[64], path[1024];
         ad_log(&srv->log, AD_LOG_INFO,
-               "access method=%s path=%s status=%d dur_ms=%.3f req=%s project=%s%s", req->method,
-               req->url, status, secs * 1e3, req->id, req->project,
+               "access method=%s path=%s status=%d dur_ms=%.3f req=%s project=%s%s",
+               log_safe(req->method, method, sizeof method), log_safe(req->url, path, sizeof path),
+               status, secs * 1e3, req->id, req->project,
                toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
+    }
     req_free(req);
     *con_cls = NULL;
 }
@@ -193,7 +216,9 @@ static const char *presented_key(ad_req *req, size_t *len)
         while (*h == ' ')
             h++;
         *len = strlen(h);
-        return *len ? h : NULL;
+        if (*len)
+            return h;
+        /* An empty bearer token: an api-key header may still carry the key. */
     }
     h = ad_req_header(req, "api-key");
     if (h && *h) {
@@ -210,6 +235,7 @@ static bool authenticate(ad_req *req)
         return true;
     size_t len = 0;
     const char *key = presented_key(req, &len);
+    req->project = "-"; /* the access log must not credit a refused request to "default" */
     if (!key) {
         ad_reply_error(req, 401, "invalid_request_error", NULL, NULL,
                        "You didn't provide an API key. You need to provide your API key in an "
@@ -271,11 +297,16 @@ static void begin(ad_req *req)
     }
     bool root = shape == AD_SHAPE_ROOT;
     req->azure = shape == AD_SHAPE_AZURE || shape == AD_SHAPE_AZURE_V1;
-    if (!root && !authenticate(req))
-        return;
-    size_t idx;
+    size_t idx = ad_nroutes;
     ad_match m = ad_route_match(ad_routes, ad_nroutes, root, req->method, path, req->arena, &idx,
                                 req->params, &req->nparams);
+    /* Matched before authenticating so that a refused request is counted
+     * under its route in /metrics; the 404/405 still come after the key
+     * check, so an unauthenticated client learns nothing about routes. */
+    if (m == AD_MATCH_OK)
+        req->route_index = idx;
+    if (!root && !authenticate(req))
+        return;
     if (m == AD_MATCH_NONE) {
         ad_reply_error(req, 404, "invalid_request_error", NULL, NULL, "Invalid URL (%s %s)",
                        req->method, req->url);
@@ -287,8 +318,8 @@ static void begin(ad_req *req)
         return;
     }
     req->route = &ad_routes[idx];
-    req->route_index = idx;
-    if (shape == AD_SHAPE_AZURE && !ad_req_query(req, "api-version")) {
+    const char *api_version = ad_req_query(req, "api-version");
+    if (shape == AD_SHAPE_AZURE && (!api_version || !*api_version)) {
         ad_reply_error(req, 400, "invalid_request_error", "api-version",
                        "missing_required_parameter",
                        "Missing required query parameter: 'api-version'. Azure OpenAI URLs "
@@ -319,6 +350,9 @@ static void begin(ad_req *req)
             return;
         }
         req->mp = ad_mp_new(boundary, &mp_cbs, req, 16 * 1024);
+        if (!req->mp) /* a boundary the parser will not use (e.g. trailing space) */
+            ad_reply_error(req, 400, "invalid_request_error", NULL, NULL,
+                           "Invalid multipart/form-data boundary in the Content-Type header.");
     }
 }
 
@@ -428,9 +462,8 @@ static void finish(ad_req *req)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     ad_server *srv = cls;
     ad_req *req = *con_cls;
@@ -441,7 +474,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         begin(req);
         if (req->responded) {
             req->failed = true;
-            return send_response(req);
+            /* Answering before the body is read makes libmicrohttpd close the
+             * connection with the body unread: the kernel then resets it and
+             * a client still sending sees EPIPE/ECONNRESET instead of the
+             * answer (the SDKs report a connection error, and retry). So the
+             * body is read and dropped first, unless it is declared larger
+             * than we are willing to drop, or the client waits for
+             * "100 Continue" before sending it (then it has sent nothing). */
+            const char *cl = ad_req_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+            const char *expect = ad_req_header(req, MHD_HTTP_HEADER_EXPECT);
+            int64_t declared;
+            if ((cl && ad_parse_i64(cl, &declared) && (uint64_t)declared > DISCARD_MAX) ||
+                (expect && strcasestr(expect, "100-continue")))
+                return send_response(req);
         }
         return MHD_YES;
     }
@@ -500,8 +545,7 @@ ad_err ad_http_start(ad_server *srv)
     struct sockaddr_storage ss;
     socklen_t sslen;
     if (resolve(srv->cfg.listen_host, srv->cfg.listen_port, &ss, &sslen)) {
-        ad_log(&srv->log, AD_LOG_ERROR, "cannot resolve listen address %s",
-               srv->cfg.listen_host);
+        ad_log(&srv->log, AD_LOG_ERROR, "cannot resolve listen address %s", srv->cfg.listen_host);
         return AD_EINVAL;
     }
     if (!ad_auth_enabled(srv->auth) && !is_loopback(&ss)) {

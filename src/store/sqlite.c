@@ -41,6 +41,8 @@ enum {
     S_EXISTS_ANY,
     S_LIST_DESC,
     S_LIST_ASC,
+    S_NTH_DESC,
+    S_NTH_ASC,
     S_BEGIN,
     S_COMMIT,
     S_ROLLBACK,
@@ -71,6 +73,11 @@ static const char *const stmt_sql[S_NSTMT] = {
     "AND seq<?5 AND body IS NOT NULL AND (?6 IS NULL OR aux=?6) ORDER BY seq "
     [S_LIST_DESC] = LIST_SQL "DESC LIMIT ?7",
     [S_LIST_ASC] = LIST_SQL "ASC LIMIT ?7",
+#define NTH_SQL                                                                                    \
+    "SELECT seq FROM objects WHERE project=?1 AND kind=?2 AND parent=?3 AND seq>?4 "               \
+    "AND seq<?5 AND body IS NOT NULL AND (?6 IS NULL OR aux=?6) ORDER BY seq "
+    [S_NTH_DESC] = NTH_SQL "DESC LIMIT 1 OFFSET ?7",
+    [S_NTH_ASC] = NTH_SQL "ASC LIMIT 1 OFFSET ?7",
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
@@ -175,8 +182,8 @@ static ad_err db_open(const char *path, const ad_logger *lg, bool first, ad_db *
         goto out;
     }
     sqlite3_busy_timeout(db->h, 10000);
-    if (exec(db->h, lg, "PRAGMA journal_mode=WAL") || exec(db->h, lg, "PRAGMA synchronous=NORMAL") ||
-        exec(db->h, lg, "PRAGMA foreign_keys=ON"))
+    if (exec(db->h, lg, "PRAGMA journal_mode=WAL") ||
+        exec(db->h, lg, "PRAGMA synchronous=NORMAL") || exec(db->h, lg, "PRAGMA foreign_keys=ON"))
         goto out;
     if (first && migrate(db->h, lg))
         goto out;
@@ -397,6 +404,21 @@ ad_err ad_db_exists_any(ad_db *db, const char *kind, const char *id, bool *exist
     return rc == AD_ENOTFOUND ? AD_OK : rc;
 }
 
+/* The sequence number of the n-th (from 0) live row of q's filter inside
+ * (lo, hi), scanning ascending or descending; AD_ENOTFOUND past the end. */
+static ad_err nth_seq(ad_db *db, const ad_list_q *q, int64_t lo, int64_t hi, bool asc, int64_t n,
+                      int64_t *seq)
+{
+    const char *v[3] = {q->project, q->kind, q->parent};
+    sqlite3_stmt *st = bind(db, asc ? S_NTH_ASC : S_NTH_DESC, 3, v);
+    sqlite3_bind_int64(st, 4, lo);
+    sqlite3_bind_int64(st, 5, hi);
+    if (q->aux)
+        sqlite3_bind_text(st, 6, q->aux, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, n);
+    return one_int(db, st, seq);
+}
+
 ad_err ad_db_list(ad_db *db, const ad_list_q *q, ad_list_cb cb, void *ud, bool *has_more)
 {
     int64_t lo = INT64_MIN, hi = INT64_MAX, seq;
@@ -416,6 +438,31 @@ ad_err ad_db_list(ad_db *db, const ad_list_q *q, ad_list_cb cb, void *ud, bool *
             hi = seq;
         if (!upper && seq > lo)
             lo = seq;
+    }
+    /* A "before" page is the `limit` rows next to the cursor, not the first
+     * rows of the list: scanning from the start would skip the rows between
+     * that page and the cursor for a client paging backwards. Find the far
+     * edge of the page by scanning away from the cursor, then narrow the
+     * window to it; has_more then says whether rows lie beyond that edge.
+     * With both cursors the page starts at "after" and "before" only bounds
+     * it. */
+    bool before_more = false, before_page = false;
+    if (q->before && !q->after) {
+        int64_t edge, beyond;
+        rc = nth_seq(db, q, lo, hi, !q->asc, q->limit - 1, &edge);
+        if (rc == AD_OK) {
+            rc = nth_seq(db, q, lo, hi, !q->asc, q->limit, &beyond);
+            if (rc && rc != AD_ENOTFOUND)
+                return rc;
+            before_more = rc == AD_OK;
+            before_page = true;
+            if (q->asc)
+                lo = edge - 1;
+            else
+                hi = edge + 1;
+        } else if (rc != AD_ENOTFOUND) {
+            return rc;
+        }
     }
     const char *v[3] = {q->project, q->kind, q->parent};
     sqlite3_stmt *st = bind(db, q->asc ? S_LIST_ASC : S_LIST_DESC, 3, v);
@@ -445,5 +492,7 @@ ad_err ad_db_list(ad_db *db, const ad_list_q *q, ad_list_cb cb, void *ud, bool *
             break;
     }
     sqlite3_reset(st);
+    if (before_page)
+        *has_more = before_more;
     return rc;
 }

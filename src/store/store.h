@@ -93,7 +93,12 @@ typedef struct ad_list_q {
 typedef ad_err (*ad_list_cb)(void *ud, const char *id, const char *json, size_t len);
 
 /* Lists live objects. A cursor naming an unknown object is AD_ENOTFOUND.
- * *has_more tells whether more rows follow the last one delivered. */
+ * With after (or no cursor), the page is the first rows following the cursor
+ * in the requested order and *has_more tells whether more rows follow it.
+ * With before only, the page is the rows just preceding the cursor (still
+ * delivered in the requested order) and *has_more tells whether rows lie
+ * beyond the page on the side away from the cursor. When both are given,
+ * the page starts at after. */
 ad_err ad_db_list(ad_db *db, const ad_list_q *q, ad_list_cb cb, void *ud, bool *has_more);
 
 /* Whether a live object of that kind and id exists in any project (used by
