@@ -45,6 +45,9 @@ void ad_api_put_reply(ad_req *req, const ad_obj *o, json_t *obj);
 /* Loads a live object as JSON (new reference) or answers 404/500 and
  * returns NULL. what/id are used in the 404 message. */
 json_t *ad_api_load(ad_req *req, const char *kind, const char *id, const char *what);
+/* Answers with the stored JSON of a live object, or 404 "No <what> found
+ * with id '<id>'.". */
+void ad_api_get_reply(ad_req *req, const char *kind, const char *id, const char *what);
 /* Serialises obj and replaces the stored JSON (aux NULL: unchanged). */
 ad_err ad_api_save(ad_req *req, const char *kind, const char *id, const char *aux,
                    const json_t *obj);

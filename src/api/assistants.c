@@ -85,11 +85,11 @@ void ad_h_assistants_create(ad_req *req)
     char id[AD_ID_MAX];
     ad_id_new(id, "asst_");
     int64_t now = ad_now();
-    json_t *obj = json_pack("{s:s, s:s, s:I, s:n, s:n, s:s, s:n, s:[], s:{}, s:{}, s:f, s:f, s:s}",
-                            "id", id, "object", "assistant", "created_at", (json_int_t)now,
-                            "name", "description", "model", "", "instructions", "tools",
-                            "tool_resources", "metadata", "top_p", 1.0, "temperature", 1.0,
-                            "response_format", "auto");
+    json_t *obj =
+        json_pack("{s:s, s:s, s:I, s:n, s:n, s:s, s:n, s:[], s:{}, s:{}, s:f, s:f, s:s}", "id", id,
+                  "object", "assistant", "created_at", (json_int_t)now, "name", "description",
+                  "model", "", "instructions", "tools", "tool_resources", "metadata", "top_p", 1.0,
+                  "temperature", 1.0, "response_format", "auto");
     if (!apply(req, obj, body)) {
         json_decref(obj);
         return;
@@ -109,17 +109,7 @@ void ad_h_assistants_get(ad_req *req)
 {
     if (!ad_api_check_id(req, 0, "assistant_id", "asst_"))
         return;
-    ad_buf_reset(&req->out);
-    ad_err rc = ad_db_get(ad_req_db(req), req->project, "assistant", req->params[0], &req->out);
-    if (rc == AD_ENOTFOUND) {
-        ad_reply_not_found(req, "assistant", req->params[0]);
-        return;
-    }
-    if (!ad_api_ok(req, rc))
-        return;
-    req->status = 200;
-    req->ctype = "application/json";
-    req->responded = true;
+    ad_api_get_reply(req, "assistant", req->params[0], "assistant");
 }
 
 void ad_h_assistants_modify(ad_req *req)

@@ -29,8 +29,8 @@ bool ad_api_check_id(ad_req *req, int i, const char *param, const char *prefix)
              *p == '_' || *p == '-';
     if (!ok)
         ad_reply_error(req, 400, "invalid_request_error", param, "invalid_value",
-                       "Invalid '%s': '%.128s'. Expected an ID that begins with '%.*s'.", param,
-                       id, (int)shown, prefix);
+                       "Invalid '%s': '%.128s'. Expected an ID that begins with '%.*s'.", param, id,
+                       (int)shown, prefix);
     return ok;
 }
 
@@ -314,4 +314,19 @@ json_t *ad_api_tool_resources(ad_req *req, const json_t *tr, const char *param)
                                       json_is_array(ids) ? json_deep_copy(ids) : json_array()));
     }
     return out;
+}
+
+void ad_api_get_reply(ad_req *req, const char *kind, const char *id, const char *what)
+{
+    ad_buf_reset(&req->out);
+    ad_err rc = ad_db_get(ad_req_db(req), req->project, kind, id, &req->out);
+    if (rc == AD_ENOTFOUND) {
+        ad_reply_not_found(req, what, id);
+        return;
+    }
+    if (!ad_api_ok(req, rc))
+        return;
+    req->status = 200;
+    req->ctype = "application/json";
+    req->responded = true;
 }

@@ -76,8 +76,8 @@ static void verror(ad_req *req, int status, const char *type, const char *param,
     ad_reply_json(req, status, body);
 }
 
-void ad_reply_error(ad_req *req, int status, const char *type, const char *param,
-                    const char *code, const char *fmt, ...)
+void ad_reply_error(ad_req *req, int status, const char *type, const char *param, const char *code,
+                    const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -92,8 +92,8 @@ void ad_reply_verr(ad_req *req, const ad_verr *err)
 
 void ad_reply_not_found(ad_req *req, const char *what, const char *id)
 {
-    ad_reply_error(req, 404, "invalid_request_error", NULL, NULL, "No %s found with id '%s'.",
-                   what, id);
+    ad_reply_error(req, 404, "invalid_request_error", NULL, NULL, "No %s found with id '%s'.", what,
+                   id);
 }
 
 void ad_reply_internal(ad_req *req, ad_err rc)

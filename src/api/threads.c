@@ -103,17 +103,7 @@ void ad_h_threads_get(ad_req *req)
 {
     if (!ad_api_check_id(req, 0, "thread_id", "thread_"))
         return;
-    ad_buf_reset(&req->out);
-    ad_err rc = ad_db_get(ad_req_db(req), req->project, "thread", req->params[0], &req->out);
-    if (rc == AD_ENOTFOUND) {
-        ad_reply_not_found(req, "thread", req->params[0]);
-        return;
-    }
-    if (!ad_api_ok(req, rc))
-        return;
-    req->status = 200;
-    req->ctype = "application/json";
-    req->responded = true;
+    ad_api_get_reply(req, "thread", req->params[0], "thread");
 }
 
 void ad_h_threads_modify(ad_req *req)

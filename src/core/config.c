@@ -54,10 +54,8 @@ static const opt opts[] = {
      "seconds an idle connection is kept"},
     {"require-beta-header", "ASSISTD_REQUIRE_BETA", K_BOOL, "true", F(require_beta),
      "answer 400 invalid_beta without OpenAI-Beta: assistants=v2 on /v1 (as OpenAI)"},
-    {"access-log", "ASSISTD_ACCESS_LOG", K_BOOL, "true", F(access_log),
-     "log one line per request"},
-    {"log-level", "ASSISTD_LOG_LEVEL", K_LEVEL, "info", F(log_level),
-     "debug, info, warn or error"},
+    {"access-log", "ASSISTD_ACCESS_LOG", K_BOOL, "true", F(access_log), "log one line per request"},
+    {"log-level", "ASSISTD_LOG_LEVEL", K_LEVEL, "info", F(log_level), "debug, info, warn or error"},
 };
 
 #define NOPTS (sizeof opts / sizeof opts[0])
@@ -129,15 +127,16 @@ static bool store(ad_config *cfg, const opt *o, const char *v)
 
 void ad_config_usage(FILE *out)
 {
-    fprintf(out, "assistd %s -- a self-hosted OpenAI Assistants API v2 server\n\n"
-                 "usage: assistd [options]\n\n"
-                 "Every option can also be set with the environment variable shown.\n\n",
+    fprintf(out,
+            "assistd %s -- a self-hosted OpenAI Assistants API v2 server\n\n"
+            "usage: assistd [options]\n\n"
+            "Every option can also be set with the environment variable shown.\n\n",
             VERSION);
     for (size_t i = 0; i < NOPTS; i++)
         fprintf(out, "  --%-20s %-24s %s (default: %s)\n", opts[i].name, opts[i].env, opts[i].help,
                 opts[i].def[0] ? opts[i].def : "none");
-    fprintf(out, "  --%-20s %-24s %s\n  --%-20s %-24s %s\n", "help", "", "print this help", "version",
-            "", "print the version");
+    fprintf(out, "  --%-20s %-24s %s\n  --%-20s %-24s %s\n", "help", "", "print this help",
+            "version", "", "print the version");
 }
 
 ad_config_result ad_config_load(ad_config *cfg, int argc, char **argv, FILE *out, FILE *err)

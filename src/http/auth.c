@@ -10,7 +10,7 @@
 #include "util/alloc.h"
 #include "util/str.h"
 
-#define KEY_MAX 512
+#define KEY_MAX     512
 #define PROJECT_MAX 128
 
 typedef struct entry {
@@ -103,8 +103,8 @@ static ad_err load_file(ad_auth *a, const char *path, FILE *err)
             proj = "default";
             plen = 7;
         } else if (!valid_project(proj, plen)) {
-            fprintf(err, "assistd: %s:%d: project names use letters, digits, '_', '-', '.'\n",
-                    path, lineno);
+            fprintf(err, "assistd: %s:%d: project names use letters, digits, '_', '-', '.'\n", path,
+                    lineno);
             rc = AD_EINVAL;
             break;
         }
