@@ -18,6 +18,12 @@
  * The pool holds one connection per HTTP worker thread; acquire blocks on a
  * condition variable when all are lent out, which bounds concurrency at the
  * store instead of failing requests.
+ *
+ * Writers are serialised in-process by one mutex (taken by ad_db_begin and
+ * by every write made outside a transaction) before SQLite's own lock is
+ * asked for. SQLite would serialise them anyway, but its busy handler waits
+ * by sleeping in growing steps, which turned write contention into tail
+ * latencies of hundreds of milliseconds; a mutex hands the lock over at once.
  */
 #include "store/store.h"
 
@@ -103,9 +109,12 @@ struct ad_db {
     sqlite3_stmt *st[S_NSTMT];
     struct ad_db *next_free;
     const ad_logger *log;
+    struct ad_store *store;
+    bool in_tx; /* holds store->write_mu */
 };
 
 struct ad_store {
+    pthread_mutex_t write_mu; /* one writer at a time (see the top comment) */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     ad_db *free_list;
@@ -207,6 +216,7 @@ ad_err ad_store_open(const char *data_dir, unsigned nconns, const ad_logger *lg,
         return AD_EINVAL;
     ad_store *s = ad_calloc(1, sizeof *s);
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->write_mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     s->log = lg;
     for (unsigned i = 0; i < nconns; i++) {
@@ -216,6 +226,7 @@ ad_err ad_store_open(const char *data_dir, unsigned nconns, const ad_logger *lg,
             ad_store_close(s);
             return rc;
         }
+        db->store = s;
         db->next_free = s->free_list;
         s->free_list = db;
         s->n++;
@@ -236,6 +247,7 @@ void ad_store_close(ad_store *s)
     }
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->write_mu);
     ad_free(s);
 }
 
@@ -254,9 +266,9 @@ void ad_store_release(ad_store *s, ad_db *db)
 {
     if (!db)
         return;
-    if (!sqlite3_get_autocommit(db->h)) { /* a handler forgot to finish a transaction */
+    if (db->in_tx || !sqlite3_get_autocommit(db->h)) { /* a handler left a transaction open */
         ad_log(s->log, AD_LOG_ERROR, "store: rolling back a transaction left open");
-        exec(db->h, s->log, "ROLLBACK");
+        ad_db_rollback(db);
     }
     pthread_mutex_lock(&s->mu);
     db->next_free = s->free_list;
@@ -288,20 +300,51 @@ static ad_err step_done(ad_db *db, sqlite3_stmt *st, const char *what)
     return rc;
 }
 
+/* A write statement: outside a transaction it takes the writer mutex for
+ * its own duration. */
+static ad_err write_step(ad_db *db, sqlite3_stmt *st, const char *what)
+{
+    if (db->in_tx)
+        return step_done(db, st, what);
+    pthread_mutex_lock(&db->store->write_mu);
+    ad_err rc = step_done(db, st, what);
+    pthread_mutex_unlock(&db->store->write_mu);
+    return rc;
+}
+
 ad_err ad_db_begin(ad_db *db)
 {
-    return step_done(db, bind(db, S_BEGIN, 0, NULL), "begin");
+    if (db->in_tx)
+        return AD_EINTERNAL; /* transactions do not nest */
+    pthread_mutex_lock(&db->store->write_mu);
+    ad_err rc = step_done(db, bind(db, S_BEGIN, 0, NULL), "begin");
+    if (rc)
+        pthread_mutex_unlock(&db->store->write_mu);
+    else
+        db->in_tx = true;
+    return rc;
 }
 
 ad_err ad_db_commit(ad_db *db)
 {
-    return step_done(db, bind(db, S_COMMIT, 0, NULL), "commit");
+    ad_err rc = step_done(db, bind(db, S_COMMIT, 0, NULL), "commit");
+    /* On failure the transaction stays open (and the mutex held) until the
+     * caller's ad_db_rollback. */
+    if (!rc && db->in_tx) {
+        db->in_tx = false;
+        pthread_mutex_unlock(&db->store->write_mu);
+    }
+    return rc;
 }
 
 void ad_db_rollback(ad_db *db)
 {
     if (!sqlite3_get_autocommit(db->h))
         step_done(db, bind(db, S_ROLLBACK, 0, NULL), "rollback");
+    if (db->in_tx) {
+        db->in_tx = false;
+        pthread_mutex_unlock(&db->store->write_mu);
+    }
 }
 
 ad_err ad_db_put(ad_db *db, const ad_obj *o, const char *json, size_t len)
@@ -311,7 +354,7 @@ ad_err ad_db_put(ad_db *db, const ad_obj *o, const char *json, size_t len)
     sqlite3_stmt *st = bind(db, S_PUT, 5, v);
     sqlite3_bind_int64(st, 6, o->created_at);
     sqlite3_bind_text(st, 7, json, (int)len, SQLITE_STATIC);
-    return step_done(db, st, "insert");
+    return write_step(db, st, "insert");
 }
 
 ad_err ad_db_update(ad_db *db, const char *project, const char *kind, const char *id,
@@ -322,7 +365,7 @@ ad_err ad_db_update(ad_db *db, const char *project, const char *kind, const char
     sqlite3_bind_text(st, 4, json, (int)len, SQLITE_STATIC);
     if (aux)
         sqlite3_bind_text(st, 5, aux, -1, SQLITE_STATIC);
-    ad_err rc = step_done(db, st, "update");
+    ad_err rc = write_step(db, st, "update");
     if (!rc && sqlite3_changes(db->h) == 0)
         rc = AD_ENOTFOUND;
     return rc;
@@ -358,7 +401,7 @@ ad_err ad_db_get_child(ad_db *db, const char *project, const char *kind, const c
 ad_err ad_db_delete(ad_db *db, const char *project, const char *kind, const char *id)
 {
     const char *v[3] = {project, kind, id};
-    ad_err rc = step_done(db, bind(db, S_DELETE, 3, v), "delete");
+    ad_err rc = write_step(db, bind(db, S_DELETE, 3, v), "delete");
     if (!rc && sqlite3_changes(db->h) == 0)
         rc = AD_ENOTFOUND;
     return rc;
@@ -368,7 +411,7 @@ ad_err ad_db_delete_children(ad_db *db, const char *project, const char *kind, c
                              int64_t *count)
 {
     const char *v[3] = {project, kind, parent};
-    ad_err rc = step_done(db, bind(db, S_DELETE_CHILDREN, 3, v), "delete children");
+    ad_err rc = write_step(db, bind(db, S_DELETE_CHILDREN, 3, v), "delete children");
     if (!rc && count)
         *count = sqlite3_changes(db->h);
     return rc;
