@@ -49,6 +49,38 @@ static void parse_models(ad_server *srv)
 
 static const char **route_names;
 
+typedef struct sweep_ctx {
+    ad_db *db;
+    const char *kind;
+} sweep_ctx;
+
+/* Whether a live object owns the blob; on a store error, keep the blob. */
+static bool blob_live(void *ud, const char *id)
+{
+    sweep_ctx *c = ud;
+    bool exists = true;
+    if (ad_db_exists_any(c->db, c->kind, id, &exists))
+        return true;
+    return exists;
+}
+
+/* Removes file and part bytes that no live row refers to (see blob.h). */
+static void sweep_blobs(ad_server *srv)
+{
+    static const char *const pairs[][2] = {{"files", "file"}, {"parts", "upload_part"}};
+    sweep_ctx c = {.db = ad_store_acquire(srv->store)};
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        int removed = 0;
+        c.kind = pairs[i][1];
+        if (ad_blob_sweep(srv->cfg.data_dir, pairs[i][0], blob_live, &c, &removed))
+            ad_log(&srv->log, AD_LOG_WARN, "blob: cannot sweep %s", pairs[i][0]);
+        else if (removed)
+            ad_log(&srv->log, AD_LOG_INFO, "blob: removed %d orphan %s blob(s)", removed,
+                   pairs[i][0]);
+    }
+    ad_store_release(srv->store, c.db);
+}
+
 static void cleanup(ad_server *srv)
 {
     ad_http_stop(srv);
@@ -101,6 +133,7 @@ int main(int argc, char **argv)
     /* One connection per HTTP thread, plus a few for background work. */
     if (ad_store_open(srv.cfg.data_dir, srv.cfg.threads + 2, &srv.log, &srv.store))
         goto out;
+    sweep_blobs(&srv);
     if (ad_http_start(&srv))
         goto out;
     ad_log(&srv.log, AD_LOG_INFO, "assistd listening on %s:%u (data %s, %zu API key(s)%s)",

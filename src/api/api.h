@@ -77,6 +77,23 @@ bool ad_api_message_put(ad_req *req, const char *thread_id, const json_t *body, 
  * reference, or NULL after answering an error. */
 json_t *ad_api_thread_put(ad_req *req, const json_t *body);
 
+/* ---- files (api/files.c), shared with uploads and anything that creates files ---- */
+
+/* A new OpenAIFile object; expires_at 0 renders as null. */
+json_t *ad_file_object(const char *id, uint64_t bytes, int64_t created_at, const char *filename,
+                       const char *purpose, int64_t expires_at);
+/* expires_at for a file of that purpose: seconds after created_at when
+ * seconds > 0, the purpose's default otherwise (0: never). */
+int64_t ad_file_expires_at(const char *purpose, int64_t created_at, int64_t seconds);
+/* Content type guessed from a filename's extension. */
+const char *ad_file_guess_ctype(const char *filename);
+/* Whether a client-sent content type says more than application/octet-stream. */
+bool ad_file_ctype_usable(const char *ctype);
+/* Inserts the "file" row (aux = purpose) and its private meta row; the bytes
+ * must already be published under "files"/id; runs in the caller's
+ * transaction, if any. */
+ad_err ad_file_insert(ad_db *db, const char *project, const json_t *file, const char *ctype);
+
 /* ---- handlers ---- */
 void ad_h_health(ad_req *req);
 void ad_h_metrics(ad_req *req);

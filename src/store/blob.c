@@ -166,3 +166,24 @@ ad_err ad_blob_remove(const char *data_dir, const char *subdir, const char *id)
         return AD_EIO;
     return AD_OK;
 }
+
+ad_err ad_blob_sweep(const char *data_dir, const char *subdir, ad_blob_live_fn live, void *ud,
+                     int *removed)
+{
+    char p[1100];
+    *removed = 0;
+    if ((size_t)snprintf(p, sizeof p, "%s/%s", data_dir, subdir) >= sizeof p)
+        return AD_EINVAL;
+    DIR *d = opendir(p);
+    if (!d)
+        return AD_EIO;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || live(ud, e->d_name))
+            continue;
+        if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+            (*removed)++;
+    }
+    closedir(d);
+    return *removed ? fsync_dir(p) : AD_OK;
+}

@@ -45,4 +45,13 @@ ad_err ad_blob_open(const char *data_dir, const char *subdir, const char *id, in
                     uint64_t *size);
 ad_err ad_blob_remove(const char *data_dir, const char *subdir, const char *id);
 
+/* Start-up maintenance: removes every published blob of DATA/<subdir> for
+ * which live(ud, id) is false -- bytes whose row a crash kept from being
+ * inserted, or whose row was deleted before the bytes. Call it before the
+ * HTTP front starts (a blob is published before its row). *removed gets the
+ * count. */
+typedef bool (*ad_blob_live_fn)(void *ud, const char *id);
+ad_err ad_blob_sweep(const char *data_dir, const char *subdir, ad_blob_live_fn live, void *ud,
+                     int *removed);
+
 #endif
