@@ -75,6 +75,7 @@ run: deps
 	./build/assistd
 
 test: deps
+	$(MAKE) lint
 	$(MAKE) asan $(UNIT_BIN) fuzz-build
 	scripts/run-tests.sh
 
@@ -100,8 +101,9 @@ fuzz-long: fuzz-build
 	FUZZ_SECONDS=3600 scripts/run-tests.sh fuzz
 
 lint:
-	clang-format --dry-run -Werror $(LIB_SRC) $(MAIN_SRC) $(wildcard src/*/*.h) $(UNIT_SRC) $(FUZZ_SRC)
-	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \
+	@echo "  LINT    clang-format, cppcheck"
+	$(Q)clang-format --dry-run -Werror $(LIB_SRC) $(MAIN_SRC) $(wildcard src/*/*.h) $(UNIT_SRC) $(FUZZ_SRC)
+	$(Q)cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \
 	  --suppress=missingIncludeSystem --inline-suppr -Isrc src
 
 bench: build/assistd

@@ -38,8 +38,12 @@
 
 #define FIELD_MAX       (64 * 1024) /* one non-file multipart field */
 #define FORM_FIELDS_MAX 32
-#define DISCARD_MAX     (64ull * 1024 * 1024)  /* body bytes read and dropped after an error */
-#define OUT_MAX         (256ull * 1024 * 1024) /* largest JSON response */
+#define DISCARD_MAX     (64ull * 1024 * 1024) /* body bytes read and dropped after an error */
+/* Per-connection memory of libmicrohttpd: it bounds the request line and
+ * headers, and is cleared on every request, so it is kept small (the SDKs
+ * send well under 4 KiB of headers). */
+#define CONN_MEMORY (32 * 1024)
+#define OUT_MAX     (256ull * 1024 * 1024) /* largest JSON response */
 
 /* ---- request helpers (request.h) ---- */
 
@@ -563,7 +567,7 @@ ad_err ad_http_start(ad_server *srv)
         flags, (uint16_t)srv->cfg.listen_port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, srv->cfg.threads,
         MHD_OPTION_CONNECTION_LIMIT, srv->cfg.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        srv->cfg.conn_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+        srv->cfg.conn_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_END);
     if (!srv->mhd) {
