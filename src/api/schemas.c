@@ -11,8 +11,9 @@
  * json_schema.schema). Nullable fields in the spec carry AD_V_NULLABLE.
  *
  * What a table cannot say is done by check hooks below: name patterns, the
- * static chunking overlap limit, vector_store_ids xor vector_stores, and a
- * sanity check of image URLs. Anything needing the store (do referenced IDs
+ * static chunking overlap limit, vector_store_ids xor vector_stores, a
+ * sanity check of image URLs, and tool_choice {type:"function"} needing a
+ * function. Anything needing the store (do referenced IDs
  * exist?) is the handlers' job.
  */
 #include "api/schemas.h"
@@ -78,6 +79,19 @@ static bool check_file_search_resources(const json_t *v, const char *path, ad_ve
     return false;
 }
 
+/* AssistantsNamedToolChoice: "If type is `function`, the function name must
+ * be set" (function.name itself is required by the table). */
+static bool check_named_tool_choice(const json_t *v, const char *path, ad_verr *err)
+{
+    const char *type = json_string_value(json_object_get(v, "type"));
+    if (!type || strcmp(type, "function") != 0 || json_object_get(v, "function"))
+        return true;
+    char p[sizeof err->param];
+    sub_path(p, sizeof p, path, "function");
+    ad_verr_set(err, p, "missing_required_parameter", "Missing required parameter: '%s'.", p);
+    return false;
+}
+
 /* image_url.url is `format: uri`: require "scheme:rest" without spaces. */
 static bool check_uri(const json_t *v, const char *path, ad_verr *err)
 {
@@ -122,6 +136,10 @@ static const char *const e_reasoning[] = {"none", "minimal", "low", "medium",
 static const char *const e_purpose[] = {"assistants", "batch", "fine-tune", "vision",
                                         "user_data",  "evals", NULL};
 static const char *const e_created_at[] = {"created_at", NULL};
+static const char *const e_tool_choice_mode[] = {"none", "auto", "required", NULL};
+static const char *const e_tool_choice_type[] = {"function", "code_interpreter", "file_search",
+                                                 NULL};
+static const char *const e_truncation[] = {"auto", "last_messages", NULL};
 
 #define END                                                                                        \
     {                                                                                              \
@@ -516,6 +534,132 @@ static const ad_vfield modify_thread_fields[] = {{.name = "tool_resources",
 const ad_vfield ad_schema_create_thread = {.type = AD_V_OBJECT, .fields = create_thread_fields};
 const ad_vfield ad_schema_modify_thread = {.type = AD_V_OBJECT, .fields = modify_thread_fields};
 
+/* ---------------------------------------------------------------- runs */
+
+/* TruncationObject */
+static const ad_vfield truncation_fields[] = {
+    {.name = "type", .type = AD_V_STRING, .flags = AD_V_REQUIRED, .enums = e_truncation},
+    {.name = "last_messages",
+     .type = AD_V_INTEGER,
+     .flags = AD_V_NULLABLE | AD_V_HAS_MIN,
+     .min = 1},
+    END};
+
+/* AssistantsApiToolChoiceOption: "none" | "auto" | "required" | AssistantsNamedToolChoice */
+static const ad_vfield named_tool_function_fields[] = {
+    {.name = "name", .type = AD_V_STRING, .flags = AD_V_REQUIRED}, END};
+
+static const ad_vfield named_tool_choice_fields[] = {
+    {.name = "type", .type = AD_V_STRING, .flags = AD_V_REQUIRED, .enums = e_tool_choice_type},
+    {.name = "function", .type = AD_V_OBJECT, .fields = named_tool_function_fields},
+    END};
+
+static const ad_vfield tool_choice_alts[] = {
+    {.type = AD_V_STRING, .enums = e_tool_choice_mode},
+    {.type = AD_V_OBJECT, .fields = named_tool_choice_fields, .check = check_named_tool_choice},
+};
+
+#define F_RUN_TOOLS                                                                                \
+    {                                                                                              \
+        .name = "tools", .type = AD_V_ARRAY, .flags = AD_V_NULLABLE | AD_V_HAS_MAX, .max = 20,     \
+        .items = &ad_schema_tool                                                                   \
+    }
+#define F_STREAM                                                                                   \
+    {                                                                                              \
+        .name = "stream", .type = AD_V_BOOLEAN, .flags = AD_V_NULLABLE                             \
+    }
+#define F_MAX_PROMPT_TOKENS                                                                        \
+    {                                                                                              \
+        .name = "max_prompt_tokens", .type = AD_V_INTEGER, .flags = AD_V_NULLABLE | AD_V_HAS_MIN,  \
+        .min = 256                                                                                 \
+    }
+#define F_MAX_COMPLETION_TOKENS                                                                    \
+    {                                                                                              \
+        .name = "max_completion_tokens", .type = AD_V_INTEGER,                                     \
+        .flags = AD_V_NULLABLE | AD_V_HAS_MIN, .min = 256                                          \
+    }
+#define F_TRUNCATION                                                                               \
+    {                                                                                              \
+        .name = "truncation_strategy", .type = AD_V_OBJECT, .flags = AD_V_NULLABLE,                \
+        .fields = truncation_fields                                                                \
+    }
+#define F_TOOL_CHOICE                                                                              \
+    {                                                                                              \
+        .name = "tool_choice", .type = AD_V_ONEOF, .flags = AD_V_NULLABLE,                         \
+        .alts = tool_choice_alts, .nalts = 2                                                       \
+    }
+#define F_PARALLEL_TOOL_CALLS                                                                      \
+    {                                                                                              \
+        .name = "parallel_tool_calls", .type = AD_V_BOOLEAN                                        \
+    }
+
+/* Spec order. Azure's spec also requires "thread_id" in the body; it is the
+ * path parameter, so it is not a body field here (an unknown parameter). */
+static const ad_vfield create_run_fields[] = {
+    {.name = "assistant_id", .type = AD_V_STRING, .flags = AD_V_REQUIRED},
+    {.name = "model", .type = AD_V_STRING, .flags = AD_V_NULLABLE},
+    F_REASONING,
+    {.name = "instructions", .type = AD_V_STRING, .flags = AD_V_NULLABLE},
+    {.name = "additional_instructions", .type = AD_V_STRING, .flags = AD_V_NULLABLE},
+    {.name = "additional_messages",
+     .type = AD_V_ARRAY,
+     .flags = AD_V_NULLABLE,
+     .items = &ad_schema_create_message},
+    F_RUN_TOOLS,
+    F_METADATA,
+    F_TEMPERATURE,
+    F_TOP_P,
+    F_STREAM,
+    F_MAX_PROMPT_TOKENS,
+    F_MAX_COMPLETION_TOKENS,
+    F_TRUNCATION,
+    F_TOOL_CHOICE,
+    F_PARALLEL_TOOL_CALLS,
+    F_RESPONSE_FORMAT,
+    END};
+
+static const ad_vfield create_thread_and_run_fields[] = {
+    {.name = "assistant_id", .type = AD_V_STRING, .flags = AD_V_REQUIRED},
+    {.name = "thread", .type = AD_V_OBJECT, .fields = create_thread_fields},
+    {.name = "model", .type = AD_V_STRING, .flags = AD_V_NULLABLE},
+    {.name = "instructions", .type = AD_V_STRING, .flags = AD_V_NULLABLE},
+    F_RUN_TOOLS,
+    {.name = "tool_resources",
+     .type = AD_V_OBJECT,
+     .flags = AD_V_NULLABLE,
+     .fields = tool_resources_fields},
+    F_METADATA,
+    F_TEMPERATURE,
+    F_TOP_P,
+    F_STREAM,
+    F_MAX_PROMPT_TOKENS,
+    F_MAX_COMPLETION_TOKENS,
+    F_TRUNCATION,
+    F_TOOL_CHOICE,
+    F_PARALLEL_TOOL_CALLS,
+    F_RESPONSE_FORMAT,
+    END};
+
+/* tool_call_id and output are not in the spec's required list. */
+static const ad_vfield tool_output_fields[] = {
+    {.name = "tool_call_id", .type = AD_V_STRING}, {.name = "output", .type = AD_V_STRING}, END};
+
+static const ad_vfield tool_output = {.type = AD_V_OBJECT, .fields = tool_output_fields};
+
+static const ad_vfield submit_tool_outputs_fields[] = {
+    {.name = "tool_outputs", .type = AD_V_ARRAY, .flags = AD_V_REQUIRED, .items = &tool_output},
+    F_STREAM,
+    END};
+
+static const ad_vfield modify_run_fields[] = {F_METADATA, END};
+
+const ad_vfield ad_schema_create_run = {.type = AD_V_OBJECT, .fields = create_run_fields};
+const ad_vfield ad_schema_create_thread_and_run = {.type = AD_V_OBJECT,
+                                                   .fields = create_thread_and_run_fields};
+const ad_vfield ad_schema_submit_tool_outputs = {.type = AD_V_OBJECT,
+                                                 .fields = submit_tool_outputs_fields};
+const ad_vfield ad_schema_modify_run = {.type = AD_V_OBJECT, .fields = modify_run_fields};
+
 /* ---------------------------------------------------------------- uploads */
 
 static const ad_vfield file_expiration_fields[] = {
@@ -552,6 +696,10 @@ const ad_vfield *const ad_schemas_all[] = {
     &ad_schema_modify_message,
     &ad_schema_create_upload,
     &ad_schema_complete_upload,
+    &ad_schema_create_run,
+    &ad_schema_create_thread_and_run,
+    &ad_schema_submit_tool_outputs,
+    &ad_schema_modify_run,
     &ad_schema_tool,
     &ad_schema_response_format,
     &ad_schema_tool_resources_create,

@@ -10,17 +10,21 @@
 
 #include "api/validate.h"
 
-extern const ad_vfield ad_schema_create_assistant; /* CreateAssistantRequest */
-extern const ad_vfield ad_schema_modify_assistant; /* ModifyAssistantRequest */
-extern const ad_vfield ad_schema_create_thread;    /* CreateThreadRequest */
-extern const ad_vfield ad_schema_modify_thread;    /* ModifyThreadRequest */
-extern const ad_vfield ad_schema_create_message;   /* CreateMessageRequest */
-extern const ad_vfield ad_schema_modify_message;   /* ModifyMessageRequest */
-extern const ad_vfield ad_schema_create_upload;    /* CreateUploadRequest */
-extern const ad_vfield ad_schema_complete_upload;  /* CompleteUploadRequest */
+extern const ad_vfield ad_schema_create_assistant;      /* CreateAssistantRequest */
+extern const ad_vfield ad_schema_modify_assistant;      /* ModifyAssistantRequest */
+extern const ad_vfield ad_schema_create_thread;         /* CreateThreadRequest */
+extern const ad_vfield ad_schema_modify_thread;         /* ModifyThreadRequest */
+extern const ad_vfield ad_schema_create_message;        /* CreateMessageRequest */
+extern const ad_vfield ad_schema_modify_message;        /* ModifyMessageRequest */
+extern const ad_vfield ad_schema_create_upload;         /* CreateUploadRequest */
+extern const ad_vfield ad_schema_complete_upload;       /* CompleteUploadRequest */
+extern const ad_vfield ad_schema_create_run;            /* CreateRunRequest */
+extern const ad_vfield ad_schema_create_thread_and_run; /* CreateThreadAndRunRequest */
+extern const ad_vfield ad_schema_submit_tool_outputs;   /* SubmitToolOutputsRunRequest */
+extern const ad_vfield ad_schema_modify_run;            /* ModifyRunRequest */
 
 /*
- * Building blocks for the schemas of other endpoints (runs, vector stores).
+ * Building blocks for the schemas of other endpoints (vector stores, ...).
  * Use them as array items (.items = &ad_schema_tool) or through a
  * one-alternative ONEOF, which validate.h defines as a reference:
  *   {.name = "response_format", .type = AD_V_ONEOF, .flags = AD_V_NULLABLE,

@@ -48,6 +48,10 @@ typedef struct {
 #define MM (&ad_schema_modify_message)
 #define CU (&ad_schema_create_upload)
 #define XU (&ad_schema_complete_upload)
+#define CR (&ad_schema_create_run)
+#define TR (&ad_schema_create_thread_and_run)
+#define SO (&ad_schema_submit_tool_outputs)
+#define MR (&ad_schema_modify_run)
 #define OK NULL, NULL, NULL
 
 static const vcase cases[] = {
@@ -547,6 +551,165 @@ static const vcase cases[] = {
     {"complete_part_ids_null", XU, "{\"part_ids\":null}",
      "Invalid type for 'part_ids': expected an array, but got null instead.", "part_ids",
      "invalid_type"},
+
+    /* ---- runs: real SDK bodies */
+    {"run_ok_stream", CR, "{\"assistant_id\":\"asst_1\",\"stream\":true}", OK},
+    {"run_ok_minimal", CR, "{\"assistant_id\":\"asst_abc123\"}", OK},
+    {"run_ok_overrides", CR,
+     "{\"assistant_id\":\"asst_1\",\"model\":\"gpt-4o\",\"reasoning_effort\":\"low\","
+     "\"instructions\":\"Please address the user as Jane Doe.\",\"additional_instructions\":"
+     "\"The user has a premium account.\",\"tools\":[{\"type\":\"code_interpreter\"},{\"type\":"
+     "\"function\",\"function\":{\"name\":\"get_weather\",\"parameters\":{\"type\":\"object\"}}}],"
+     "\"metadata\":{\"k\":\"v\"},\"temperature\":0.2,\"top_p\":1,\"stream\":false,"
+     "\"max_prompt_tokens\":256,\"max_completion_tokens\":1000,\"truncation_strategy\":{\"type\":"
+     "\"last_messages\",\"last_messages\":10},\"tool_choice\":{\"type\":\"function\","
+     "\"function\":{\"name\":\"get_weather\"}},\"parallel_tool_calls\":false,"
+     "\"response_format\":{\"type\":\"json_object\"}}",
+     OK},
+    {"run_ok_nulls", CR,
+     "{\"assistant_id\":\"asst_1\",\"model\":null,\"reasoning_effort\":null,\"instructions\":null,"
+     "\"additional_instructions\":null,\"additional_messages\":null,\"tools\":null,\"metadata\":"
+     "null,\"temperature\":null,\"top_p\":null,\"stream\":null,\"max_prompt_tokens\":null,"
+     "\"max_completion_tokens\":null,\"truncation_strategy\":null,\"tool_choice\":null,"
+     "\"response_format\":null}",
+     OK},
+    {"run_ok_additional_messages", CR,
+     "{\"assistant_id\":\"asst_1\",\"additional_messages\":[{\"role\":\"user\",\"content\":[{"
+     "\"type\":\"text\",\"text\":\"What is in this image?\"},{\"type\":\"image_url\","
+     "\"image_url\":{\"url\":\"https://example.com/cat.png\",\"detail\":\"low\"}}],"
+     "\"attachments\":[{\"file_id\":\"file-1\",\"tools\":[{\"type\":\"file_search\"}]}]},{"
+     "\"role\":\"assistant\",\"content\":\"ok\"}]}",
+     OK},
+    {"run_ok_tool_choice_modes", CR,
+     "{\"assistant_id\":\"asst_1\",\"tool_choice\":\"required\",\"truncation_strategy\":{\"type\":"
+     "\"auto\",\"last_messages\":null}}",
+     OK},
+    {"run_ok_tool_choice_file_search", CR,
+     "{\"assistant_id\":\"asst_1\",\"tool_choice\":{\"type\":\"file_search\"}}", OK},
+    {"tar_ok_thread_messages", TR,
+     "{\"assistant_id\":\"asst_1\",\"thread\":{\"messages\":[{\"role\":\"user\",\"content\":"
+     "\"Explain deep learning to a 5 year old.\"},{\"role\":\"user\",\"content\":[{\"type\":"
+     "\"text\",\"text\":\"And briefly.\"}]}],\"metadata\":{\"a\":\"b\"}},\"tool_resources\":{"
+     "\"code_interpreter\":{\"file_ids\":[\"file-1\"]},\"file_search\":{\"vector_store_ids\":["
+     "\"vs_1\"]}},\"stream\":true,\"tool_choice\":\"auto\",\"parallel_tool_calls\":true}",
+     OK},
+    {"tar_ok_thread_helper", TR,
+     "{\"assistant_id\":\"asst_1\",\"thread\":{\"tool_resources\":{\"file_search\":{"
+     "\"vector_stores\":[{\"file_ids\":[\"file-1\"]}]}}},\"tool_resources\":null,\"model\":null}",
+     OK},
+    {"sto_ok", SO,
+     "{\"tool_outputs\":[{\"tool_call_id\":\"call_001\",\"output\":\"70 degrees and sunny.\"},{"
+     "\"tool_call_id\":\"call_002\",\"output\":\"\"}],\"stream\":true}",
+     OK},
+    {"sto_ok_stream_null", SO, "{\"tool_outputs\":[],\"stream\":null}", OK},
+    {"mr_ok", MR, "{\"metadata\":{\"user_id\":\"user_abc123\"}}", OK},
+    {"mr_ok_empty", MR, "{}", OK},
+
+    /* ---- runs: errors */
+    {"run_missing_assistant_id", CR, "{\"stream\":true}",
+     "Missing required parameter: 'assistant_id'.", "assistant_id", "missing_required_parameter"},
+    {"run_unknown_param", CR, "{\"assistant_id\":\"asst_1\",\"foo\":1}",
+     "Unknown parameter: 'foo'.", "foo", "unknown_parameter"},
+    {"run_thread_id_in_body", CR, "{\"assistant_id\":\"asst_1\",\"thread_id\":\"thread_1\"}",
+     "Unknown parameter: 'thread_id'.", "thread_id", "unknown_parameter"},
+    {"run_assistant_id_null", CR, "{\"assistant_id\":null}",
+     "Invalid type for 'assistant_id': expected a string, but got null instead.", "assistant_id",
+     "invalid_type"},
+    {"run_max_prompt_tokens_below", CR, "{\"assistant_id\":\"asst_1\",\"max_prompt_tokens\":100}",
+     "Invalid 'max_prompt_tokens': integer below minimum value. Expected a value >= 256, but got "
+     "100 instead.",
+     "max_prompt_tokens", "integer_below_min_value"},
+    {"run_max_completion_tokens_decimal", CR,
+     "{\"assistant_id\":\"asst_1\",\"max_completion_tokens\":300.5}",
+     "Invalid type for 'max_completion_tokens': expected an integer, but got a decimal instead.",
+     "max_completion_tokens", "invalid_type"},
+    {"run_stream_string", CR, "{\"assistant_id\":\"asst_1\",\"stream\":\"true\"}",
+     "Invalid type for 'stream': expected a boolean, but got a string instead.", "stream",
+     "invalid_type"},
+    {"run_parallel_null", CR, "{\"assistant_id\":\"asst_1\",\"parallel_tool_calls\":null}",
+     "Invalid type for 'parallel_tool_calls': expected a boolean, but got null instead.",
+     "parallel_tool_calls", "invalid_type"},
+    {"run_tool_choice_invalid", CR, "{\"assistant_id\":\"asst_1\",\"tool_choice\":\"sometimes\"}",
+     "Invalid value: 'sometimes'. Supported values are: 'none', 'auto', and 'required'.",
+     "tool_choice", "invalid_value"},
+    {"run_tool_choice_type", CR, "{\"assistant_id\":\"asst_1\",\"tool_choice\":{\"type\":\"web\"}}",
+     "Invalid value: 'web'. Supported values are: 'function', 'code_interpreter', and "
+     "'file_search'.",
+     "tool_choice.type", "invalid_value"},
+    {"run_tool_choice_int", CR, "{\"assistant_id\":\"asst_1\",\"tool_choice\":1}",
+     "Invalid type for 'tool_choice': expected one of a string or an object, but got an integer "
+     "instead.",
+     "tool_choice", "invalid_type"},
+    {"run_tool_choice_function_missing", CR,
+     "{\"assistant_id\":\"asst_1\",\"tool_choice\":{\"type\":\"function\"}}",
+     "Missing required parameter: 'tool_choice.function'.", "tool_choice.function",
+     "missing_required_parameter"},
+    {"run_tool_choice_function_name_missing", CR,
+     "{\"assistant_id\":\"asst_1\",\"tool_choice\":{\"type\":\"function\",\"function\":{}}}",
+     "Missing required parameter: 'tool_choice.function.name'.", "tool_choice.function.name",
+     "missing_required_parameter"},
+    {"run_truncation_type", CR,
+     "{\"assistant_id\":\"asst_1\",\"truncation_strategy\":{\"type\":\"oldest\"}}",
+     "Invalid value: 'oldest'. Supported values are: 'auto' and 'last_messages'.",
+     "truncation_strategy.type", "invalid_value"},
+    {"run_truncation_missing_type", CR,
+     "{\"assistant_id\":\"asst_1\",\"truncation_strategy\":{\"last_messages\":5}}",
+     "Missing required parameter: 'truncation_strategy.type'.", "truncation_strategy.type",
+     "missing_required_parameter"},
+    {"run_truncation_last_messages_zero", CR,
+     "{\"assistant_id\":\"asst_1\",\"truncation_strategy\":{\"type\":\"last_messages\","
+     "\"last_messages\":0}}",
+     "Invalid 'truncation_strategy.last_messages': integer below minimum value. Expected a value "
+     ">= 1, but got 0 instead.",
+     "truncation_strategy.last_messages", "integer_below_min_value"},
+    {"run_additional_message_role", CR,
+     "{\"assistant_id\":\"asst_1\",\"additional_messages\":[{\"role\":\"system\",\"content\":"
+     "\"x\"}]}",
+     "Invalid value: 'system'. Supported values are: 'user' and 'assistant'.",
+     "additional_messages[0].role", "invalid_value"},
+    {"run_temperature_above", CR, "{\"assistant_id\":\"asst_1\",\"temperature\":2.1}",
+     "Invalid 'temperature': decimal above maximum value. Expected a value <= 2, but got 2.1 "
+     "instead.",
+     "temperature", "decimal_above_max_value"},
+    {"tar_no_additional_messages", TR, "{\"assistant_id\":\"asst_1\",\"additional_messages\":[]}",
+     "Unknown parameter: 'additional_messages'.", "additional_messages", "unknown_parameter"},
+    {"tar_no_reasoning_effort", TR, "{\"assistant_id\":\"asst_1\",\"reasoning_effort\":\"low\"}",
+     "Unknown parameter: 'reasoning_effort'.", "reasoning_effort", "unknown_parameter"},
+    {"tar_missing_assistant_id", TR, "{\"thread\":{}}",
+     "Missing required parameter: 'assistant_id'.", "assistant_id", "missing_required_parameter"},
+    {"tar_thread_null", TR, "{\"assistant_id\":\"asst_1\",\"thread\":null}",
+     "Invalid type for 'thread': expected an object, but got null instead.", "thread",
+     "invalid_type"},
+    {"tar_thread_message_missing_content", TR,
+     "{\"assistant_id\":\"asst_1\",\"thread\":{\"messages\":[{\"role\":\"user\"}]}}",
+     "Missing required parameter: 'thread.messages[0].content'.", "thread.messages[0].content",
+     "missing_required_parameter"},
+    {"tar_tool_resources_ids_only", TR,
+     "{\"assistant_id\":\"asst_1\",\"tool_resources\":{\"file_search\":{\"vector_stores\":[]}}}",
+     "Unknown parameter: 'tool_resources.file_search.vector_stores'.",
+     "tool_resources.file_search.vector_stores", "unknown_parameter"},
+    {"sto_missing_tool_outputs", SO, "{\"stream\":true}",
+     "Missing required parameter: 'tool_outputs'.", "tool_outputs", "missing_required_parameter"},
+    {"sto_output_not_string", SO,
+     "{\"tool_outputs\":[{\"tool_call_id\":\"call_1\",\"output\":42}]}",
+     "Invalid type for 'tool_outputs[0].output': expected a string, but got an integer instead.",
+     "tool_outputs[0].output", "invalid_type"},
+    {"sto_output_object", SO,
+     "{\"tool_outputs\":[{\"tool_call_id\":\"call_1\",\"output\":\"a\"},{\"tool_call_id\":"
+     "\"call_2\",\"output\":{\"temp\":70}}]}",
+     "Invalid type for 'tool_outputs[1].output': expected a string, but got an object instead.",
+     "tool_outputs[1].output", "invalid_type"},
+    {"sto_unknown_in_output", SO,
+     "{\"tool_outputs\":[{\"tool_call_id\":\"call_1\",\"result\":\"x\"}]}",
+     "Unknown parameter: 'tool_outputs[0].result'.", "tool_outputs[0].result", "unknown_parameter"},
+    {"sto_tool_outputs_object", SO, "{\"tool_outputs\":{\"tool_call_id\":\"call_1\"}}",
+     "Invalid type for 'tool_outputs': expected an array, but got an object instead.",
+     "tool_outputs", "invalid_type"},
+    {"mr_unknown", MR, "{\"metadata\":{},\"status\":\"cancelled\"}", "Unknown parameter: 'status'.",
+     "status", "unknown_parameter"},
+    {"mr_metadata_value", MR, "{\"metadata\":{\"n\":1}}",
+     "Invalid type for 'metadata.n': expected a string, but got an integer instead.", "metadata.n",
+     "invalid_type"},
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -757,6 +920,31 @@ static void test_array_lengths(void **state)
                "tool_resources.code_interpreter.file_ids", "array_above_max_length");
 }
 
+/* Runs override tools with at most 20 (assistants: 128). */
+static void test_run_tools_limit(void **state)
+{
+    (void)state;
+    ad_verr err;
+    json_t *tools = json_array();
+    for (int i = 0; i < 20; i++)
+        json_array_append_new(tools, json_pack("{s:s}", "type", "code_interpreter"));
+    assert_true(
+        validate_new(json_pack("{s:s,s:O}", "assistant_id", "asst_1", "tools", tools), CR, &err));
+    json_array_append_new(tools, json_pack("{s:s}", "type", "file_search"));
+    assert_false(
+        validate_new(json_pack("{s:s,s:O}", "assistant_id", "asst_1", "tools", tools), CR, &err));
+    assert_err(&err,
+               "Invalid 'tools': array too long. Expected an array with maximum length 20, but got "
+               "an array with length 21 instead.",
+               "tools", "array_above_max_length");
+    assert_false(
+        validate_new(json_pack("{s:s,s:o}", "assistant_id", "asst_1", "tools", tools), TR, &err));
+    assert_err(&err,
+               "Invalid 'tools': array too long. Expected an array with maximum length 20, but got "
+               "an array with length 21 instead.",
+               "tools", "array_above_max_length");
+}
+
 static void test_metadata(void **state)
 {
     (void)state;
@@ -934,7 +1122,7 @@ static void test_all_schemas_accept_empty_or_report(void **state)
         }
         json_decref(o);
     }
-    assert_int_equal(n, 15);
+    assert_int_equal(n, 19);
 }
 
 int main(void)
@@ -944,6 +1132,7 @@ int main(void)
         cmocka_unit_test(test_parse_nesting),
         cmocka_unit_test(test_string_lengths),
         cmocka_unit_test(test_array_lengths),
+        cmocka_unit_test(test_run_tools_limit),
         cmocka_unit_test(test_metadata),
         cmocka_unit_test(test_long_paths_stay_utf8),
         cmocka_unit_test(test_verr_set_truncates_on_char_boundary),
