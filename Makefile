@@ -7,7 +7,7 @@
 
 CC      ?= gcc
 FUZZCC  ?= clang
-PKGS    := libmicrohttpd jansson sqlite3
+PKGS    := libmicrohttpd jansson sqlite3 libcurl
 CSTD    := -std=c17 -D_GNU_SOURCE
 WARN    := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wformat=2 -Wvla
 PKGCFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -19,7 +19,7 @@ CFLAGS_ASAN := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=address
                -fno-sanitize-recover=undefined $(INCS) $(PKGCFLAGS)
 LDFLAGS_ASAN := -fsanitize=address,undefined
 
-LIB_SRC  := $(sort $(wildcard src/util/*.c src/core/*.c src/http/*.c src/api/*.c src/store/*.c))
+LIB_SRC  := $(sort $(wildcard src/util/*.c src/core/*.c src/http/*.c src/api/*.c src/store/*.c src/run/*.c))
 MAIN_SRC := src/main.c
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
