@@ -19,6 +19,8 @@
 #include "http/http.h"
 #include "http/metrics.h"
 #include "http/request.h"
+#include "run/backends.h"
+#include "run/engine.h"
 #include "store/blob.h"
 #include "store/store.h"
 #include "util/alloc.h"
@@ -83,7 +85,12 @@ static void sweep_blobs(ad_server *srv)
 
 static void cleanup(ad_server *srv)
 {
+    /* Streams end first, so that no connection stays suspended, then the
+     * front stops, then the model calls and the store. */
+    ad_engine_stop(srv->engine);
     ad_http_stop(srv);
+    ad_engine_free(srv->engine);
+    ad_backends_free(srv->backends);
     ad_store_close(srv->store);
     ad_auth_free(srv->auth);
     ad_metrics_free(srv->metrics);
@@ -120,6 +127,8 @@ int main(int argc, char **argv)
     if (ad_auth_load(srv.cfg.api_keys, srv.cfg.keys_file, stderr, &srv.auth))
         goto out;
     parse_models(&srv);
+    if (ad_backends_load(srv.cfg.config, stderr, &srv.backends))
+        goto out;
     /* The metrics keep this array: it lives until cleanup. Sized from the
      * table, so no route is ever left without a name. */
     route_names = ad_calloc(ad_nroutes + 1, sizeof *route_names);
@@ -134,6 +143,9 @@ int main(int argc, char **argv)
     if (ad_store_open(srv.cfg.data_dir, srv.cfg.threads + 2, &srv.log, &srv.store))
         goto out;
     sweep_blobs(&srv);
+    if (ad_engine_new(&srv, &srv.engine))
+        goto out;
+    ad_engine_recover(srv.engine);
     if (ad_http_start(&srv))
         goto out;
     ad_log(&srv.log, AD_LOG_INFO, "assistd listening on %s:%u (data %s, %zu API key(s)%s)",

@@ -28,6 +28,11 @@ int64_t ad_now(void);
  * answers 400 "Invalid 'assistant_id': 'x'. Expected an ID that begins with
  * 'asst'." and returns false. */
 bool ad_api_check_id(ad_req *req, int i, const char *param, const char *prefix);
+/* Like ad_api_check_id for an id inside the body (e.g. assistant_id). */
+bool ad_api_check_body_id(ad_req *req, const json_t *body, const char *key, const char *prefix);
+/* Whether thread_id has an active run (queued, in progress, requires_action,
+ * cancelling); its id goes to out. */
+bool ad_api_active_run(ad_req *req, const char *thread_id, char out[64]);
 /* Parses the JSON body (empty means {}) and validates it; on failure answers
  * 400 and returns NULL. The result is borrowed: the request owns it. */
 json_t *ad_api_body(ad_req *req, const ad_vfield *schema);
@@ -117,6 +122,16 @@ void ad_h_messages_list(ad_req *req);
 void ad_h_messages_get(ad_req *req);
 void ad_h_messages_modify(ad_req *req);
 void ad_h_messages_delete(ad_req *req);
+
+void ad_h_runs_create(ad_req *req);
+void ad_h_runs_create_thread_and_run(ad_req *req);
+void ad_h_runs_list(ad_req *req);
+void ad_h_runs_get(ad_req *req);
+void ad_h_runs_modify(ad_req *req);
+void ad_h_runs_cancel(ad_req *req);
+void ad_h_runs_submit_tool_outputs(ad_req *req);
+void ad_h_steps_list(ad_req *req);
+void ad_h_steps_get(ad_req *req);
 
 void ad_h_files_create(ad_req *req);
 void ad_h_files_list(ad_req *req);

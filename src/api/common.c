@@ -17,9 +17,21 @@ int64_t ad_now(void)
     return (int64_t)time(NULL);
 }
 
+static bool check_id(ad_req *req, const char *id, const char *param, const char *prefix);
+
 bool ad_api_check_id(ad_req *req, int i, const char *param, const char *prefix)
 {
-    const char *id = req->params[i];
+    return check_id(req, req->params[i], param, prefix);
+}
+
+bool ad_api_check_body_id(ad_req *req, const json_t *body, const char *key, const char *prefix)
+{
+    const char *id = json_string_value(json_object_get(body, key));
+    return check_id(req, id ? id : "", key, prefix);
+}
+
+static bool check_id(ad_req *req, const char *id, const char *param, const char *prefix)
+{
     size_t pl = strlen(prefix);
     /* Prefix letters without the separator, as OpenAI's message shows them. */
     size_t shown = pl && (prefix[pl - 1] == '_' || prefix[pl - 1] == '-') ? pl - 1 : pl;

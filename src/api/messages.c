@@ -246,14 +246,14 @@ void ad_h_messages_create(ad_req *req)
         return;
     if (!thread_exists(req, req->params[0]))
         goto fail;
-    /*
-     * HOOK (issue #3, runs): reject the message while the thread has an
-     * active run (queued, in_progress, requires_action, cancelling), in this
-     * transaction, with OpenAI's 400:
-     *   ad_reply_error(req, 400, "invalid_request_error", NULL, NULL,
-     *                  "Can't add messages to %s while a run %s is active.",
-     *                  thread_id, run_id);
-     */
+    /* A thread is locked while a run is active on it (OpenAI's 400). */
+    char active[AD_ID_MAX];
+    if (ad_api_active_run(req, req->params[0], active)) {
+        ad_reply_error(req, 400, "invalid_request_error", NULL, NULL,
+                       "Can't add messages to %s while a run %s is active.", req->params[0],
+                       active);
+        goto fail;
+    }
     json_t *obj = NULL;
     if (!ad_api_message_put(req, req->params[0], body, ad_now(), "", &obj))
         goto fail;

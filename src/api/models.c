@@ -8,9 +8,16 @@
 #include <string.h>
 
 #include "http/metrics.h"
+#include "run/backends.h"
 
+/* With a backends file the models are the file's; otherwise ASSISTD_MODELS
+ * lists them, and an empty list accepts any name (passed through). */
 bool ad_model_known(const ad_server *srv, const char *model)
 {
+    if (srv->backends && !ad_backends_passthrough(srv->backends)) {
+        ad_model scratch;
+        return ad_backends_model(srv->backends, model, &scratch) != NULL;
+    }
     if (srv->nmodels == 0)
         return true;
     for (size_t i = 0; i < srv->nmodels; i++)
@@ -26,19 +33,33 @@ static json_t *model_obj(const char *id)
                      "owned_by", "assistd");
 }
 
+static size_t model_count(const ad_server *srv)
+{
+    if (srv->backends && !ad_backends_passthrough(srv->backends))
+        return ad_backends_count(srv->backends);
+    return srv->nmodels;
+}
+
+static const char *model_at(const ad_server *srv, size_t i)
+{
+    if (srv->backends && !ad_backends_passthrough(srv->backends))
+        return ad_backends_at(srv->backends, i)->id;
+    return srv->models[i];
+}
+
 void ad_h_models_list(ad_req *req)
 {
     json_t *data = json_array();
-    for (size_t i = 0; i < req->srv->nmodels; i++)
-        json_array_append_new(data, model_obj(req->srv->models[i]));
+    for (size_t i = 0; i < model_count(req->srv); i++)
+        json_array_append_new(data, model_obj(model_at(req->srv, i)));
     ad_reply_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 
 void ad_h_models_get(ad_req *req)
 {
     const char *id = req->params[0];
-    for (size_t i = 0; i < req->srv->nmodels; i++)
-        if (!strcmp(req->srv->models[i], id)) {
+    for (size_t i = 0; i < model_count(req->srv); i++)
+        if (!strcmp(model_at(req->srv, i), id)) {
             ad_reply_json(req, 200, model_obj(id));
             return;
         }

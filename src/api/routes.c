@@ -22,6 +22,8 @@ const ad_route ad_routes[] = {
     {"DELETE", "/assistants/{}", ad_h_assistants_delete, BETA, "assistants.delete"},
 
     {"POST", "/threads", ad_h_threads_create, BETA, "threads.create"},
+    /* Before /threads/{}: "runs" is not a thread id. */
+    {"POST", "/threads/runs", ad_h_runs_create_thread_and_run, BETA, "runs.create_thread_and_run"},
     {"GET", "/threads/{}", ad_h_threads_get, BETA, "threads.retrieve"},
     {"POST", "/threads/{}", ad_h_threads_modify, BETA, "threads.modify"},
     {"DELETE", "/threads/{}", ad_h_threads_delete, BETA, "threads.delete"},
@@ -31,6 +33,16 @@ const ad_route ad_routes[] = {
     {"GET", "/threads/{}/messages/{}", ad_h_messages_get, BETA, "messages.retrieve"},
     {"POST", "/threads/{}/messages/{}", ad_h_messages_modify, BETA, "messages.modify"},
     {"DELETE", "/threads/{}/messages/{}", ad_h_messages_delete, BETA, "messages.delete"},
+
+    {"POST", "/threads/{}/runs", ad_h_runs_create, BETA, "runs.create"},
+    {"GET", "/threads/{}/runs", ad_h_runs_list, BETA, "runs.list"},
+    {"GET", "/threads/{}/runs/{}", ad_h_runs_get, BETA, "runs.retrieve"},
+    {"POST", "/threads/{}/runs/{}", ad_h_runs_modify, BETA, "runs.modify"},
+    {"POST", "/threads/{}/runs/{}/cancel", ad_h_runs_cancel, BETA, "runs.cancel"},
+    {"POST", "/threads/{}/runs/{}/submit_tool_outputs", ad_h_runs_submit_tool_outputs, BETA,
+     "runs.submit_tool_outputs"},
+    {"GET", "/threads/{}/runs/{}/steps", ad_h_steps_list, BETA, "steps.list"},
+    {"GET", "/threads/{}/runs/{}/steps/{}", ad_h_steps_get, BETA, "steps.retrieve"},
 
     {"POST", "/files", ad_h_files_create, AD_R_MULTIPART, "files.create"},
     {"GET", "/files", ad_h_files_list, 0, "files.list"},

@@ -40,6 +40,8 @@ static const opt opts[] = {
      "file of API keys, one \"KEY [PROJECT]\" per line"},
     {"models", "ASSISTD_MODELS", K_STR, "gpt-4o,gpt-4o-mini,gpt-4.1,gpt-4.1-mini", F(models),
      "comma-separated model ids assistants may name (empty: any)"},
+    {"config", "ASSISTD_CONFIG", K_STR, "", F(config),
+     "model backends file (JSON, see README); none: OPENAI_BASE_URL/OPENAI_API_KEY"},
     {"max-json-body", "ASSISTD_MAX_JSON_BODY", K_SIZE, "16M", F(max_json_body),
      "largest JSON request body"},
     {"max-upload", "ASSISTD_MAX_UPLOAD", K_SIZE, "512M", F(max_upload_bytes),

@@ -26,6 +26,7 @@ typedef struct ad_config {
     char api_keys[4096];  /* comma-separated keys, project "default" */
     char keys_file[1024]; /* lines "KEY [PROJECT]" */
     char models[4096];    /* comma-separated model ids for /v1/models */
+    char config[1024];    /* model backends file (run/backends.h); "" for zero config */
     uint64_t max_json_body;
     uint64_t max_upload_bytes; /* POST /files */
     uint64_t max_part_bytes;   /* POST /uploads/{id}/parts */

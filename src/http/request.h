@@ -31,6 +31,7 @@
 
 struct MHD_Connection;
 typedef struct ad_mp ad_mp;
+typedef struct ad_sse ad_sse;
 typedef struct ad_req ad_req;
 typedef void (*ad_handler)(ad_req *req);
 
@@ -95,7 +96,8 @@ struct ad_req {
     int status;
     ad_buf out;
     const char *ctype;
-    int out_fd; /* >= 0: send this file instead of out */
+    int out_fd;  /* >= 0: send this file instead of out */
+    ad_sse *sse; /* non-NULL: a Server-Sent Events stream (http/sse.h) */
     uint64_t out_size;
     const char *hdr_name[4], *hdr_value[4];
     int nhdr;

@@ -32,6 +32,7 @@
 #include "http/metrics.h"
 #include "http/multipart.h"
 #include "http/router.h"
+#include "http/sse.h"
 #include "util/alloc.h"
 #include "util/id.h"
 #include "util/str.h"
@@ -113,6 +114,8 @@ static void req_free(ad_req *req)
     ad_blob_abort(&req->file);
     if (req->out_fd >= 0)
         close(req->out_fd);
+    if (req->sse)
+        ad_sse_unref(req->sse);
     ad_buf_free(&req->body);
     ad_buf_free(&req->field);
     ad_buf_free(&req->out);
@@ -187,7 +190,14 @@ static void free_cb(void *p)
 static enum MHD_Result send_response(ad_req *req)
 {
     struct MHD_Response *resp;
-    if (req->out_fd >= 0) {
+    if (req->sse) {
+        resp = ad_sse_response(req->sse);
+        if (!resp)
+            ad_sse_unref(req->sse); /* the reference ad_sse_respond took */
+        req->sse = NULL;
+        if (resp)
+            MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    } else if (req->out_fd >= 0) {
         resp = MHD_create_response_from_fd64(req->out_size, req->out_fd);
         if (resp)
             req->out_fd = -1; /* the response owns it now */

@@ -45,6 +45,7 @@ enum {
     S_COUNT,
     S_SEQ_OF,
     S_EXISTS_ANY,
+    S_SCAN,
     S_LIST_DESC,
     S_LIST_ASC,
     S_NTH_DESC,
@@ -74,6 +75,8 @@ static const char *const stmt_sql[S_NSTMT] = {
                 "AND body IS NOT NULL",
     [S_SEQ_OF] = "SELECT seq FROM objects WHERE id=?4 AND project=?1 AND kind=?2 AND parent=?3",
     [S_EXISTS_ANY] = "SELECT 1 FROM objects WHERE id=?2 AND kind=?1 AND body IS NOT NULL",
+    [S_SCAN] = "SELECT project, parent, id, body FROM objects WHERE kind=?1 AND aux=?2 "
+               "AND body IS NOT NULL ORDER BY seq",
 #define LIST_SQL                                                                                   \
     "SELECT id, body FROM objects WHERE project=?1 AND kind=?2 AND parent=?3 AND seq>?4 "          \
     "AND seq<?5 AND body IS NOT NULL AND (?6 IS NULL OR aux=?6) ORDER BY seq "
@@ -537,5 +540,28 @@ ad_err ad_db_list(ad_db *db, const ad_list_q *q, ad_list_cb cb, void *ud, bool *
     sqlite3_reset(st);
     if (before_page)
         *has_more = before_more;
+    return rc;
+}
+
+ad_err ad_db_scan(ad_db *db, const char *kind, const char *aux, ad_scan_cb cb, void *ud)
+{
+    const char *v[2] = {kind, aux};
+    sqlite3_stmt *st = bind(db, S_SCAN, 2, v);
+    ad_err rc = AD_OK;
+    for (;;) {
+        int r = sqlite3_step(st);
+        if (r == SQLITE_DONE)
+            break;
+        if (r != SQLITE_ROW) {
+            rc = db_error(db, "scan");
+            break;
+        }
+        rc = cb(ud, (const char *)sqlite3_column_text(st, 0),
+                (const char *)sqlite3_column_text(st, 1), (const char *)sqlite3_column_text(st, 2),
+                (const char *)sqlite3_column_text(st, 3), (size_t)sqlite3_column_bytes(st, 3));
+        if (rc)
+            break;
+    }
+    sqlite3_reset(st);
     return rc;
 }

@@ -101,6 +101,12 @@ typedef ad_err (*ad_list_cb)(void *ud, const char *id, const char *json, size_t 
  * the page starts at after. */
 ad_err ad_db_list(ad_db *db, const ad_list_q *q, ad_list_cb cb, void *ud, bool *has_more);
 
+/* Calls cb for every live object of a kind whose aux equals aux, in every
+ * project, in creation order (start-up recovery, e.g. runs left active). */
+typedef ad_err (*ad_scan_cb)(void *ud, const char *project, const char *parent, const char *id,
+                             const char *json, size_t len);
+ad_err ad_db_scan(ad_db *db, const char *kind, const char *aux, ad_scan_cb cb, void *ud);
+
 /* Whether a live object of that kind and id exists in any project (used by
  * start-up maintenance, e.g. removing file bytes no row refers to). */
 ad_err ad_db_exists_any(ad_db *db, const char *kind, const char *id, bool *exists);

@@ -1,0 +1,602 @@
+/*
+ * runs.c -- /threads/{id}/runs, /threads/runs and run steps.
+ *
+ * Handlers do the synchronous half of every run operation in one store
+ * transaction -- resolve the assistant and thread, refuse a second active
+ * run, store the run as queued (with its additional messages), accept tool
+ * outputs, mark a run cancelling -- and then hand the run to the engine
+ * (run/engine.h), which does everything that waits on the model. With
+ * `stream: true` the response is a Server-Sent Events stream: the handler
+ * announces what it did itself (thread.created, thread.run.created/queued,
+ * or the completed tool_calls step) and the engine continues on the same
+ * stream.
+ *
+ * A run is stored with kind "run", parent = its thread, aux = "active"
+ * while queued, in progress, waiting for tool outputs or cancelling; steps
+ * with kind "step", parent = their run.
+ */
+#include "api/api.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "http/sse.h"
+#include "run/backends.h"
+#include "run/engine.h"
+#include "util/id.h"
+#include "util/str.h"
+
+#define RUN_TTL         600   /* seconds: expires_at = created_at + 600 */
+#define POLL_AFTER_MS   "200" /* openai-poll-after-ms for the SDK pollers */
+#define JSON_MAX        (64u * 1024 * 1024)
+#define INCLUDE_CONTENT "step_details.tool_calls[*].file_search.results[*].content"
+
+static ad_err first_id(void *ud, const char *id, const char *json, size_t len)
+{
+    (void)json;
+    (void)len;
+    ad_strlcpy(ud, id, AD_ID_MAX);
+    return AD_OK;
+}
+
+bool ad_api_active_run(ad_req *req, const char *thread_id, char out[AD_ID_MAX])
+{
+    ad_list_q q = {.project = req->project,
+                   .kind = "run",
+                   .parent = thread_id,
+                   .aux = "active",
+                   .limit = 1,
+                   .asc = true};
+    bool more;
+    out[0] = '\0';
+    ad_db_list(ad_req_db(req), &q, first_id, out, &more);
+    return out[0] != '\0';
+}
+
+/* include[] is only allowed to name file_search result content. */
+static bool include_ok(ad_req *req)
+{
+    const char *v = ad_req_query(req, "include[]");
+    if (v && strcmp(v, INCLUDE_CONTENT) != 0) {
+        ad_reply_error(req, 400, "invalid_request_error", "include", "invalid_value",
+                       "Invalid value: '%.128s'. Supported values are: '" INCLUDE_CONTENT "'.", v);
+        return false;
+    }
+    return true;
+}
+
+/* Path parameters 0 and 1: a thread id and a run id. */
+static bool run_ids(ad_req *req)
+{
+    return ad_api_check_id(req, 0, "thread_id", "thread_") &&
+           ad_api_check_id(req, 1, "run_id", "run_");
+}
+
+static json_t *load_child(ad_req *req, const char *kind, const char *parent, const char *id,
+                          const char *what);
+
+/* Opens a write transaction and loads the run of the path; NULL (rolled
+ * back, answered) on failure. */
+static json_t *begin_run(ad_req *req)
+{
+    ad_db *db = ad_req_db(req);
+    if (!ad_api_ok(req, ad_db_begin(db)))
+        return NULL;
+    json_t *run = load_child(req, "run", req->params[0], req->params[1], "run");
+    if (!run)
+        ad_db_rollback(db);
+    return run;
+}
+
+static void poll_header(ad_req *req)
+{
+    ad_req_add_header(req, "openai-poll-after-ms", POLL_AFTER_MS);
+}
+
+/* Loads an object or answers 404 (no reply when out-of-band errors). */
+static json_t *load_child(ad_req *req, const char *kind, const char *parent, const char *id,
+                          const char *what)
+{
+    ad_buf b;
+    ad_buf_init(&b, JSON_MAX);
+    ad_err rc = ad_db_get_child(ad_req_db(req), req->project, kind, parent, id, &b);
+    json_t *v = NULL;
+    if (rc == AD_ENOTFOUND)
+        ad_reply_not_found(req, what, id);
+    else if (rc)
+        ad_reply_internal(req, rc);
+    else if (!(v = json_loadb(b.ptr, b.len, 0, NULL)))
+        ad_reply_internal(req, AD_EDB);
+    ad_buf_free(&b);
+    return v;
+}
+
+static json_t *pick(const json_t *body, const json_t *assistant, const char *key, json_t *def)
+{
+    json_t *v = json_object_get(body, key);
+    if (v && !json_is_null(v)) {
+        json_decref(def);
+        return json_deep_copy(v);
+    }
+    v = assistant ? json_object_get(assistant, key) : NULL;
+    if (v && !json_is_null(v)) {
+        json_decref(def);
+        return json_deep_copy(v);
+    }
+    return def;
+}
+
+/* Builds and stores a queued run; NULL after answering an error. */
+static json_t *put_run(ad_req *req, const char *thread_id, const json_t *body)
+{
+    const char *asst_id = json_string_value(json_object_get(body, "assistant_id"));
+    json_t *asst = ad_api_load(req, "assistant", asst_id, "assistant");
+    if (!asst)
+        return NULL;
+    char active[AD_ID_MAX];
+    if (ad_api_active_run(req, thread_id, active)) {
+        ad_reply_error(req, 400, "invalid_request_error", NULL, NULL,
+                       "Thread %s already has an active run %s.", thread_id, active);
+        json_decref(asst);
+        return NULL;
+    }
+    json_t *model = pick(body, asst, "model", json_string(""));
+    ad_model scratch;
+    if (!ad_model_known(req->srv, json_string_value(model)) ||
+        !ad_backends_model(req->srv->backends, json_string_value(model), &scratch)) {
+        ad_reply_error(req, 400, "invalid_request_error", "model", "model_not_found",
+                       "The requested model '%.128s' does not exist.", json_string_value(model));
+        json_decref(model);
+        json_decref(asst);
+        return NULL;
+    }
+    json_t *instructions = pick(body, asst, "instructions", json_string(""));
+    const char *add = json_string_value(json_object_get(body, "additional_instructions"));
+    if (add && *add) {
+        const char *base = json_string_value(instructions);
+        char *joined = ad_arena_printf(req->arena, "%s%s%s", base, *base ? "\n\n" : "", add);
+        json_decref(instructions);
+        instructions = json_string(joined);
+    }
+    json_t *ts = json_object_get(body, "truncation_strategy");
+    json_t *trunc = json_is_object(ts) ? json_deep_copy(ts)
+                                       : json_pack("{s:s,s:n}", "type", "auto", "last_messages");
+    if (!json_object_get(trunc, "last_messages"))
+        json_object_set_new(trunc, "last_messages", json_null());
+
+    /* Messages to add before the run starts. */
+    json_t *extra = json_object_get(body, "additional_messages");
+    size_t i;
+    json_t *m;
+    int64_t now = ad_now();
+    json_array_foreach(extra, i, m)
+    {
+        char p[64];
+        snprintf(p, sizeof p, "additional_messages[%zu]", i);
+        if (!ad_api_message_put(req, thread_id, m, now, p, NULL)) {
+            json_decref(model);
+            json_decref(instructions);
+            json_decref(trunc);
+            json_decref(asst);
+            return NULL;
+        }
+    }
+
+    char id[AD_ID_MAX];
+    ad_id_new(id, "run_");
+    json_t *mct = json_object_get(body, "max_completion_tokens");
+    json_t *mpt = json_object_get(body, "max_prompt_tokens");
+    json_t *run = json_pack(
+        "{s:s,s:s,s:I,s:s,s:s,s:s,s:n,s:I,s:n,s:n,s:n,s:n,s:n,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,"
+        "s:o,s:o,s:n,s:n,s:o,s:o,s:o}",
+        "id", id, "object", "thread.run", "created_at", (json_int_t)now, "assistant_id", asst_id,
+        "thread_id", thread_id, "status", "queued", "started_at", "expires_at",
+        (json_int_t)(now + RUN_TTL), "cancelled_at", "failed_at", "completed_at", "required_action",
+        "last_error", "model", model, "instructions", instructions, "tools",
+        pick(body, asst, "tools", json_array()), "tool_resources", json_object(), "metadata",
+        json_is_object(json_object_get(body, "metadata"))
+            ? json_deep_copy(json_object_get(body, "metadata"))
+            : json_object(),
+        "temperature", pick(body, asst, "temperature", json_real(1.0)), "top_p",
+        pick(body, asst, "top_p", json_real(1.0)), "max_completion_tokens",
+        json_is_integer(mct) ? json_deep_copy(mct) : json_null(), "max_prompt_tokens",
+        json_is_integer(mpt) ? json_deep_copy(mpt) : json_null(), "truncation_strategy", trunc,
+        "incomplete_details", "usage", "response_format",
+        pick(body, asst, "response_format", json_string("auto")), "tool_choice",
+        pick(body, NULL, "tool_choice", json_string("auto")), "parallel_tool_calls",
+        pick(body, NULL, "parallel_tool_calls", json_true()));
+    json_decref(asst);
+    char *s = json_dumps(run, JSON_COMPACT);
+    ad_obj o = {.kind = "run",
+                .id = id,
+                .project = req->project,
+                .parent = thread_id,
+                .aux = "active",
+                .created_at = now};
+    ad_err rc = s ? ad_db_put(ad_req_db(req), &o, s, strlen(s)) : AD_EINTERNAL;
+    free(s);
+    if (rc) {
+        ad_reply_internal(req, rc);
+        json_decref(run);
+        return NULL;
+    }
+    return run;
+}
+
+static void send_event(ad_sse *sse, const char *event, const json_t *obj)
+{
+    char *s = json_dumps(obj, JSON_COMPACT);
+    if (s) {
+        ad_sse_send(sse, event, s, strlen(s));
+        free(s);
+    }
+}
+
+/* Commits, then answers (JSON or a stream) and hands the run to the engine.
+ * thread is announced first when not NULL (createThreadAndRun). */
+static void start(ad_req *req, const json_t *body, json_t *thread, json_t *run)
+{
+    ad_db *db = ad_req_db(req);
+    ad_err rc = ad_db_commit(db);
+    if (rc) {
+        ad_db_rollback(db);
+        ad_reply_internal(req, rc);
+        return;
+    }
+    const char *thread_id = json_string_value(json_object_get(run, "thread_id"));
+    const char *run_id = json_string_value(json_object_get(run, "id"));
+    if (json_is_true(json_object_get(body, "stream"))) {
+        ad_sse *sse = ad_engine_stream(req->srv->engine);
+        if (thread)
+            send_event(sse, "thread.created", thread);
+        send_event(sse, "thread.run.created", run);
+        send_event(sse, "thread.run.queued", run);
+        ad_sse_respond(req, sse);
+        ad_engine_run(req->srv->engine, req->project, thread_id, run_id, sse);
+        ad_sse_unref(sse);
+    } else {
+        poll_header(req);
+        ad_engine_run(req->srv->engine, req->project, thread_id, run_id, NULL);
+        ad_reply_json(req, 200, json_incref(run));
+    }
+}
+
+void ad_h_runs_create(ad_req *req)
+{
+    if (!ad_api_check_id(req, 0, "thread_id", "thread_") || !include_ok(req))
+        return;
+    const json_t *body = ad_api_body(req, &ad_schema_create_run);
+    if (!body)
+        return;
+    if (!ad_api_check_body_id(req, body, "assistant_id", "asst_"))
+        return;
+    ad_db *db = ad_req_db(req);
+    if (!ad_api_ok(req, ad_db_begin(db)))
+        return;
+    json_t *thread = ad_api_load(req, "thread", req->params[0], "thread");
+    json_t *run = thread ? put_run(req, req->params[0], body) : NULL;
+    if (!run) {
+        ad_db_rollback(db);
+        json_decref(thread);
+        return;
+    }
+    start(req, body, NULL, run);
+    json_decref(thread);
+    json_decref(run);
+}
+
+void ad_h_runs_create_thread_and_run(ad_req *req)
+{
+    const json_t *body = ad_api_body(req, &ad_schema_create_thread_and_run);
+    if (!body)
+        return;
+    if (!ad_api_check_body_id(req, body, "assistant_id", "asst_"))
+        return;
+    ad_db *db = ad_req_db(req);
+    if (!ad_api_ok(req, ad_db_begin(db)))
+        return;
+    json_t *tbody = json_object_get(body, "thread");
+    json_t *empty = NULL;
+    if (!json_is_object(tbody))
+        tbody = empty = json_object();
+    json_t *thread = ad_api_thread_put(req, tbody);
+    json_decref(empty);
+    if (!thread) {
+        ad_db_rollback(db);
+        return;
+    }
+    json_t *run = put_run(req, json_string_value(json_object_get(thread, "id")), body);
+    if (!run) {
+        ad_db_rollback(db);
+        json_decref(thread);
+        return;
+    }
+    start(req, body, thread, run);
+    json_decref(thread);
+    json_decref(run);
+}
+
+void ad_h_runs_list(ad_req *req)
+{
+    if (!ad_api_check_id(req, 0, "thread_id", "thread_"))
+        return;
+    ad_list_q q = {.project = req->project, .kind = "run", .parent = req->params[0]};
+    if (!ad_api_page_params(req, &q, 20, 100, true))
+        return;
+    json_t *thread = ad_api_load(req, "thread", req->params[0], "thread");
+    if (!thread)
+        return;
+    json_decref(thread);
+    ad_api_list(req, &q);
+}
+
+void ad_h_runs_get(ad_req *req)
+{
+    if (!run_ids(req))
+        return;
+    ad_buf_reset(&req->out);
+    ad_err rc = ad_db_get_child(ad_req_db(req), req->project, "run", req->params[0], req->params[1],
+                                &req->out);
+    if (rc == AD_ENOTFOUND) {
+        ad_reply_not_found(req, "run", req->params[1]);
+        return;
+    }
+    if (!ad_api_ok(req, rc))
+        return;
+    poll_header(req);
+    req->status = 200;
+    req->ctype = "application/json";
+    req->responded = true;
+}
+
+void ad_h_runs_modify(ad_req *req)
+{
+    if (!run_ids(req))
+        return;
+    const json_t *body = ad_api_body(req, &ad_schema_modify_run);
+    if (!body)
+        return;
+    ad_db *db = ad_req_db(req);
+    json_t *run = begin_run(req);
+    if (!run)
+        return;
+    if (json_object_get(body, "metadata"))
+        ad_api_set_metadata(run, body);
+    ad_err rc = ad_api_save(req, "run", req->params[1], NULL, run);
+    if (!rc)
+        rc = ad_db_commit(db);
+    if (rc) {
+        ad_db_rollback(db);
+        json_decref(run);
+        ad_reply_internal(req, rc);
+        return;
+    }
+    ad_reply_json(req, 200, run);
+}
+
+void ad_h_runs_cancel(ad_req *req)
+{
+    if (!run_ids(req))
+        return;
+    ad_db *db = ad_req_db(req);
+    json_t *run = begin_run(req);
+    if (!run)
+        return;
+    const char *st = json_string_value(json_object_get(run, "status"));
+    if (!st ||
+        (strcmp(st, "queued") && strcmp(st, "in_progress") && strcmp(st, "requires_action"))) {
+        ad_db_rollback(db);
+        ad_reply_error(req, 400, "invalid_request_error", NULL, NULL,
+                       "Cannot cancel run with status '%s'.", st ? st : "unknown");
+        json_decref(run);
+        return;
+    }
+    json_object_set_new(run, "status", json_string("cancelling"));
+    ad_err rc = ad_api_save(req, "run", req->params[1], "active", run);
+    if (!rc)
+        rc = ad_db_commit(db);
+    if (rc) {
+        ad_db_rollback(db);
+        json_decref(run);
+        ad_reply_internal(req, rc);
+        return;
+    }
+    ad_engine_cancel(req->srv->engine, req->project, req->params[0], req->params[1]);
+    poll_header(req);
+    ad_reply_json(req, 200, run);
+}
+
+/* The in-progress tool_calls step of a run waiting for outputs. */
+static ad_err waiting_step(void *ud, const char *id, const char *json, size_t len)
+{
+    json_t **out = ud;
+    json_t *st = json_loadb(json, len, 0, NULL);
+    const char *status = json_string_value(json_object_get(st, "status"));
+    const char *type = json_string_value(json_object_get(st, "type"));
+    (void)id;
+    if (status && type && !strcmp(status, "in_progress") && !strcmp(type, "tool_calls") && !*out)
+        *out = st;
+    else
+        json_decref(st);
+    return AD_OK;
+}
+
+/* "['a', 'b']" for error messages. */
+static const char *id_list(ad_req *req, const json_t *ids)
+{
+    ad_buf b;
+    ad_buf_init(&b, 64 * 1024);
+    ad_buf_addc(&b, '[');
+    size_t i;
+    json_t *v;
+    json_array_foreach(ids, i, v)
+    {
+        if (ad_buf_printf(&b, "%s'%s'", i ? ", " : "", json_string_value(v)))
+            break;
+    }
+    ad_buf_addc(&b, ']');
+    const char *s = ad_arena_strdup(req->arena, ad_buf_str(&b));
+    ad_buf_free(&b);
+    return s;
+}
+
+void ad_h_runs_submit_tool_outputs(ad_req *req)
+{
+    if (!run_ids(req))
+        return;
+    const json_t *body = ad_api_body(req, &ad_schema_submit_tool_outputs);
+    if (!body)
+        return;
+    ad_db *db = ad_req_db(req);
+    json_t *run = begin_run(req);
+    json_t *step = NULL, *expected = NULL, *got = NULL;
+    if (!run)
+        return;
+    const char *st = json_string_value(json_object_get(run, "status"));
+    if (!st || strcmp(st, "requires_action") != 0) {
+        ad_reply_error(req, 400, "invalid_request_error", NULL, NULL,
+                       "Runs in status \"%s\" do not accept tool outputs.", st ? st : "unknown");
+        goto fail;
+    }
+    json_t *pending = json_object_get(
+        json_object_get(json_object_get(run, "required_action"), "submit_tool_outputs"),
+        "tool_calls");
+    expected = json_array();
+    got = json_array();
+    size_t i;
+    json_t *v;
+    for (i = 0; i < json_array_size(pending); i++)
+        json_array_append(expected, json_object_get(json_array_get(pending, i), "id"));
+    json_t *outs = json_object_get(body, "tool_outputs");
+    bool ok = json_array_size(outs) == json_array_size(expected);
+    json_array_foreach(outs, i, v)
+    {
+        json_t *cid = json_object_get(v, "tool_call_id");
+        if (!json_is_string(cid)) {
+            char p[64];
+            snprintf(p, sizeof p, "tool_outputs[%zu].tool_call_id", i);
+            ad_reply_error(req, 400, "invalid_request_error", p, "missing_required_parameter",
+                           "Missing required parameter: '%s'.", p);
+            goto fail;
+        }
+        bool known = false, dup = false;
+        size_t k;
+        json_t *e;
+        json_array_foreach(expected, k, e) known |= json_equal(e, cid);
+        json_array_foreach(got, k, e) dup |= json_equal(e, cid);
+        ok = ok && known && !dup;
+        json_array_append(got, cid);
+    }
+    if (!ok) {
+        ad_reply_error(req, 400, "invalid_request_error", "tool_outputs", NULL,
+                       "Expected tool outputs for call_ids %s, got %s", id_list(req, expected),
+                       id_list(req, got));
+        goto fail;
+    }
+    /* Record each output on the waiting step and complete it. */
+    ad_list_q q = {.project = req->project,
+                   .kind = "step",
+                   .parent = req->params[1],
+                   .limit = 1000,
+                   .asc = true};
+    bool more;
+    ad_err rc = ad_db_list(db, &q, waiting_step, &step, &more);
+    if (rc || !step) {
+        ad_reply_internal(req, rc ? rc : AD_EINTERNAL);
+        goto fail;
+    }
+    json_t *calls = json_object_get(json_object_get(step, "step_details"), "tool_calls");
+    json_array_foreach(calls, i, v)
+    {
+        size_t k;
+        json_t *o;
+        json_array_foreach(outs, k, o)
+        {
+            if (json_equal(json_object_get(o, "tool_call_id"), json_object_get(v, "id"))) {
+                json_t *out = json_object_get(o, "output");
+                json_object_set_new(json_object_get(v, "function"), "output",
+                                    json_is_string(out) ? json_incref(out) : json_string(""));
+            }
+        }
+    }
+    json_object_set_new(step, "status", json_string("completed"));
+    json_object_set_new(step, "completed_at", json_integer(ad_now()));
+    if (json_is_null(json_object_get(step, "usage")))
+        json_object_set_new(step, "usage",
+                            json_pack("{s:i,s:i,s:i}", "prompt_tokens", 0, "completion_tokens", 0,
+                                      "total_tokens", 0));
+    const char *step_id = json_string_value(json_object_get(step, "id"));
+    json_object_set_new(run, "status", json_string("queued"));
+    json_object_set_new(run, "required_action", json_null());
+    rc = ad_api_save(req, "step", step_id, NULL, step);
+    if (!rc)
+        rc = ad_api_save(req, "run", req->params[1], "active", run);
+    if (!rc)
+        rc = ad_db_commit(db);
+    if (rc) {
+        ad_reply_internal(req, rc);
+        goto fail;
+    }
+    if (json_is_true(json_object_get(body, "stream"))) {
+        ad_sse *sse = ad_engine_stream(req->srv->engine);
+        send_event(sse, "thread.run.step.completed", step);
+        send_event(sse, "thread.run.queued", run);
+        ad_sse_respond(req, sse);
+        ad_engine_run(req->srv->engine, req->project, req->params[0], req->params[1], sse);
+        ad_sse_unref(sse);
+    } else {
+        poll_header(req);
+        ad_engine_run(req->srv->engine, req->project, req->params[0], req->params[1], NULL);
+        ad_reply_json(req, 200, json_incref(run));
+    }
+    json_decref(run);
+    json_decref(step);
+    json_decref(expected);
+    json_decref(got);
+    return;
+fail:
+    ad_db_rollback(db);
+    json_decref(run);
+    json_decref(step);
+    json_decref(expected);
+    json_decref(got);
+}
+
+void ad_h_steps_list(ad_req *req)
+{
+    if (!ad_api_check_id(req, 0, "thread_id", "thread_") ||
+        !ad_api_check_id(req, 1, "run_id", "run_") || !include_ok(req))
+        return;
+    ad_list_q q = {.project = req->project, .kind = "step", .parent = req->params[1]};
+    if (!ad_api_page_params(req, &q, 20, 100, true))
+        return;
+    json_t *run = load_child(req, "run", req->params[0], req->params[1], "run");
+    if (!run)
+        return;
+    json_decref(run);
+    ad_api_list(req, &q);
+}
+
+void ad_h_steps_get(ad_req *req)
+{
+    if (!ad_api_check_id(req, 0, "thread_id", "thread_") ||
+        !ad_api_check_id(req, 1, "run_id", "run_") ||
+        !ad_api_check_id(req, 2, "step_id", "step_") || !include_ok(req))
+        return;
+    json_t *run = load_child(req, "run", req->params[0], req->params[1], "run");
+    if (!run)
+        return;
+    json_decref(run);
+    ad_buf_reset(&req->out);
+    ad_err rc = ad_db_get_child(ad_req_db(req), req->project, "step", req->params[1],
+                                req->params[2], &req->out);
+    if (rc == AD_ENOTFOUND) {
+        ad_reply_not_found(req, "run step", req->params[2]);
+        return;
+    }
+    if (!ad_api_ok(req, rc))
+        return;
+    req->status = 200;
+    req->ctype = "application/json";
+    req->responded = true;
+}

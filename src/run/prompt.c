@@ -1,0 +1,338 @@
+/*
+ * prompt.c -- building the chat-completions request of a run's next model
+ * call from what is stored (see prompt.h).
+ */
+#include "run/prompt.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "store/blob.h"
+#include "util/alloc.h"
+#include "util/buf.h"
+
+#define JSON_MAX  (64u * 1024 * 1024)
+#define IMAGE_MAX (20u * 1024 * 1024) /* largest image_file sent inline */
+
+typedef struct collect {
+    json_t *arr;
+} collect;
+
+static ad_err collect_row(void *ud, const char *id, const char *json, size_t len)
+{
+    collect *c = ud;
+    (void)id;
+    json_t *v = json_loadb(json, len, 0, NULL);
+    if (!v)
+        return AD_EDB;
+    json_array_append_new(c->arr, v);
+    return AD_OK;
+}
+
+/* All live objects of kind under parent, oldest first. */
+static json_t *list_all(ad_db *db, const char *project, const char *kind, const char *parent)
+{
+    collect c = {.arr = json_array()};
+    ad_list_q q = {
+        .project = project, .kind = kind, .parent = parent, .limit = 1000000, .asc = true};
+    bool more;
+    if (ad_db_list(db, &q, collect_row, &c, &more)) {
+        json_decref(c.arr);
+        return NULL;
+    }
+    return c.arr;
+}
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static ad_err base64_append(ad_buf *out, const unsigned char *p, size_t n)
+{
+    ad_err rc = AD_OK;
+    size_t i = 0;
+    for (; i + 3 <= n && !rc; i += 3) {
+        char q[4] = {b64[p[i] >> 2], b64[((p[i] & 3) << 4) | (p[i + 1] >> 4)],
+                     b64[((p[i + 1] & 15) << 2) | (p[i + 2] >> 6)], b64[p[i + 2] & 63]};
+        rc = ad_buf_add(out, q, 4);
+    }
+    if (!rc && n - i == 1) {
+        char q[4] = {b64[p[i] >> 2], b64[(p[i] & 3) << 4], '=', '='};
+        rc = ad_buf_add(out, q, 4);
+    } else if (!rc && n - i == 2) {
+        char q[4] = {b64[p[i] >> 2], b64[((p[i] & 3) << 4) | (p[i + 1] >> 4)],
+                     b64[(p[i + 1] & 15) << 2], '='};
+        rc = ad_buf_add(out, q, 4);
+    }
+    return rc;
+}
+
+static const char *image_type(const char *filename)
+{
+    const char *dot = filename ? strrchr(filename, '.') : NULL;
+    if (dot && (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg")))
+        return "image/jpeg";
+    if (dot && !strcasecmp(dot, ".gif"))
+        return "image/gif";
+    if (dot && !strcasecmp(dot, ".webp"))
+        return "image/webp";
+    return "image/png";
+}
+
+/* A data: URL with the bytes of an image file, or NULL. */
+static json_t *image_file_url(ad_db *db, const char *data_dir, const char *project,
+                              const char *file_id)
+{
+    ad_buf meta;
+    ad_buf_init(&meta, 1024 * 1024);
+    json_t *url = NULL;
+    int fd = -1;
+    uint64_t size = 0;
+    if (ad_db_get(db, project, "file", file_id, &meta))
+        goto out;
+    json_t *f = json_loadb(meta.ptr, meta.len, 0, NULL);
+    const char *type = image_type(json_string_value(json_object_get(f, "filename")));
+    if (ad_blob_open(data_dir, "files", file_id, &fd, &size) || size > IMAGE_MAX) {
+        json_decref(f);
+        goto out;
+    }
+    ad_buf data;
+    ad_buf_init(&data, IMAGE_MAX * 2);
+    unsigned char *raw = ad_malloc(size ? size : 1);
+    size_t got = 0;
+    while (got < size) {
+        ssize_t r = read(fd, raw + got, size - got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    if (got == size && !ad_buf_printf(&data, "data:%s;base64,", type) &&
+        !base64_append(&data, raw, size))
+        url = json_stringn(data.ptr, data.len);
+    ad_free(raw);
+    ad_buf_free(&data);
+    json_decref(f);
+out:
+    if (fd >= 0)
+        close(fd);
+    ad_buf_free(&meta);
+    return url;
+}
+
+/* A stored message as a chat message. */
+static json_t *chat_message(ad_db *db, const char *data_dir, const char *project, const json_t *msg)
+{
+    const char *role = json_string_value(json_object_get(msg, "role"));
+    json_t *content = json_object_get(msg, "content");
+    ad_buf text;
+    ad_buf_init(&text, JSON_MAX);
+    json_t *parts = json_array();
+    bool images = false;
+    size_t i;
+    json_t *p;
+    json_array_foreach(content, i, p)
+    {
+        const char *type = json_string_value(json_object_get(p, "type"));
+        if (!type)
+            continue;
+        if (!strcmp(type, "text")) {
+            const char *v = json_string_value(json_object_get(json_object_get(p, "text"), "value"));
+            if (!v)
+                continue;
+            if (text.len)
+                ad_buf_addstr(&text, "\n");
+            ad_buf_addstr(&text, v);
+            json_array_append_new(parts, json_pack("{s:s,s:s}", "type", "text", "text", v));
+        } else if (!strcmp(type, "image_url")) {
+            json_t *iu = json_object_get(p, "image_url");
+            json_array_append_new(parts,
+                                  json_pack("{s:s,s:O}", "type", "image_url", "image_url", iu));
+            images = true;
+        } else if (!strcmp(type, "image_file")) {
+            json_t *img = json_object_get(p, "image_file");
+            json_t *url = image_file_url(db, data_dir, project,
+                                         json_string_value(json_object_get(img, "file_id")));
+            if (url) {
+                json_t *iu = json_pack("{s:o}", "url", url);
+                const char *detail = json_string_value(json_object_get(img, "detail"));
+                if (detail)
+                    json_object_set_new(iu, "detail", json_string(detail));
+                json_array_append_new(parts,
+                                      json_pack("{s:s,s:o}", "type", "image_url", "image_url", iu));
+                images = true;
+            }
+        }
+    }
+    json_t *m =
+        json_pack("{s:s}", "role", role && !strcmp(role, "assistant") ? "assistant" : "user");
+    if (images)
+        json_object_set_new(m, "content", parts);
+    else {
+        json_object_set_new(m, "content", json_stringn(ad_buf_str(&text), text.len));
+        json_decref(parts);
+    }
+    ad_buf_free(&text);
+    return m;
+}
+
+/* Appends the turns of this run's steps. */
+static ad_err append_steps(ad_db *db, const char *data_dir, const char *project, const char *run_id,
+                           json_t *messages)
+{
+    json_t *steps = list_all(db, project, "step", run_id);
+    if (!steps)
+        return AD_EDB;
+    size_t i;
+    json_t *st;
+    ad_err rc = AD_OK;
+    ad_buf b;
+    ad_buf_init(&b, JSON_MAX);
+    json_array_foreach(steps, i, st)
+    {
+        json_t *d = json_object_get(st, "step_details");
+        const char *type = json_string_value(json_object_get(d, "type"));
+        if (type && !strcmp(type, "message_creation")) {
+            const char *mid = json_string_value(
+                json_object_get(json_object_get(d, "message_creation"), "message_id"));
+            ad_buf_reset(&b);
+            if (!mid || ad_db_get(db, project, "message", mid, &b))
+                continue;
+            json_t *msg = json_loadb(b.ptr, b.len, 0, NULL);
+            if (msg)
+                json_array_append_new(messages, chat_message(db, data_dir, project, msg));
+            json_decref(msg);
+        } else if (type && !strcmp(type, "tool_calls")) {
+            json_t *calls = json_object_get(d, "tool_calls");
+            json_t *tc = json_array();
+            json_t *outs = json_array();
+            size_t k;
+            json_t *c;
+            json_array_foreach(calls, k, c)
+            {
+                json_t *fn = json_object_get(c, "function");
+                const char *ctype = json_string_value(json_object_get(c, "type"));
+                if (!fn || !ctype || strcmp(ctype, "function") != 0)
+                    continue;
+                json_t *out = json_object_get(fn, "output");
+                if (!json_is_string(out))
+                    continue; /* not answered yet */
+                json_array_append_new(tc, json_pack("{s:O,s:s,s:{s:O,s:O}}", "id",
+                                                    json_object_get(c, "id"), "type", "function",
+                                                    "function", "name", json_object_get(fn, "name"),
+                                                    "arguments", json_object_get(fn, "arguments")));
+                json_array_append_new(outs,
+                                      json_pack("{s:s,s:O,s:O}", "role", "tool", "tool_call_id",
+                                                json_object_get(c, "id"), "content", out));
+            }
+            if (json_array_size(tc)) {
+                json_array_append_new(messages, json_pack("{s:s,s:n,s:o}", "role", "assistant",
+                                                          "content", "tool_calls", tc));
+                json_array_extend(messages, outs);
+            } else {
+                json_decref(tc);
+            }
+            json_decref(outs);
+        }
+    }
+    ad_buf_free(&b);
+    json_decref(steps);
+    return rc;
+}
+
+static json_t *chat_tools(const json_t *tools)
+{
+    json_t *out = json_array();
+    size_t i;
+    json_t *t;
+    json_array_foreach(tools, i, t)
+    {
+        const char *type = json_string_value(json_object_get(t, "type"));
+        if (type && !strcmp(type, "function"))
+            json_array_append_new(out, json_pack("{s:s,s:O}", "type", "function", "function",
+                                                 json_object_get(t, "function")));
+        /* code_interpreter and file_search are offered by their own issues. */
+    }
+    return out;
+}
+
+json_t *ad_prompt_build(ad_db *db, const char *data_dir, const char *project, const json_t *run,
+                        const ad_model *model, char *err, size_t errsize)
+{
+    (void)model; /* the tokenizer-aware truncation uses the model's window */
+    const char *run_id = json_string_value(json_object_get(run, "id"));
+    const char *thread_id = json_string_value(json_object_get(run, "thread_id"));
+    if (!run_id || !thread_id) {
+        snprintf(err, errsize, "The run is malformed.");
+        return NULL;
+    }
+    json_t *messages = json_array();
+    const char *instr = json_string_value(json_object_get(run, "instructions"));
+    if (instr && *instr)
+        json_array_append_new(messages, json_pack("{s:s,s:s}", "role", "system", "content", instr));
+
+    json_t *all = list_all(db, project, "message", thread_id);
+    if (!all) {
+        snprintf(err, errsize, "The thread's messages could not be read.");
+        json_decref(messages);
+        return NULL;
+    }
+    /* The thread's history: messages not produced by this run. */
+    json_t *history = json_array();
+    size_t i;
+    json_t *m;
+    json_array_foreach(all, i, m)
+    {
+        const char *rid = json_string_value(json_object_get(m, "run_id"));
+        if (!rid || strcmp(rid, run_id) != 0)
+            json_array_append(history, m);
+    }
+    json_decref(all);
+    size_t first = 0;
+    json_t *ts = json_object_get(run, "truncation_strategy");
+    const char *ttype = json_string_value(json_object_get(ts, "type"));
+    json_t *last = json_object_get(ts, "last_messages");
+    if (ttype && !strcmp(ttype, "last_messages") && json_is_integer(last) &&
+        json_integer_value(last) > 0 && (size_t)json_integer_value(last) < json_array_size(history))
+        first = json_array_size(history) - (size_t)json_integer_value(last);
+    for (i = first; i < json_array_size(history); i++)
+        json_array_append_new(messages,
+                              chat_message(db, data_dir, project, json_array_get(history, i)));
+    json_decref(history);
+    if (append_steps(db, data_dir, project, run_id, messages)) {
+        snprintf(err, errsize, "The run's steps could not be read.");
+        json_decref(messages);
+        return NULL;
+    }
+
+    json_t *body = json_pack("{s:o}", "messages", messages);
+    json_t *tools = chat_tools(json_object_get(run, "tools"));
+    if (json_array_size(tools)) {
+        json_object_set_new(body, "tools", tools);
+        json_t *tc = json_object_get(run, "tool_choice");
+        if (json_is_string(tc)) {
+            json_object_set(body, "tool_choice", tc);
+        } else if (json_is_object(tc)) {
+            const char *t = json_string_value(json_object_get(tc, "type"));
+            if (t && !strcmp(t, "function"))
+                json_object_set(body, "tool_choice", tc);
+        }
+        json_t *ptc = json_object_get(run, "parallel_tool_calls");
+        if (json_is_boolean(ptc))
+            json_object_set(body, "parallel_tool_calls", ptc);
+    } else {
+        json_decref(tools);
+    }
+    json_t *rf = json_object_get(run, "response_format");
+    if (json_is_object(rf))
+        json_object_set(body, "response_format", rf);
+    const char *copy[] = {"temperature", "top_p"};
+    for (i = 0; i < 2; i++) {
+        json_t *v = json_object_get(run, copy[i]);
+        if (json_is_number(v))
+            json_object_set(body, copy[i], v);
+    }
+    json_t *mct = json_object_get(run, "max_completion_tokens");
+    if (json_is_integer(mct))
+        json_object_set(body, "max_completion_tokens", mct);
+    return body;
+}
