@@ -7,7 +7,7 @@
 
 CC      ?= gcc
 FUZZCC  ?= clang
-PKGS    := libmicrohttpd jansson sqlite3 libcurl
+PKGS    := libmicrohttpd jansson sqlite3 libcurl libpcre2-8
 CSTD    := -std=c17 -D_GNU_SOURCE
 WARN    := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wformat=2 -Wvla
 PKGCFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -38,7 +38,7 @@ else
 Q := @
 endif
 
-.PHONY: all asan run test deps unit e2e fuzz fuzz-build fuzz-long lint bench clean
+.PHONY: all asan run test deps unit e2e fuzz fuzz-build fuzz-long lint bench clean tokenizer tokenizer-check
 
 all: build/assistd
 
@@ -76,7 +76,7 @@ run: deps
 
 test: deps
 	$(MAKE) lint
-	$(MAKE) asan $(UNIT_BIN) fuzz-build
+	$(MAKE) all asan $(UNIT_BIN) fuzz-build
 	scripts/run-tests.sh
 
 unit: $(UNIT_BIN)
@@ -105,6 +105,14 @@ lint:
 	$(Q)clang-format --dry-run -Werror $(LIB_SRC) $(MAIN_SRC) $(wildcard src/*/*.h) $(UNIT_SRC) $(FUZZ_SRC)
 	$(Q)cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \
 	  --suppress=missingIncludeSystem --inline-suppr -Isrc src
+
+# BPE rank tables for src/run/tokenizer.c are committed in share/tokenizer;
+# regenerate them only after changing the pinned npm package in tools/tokenizer.
+tokenizer:
+	scripts/tokenizer-data.sh generate
+
+tokenizer-check:
+	scripts/tokenizer-data.sh check
 
 bench: build/assistd
 	bench/run.sh

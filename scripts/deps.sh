@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # Build: compiler, pkg-config, the libraries assistd links against.
 # Test: cmocka (unit tests), clang + compiler-rt (libFuzzer, sanitizers), Node.js (black-box tests).
 PKGS=(build-essential pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
-      libcmocka-dev clang libclang-rt-14-dev clang-format cppcheck sqlite3 libcurl4-openssl-dev)
+      libcmocka-dev clang libclang-rt-14-dev clang-format cppcheck sqlite3 libcurl4-openssl-dev libpcre2-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -44,9 +44,10 @@ bool ad_check_name_pattern(const json_t *v, const char *path, ad_verr *err)
 /* path + "." + key, or just path when that would not fit (never cut mid-character). */
 static void sub_path(char *out, size_t cap, const char *path, const char *key)
 {
+    int n = -1;
     if (strlen(path) + 1 + strlen(key) < cap)
-        snprintf(out, cap, "%s%s%s", path, *path ? "." : "", key);
-    else
+        n = snprintf(out, cap, "%s%s%s", path, *path ? "." : "", key);
+    if (n < 0 || (size_t)n >= cap) /* checked above; keeps the path whole */
         snprintf(out, cap, "%s", strlen(path) < cap ? path : "");
 }
 
