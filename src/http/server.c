@@ -473,6 +473,14 @@ static void finish(ad_req *req)
     req->route->handler(req);
     if (!req->responded)
         ad_reply_internal(req, AD_EINTERNAL);
+    /* The handler is done with the store: give its connection back now, not
+     * when the response has been sent (a worker runs one handler at a time
+     * but may have many responses in flight; holding one connection each
+     * exhausts the pool and the worker waits for itself). */
+    if (req->db) {
+        ad_store_release(req->srv->store, req->db);
+        req->db = NULL;
+    }
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
