@@ -17,6 +17,7 @@
  */
 #include "api/api.h"
 
+#include <microhttpd.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -26,7 +27,6 @@
 #include "util/id.h"
 #include "util/str.h"
 
-#define RUN_TTL         600   /* seconds: expires_at = created_at + 600 */
 #define POLL_AFTER_MS   "200" /* openai-poll-after-ms for the SDK pollers */
 #define JSON_MAX        (64u * 1024 * 1024)
 #define INCLUDE_CONTENT "step_details.tool_calls[*].file_search.results[*].content"
@@ -53,13 +53,29 @@ bool ad_api_active_run(ad_req *req, const char *thread_id, char out[AD_ID_MAX])
     return out[0] != '\0';
 }
 
-/* include[] is only allowed to name file_search result content. */
+/* The first include[] value that is not the one supported, if any. */
+static enum MHD_Result find_bad_include(void *cls, enum MHD_ValueKind kind, const char *key,
+                                        const char *value)
+{
+    const char **bad = cls;
+    (void)kind;
+    if (key && !strcmp(key, "include[]") && (!value || strcmp(value, INCLUDE_CONTENT) != 0)) {
+        *bad = value ? value : "";
+        return MHD_NO; /* stop at the first */
+    }
+    return MHD_YES;
+}
+
+/* include[] (repeatable; the key and value arrive percent-decoded) may only
+ * name file_search result content. */
 static bool include_ok(ad_req *req)
 {
-    const char *v = ad_req_query(req, "include[]");
-    if (v && strcmp(v, INCLUDE_CONTENT) != 0) {
+    const char *bad = NULL;
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, find_bad_include, &bad);
+    if (bad) {
         ad_reply_error(req, 400, "invalid_request_error", "include", "invalid_value",
-                       "Invalid value: '%.128s'. Supported values are: '" INCLUDE_CONTENT "'.", v);
+                       "Invalid value: '%.128s'. Supported values are: '" INCLUDE_CONTENT "'.",
+                       bad);
         return false;
     }
     return true;
@@ -191,8 +207,8 @@ static json_t *put_run(ad_req *req, const char *thread_id, const json_t *body)
         "s:o,s:o,s:n,s:n,s:o,s:o,s:o}",
         "id", id, "object", "thread.run", "created_at", (json_int_t)now, "assistant_id", asst_id,
         "thread_id", thread_id, "status", "queued", "started_at", "expires_at",
-        (json_int_t)(now + RUN_TTL), "cancelled_at", "failed_at", "completed_at", "required_action",
-        "last_error", "model", model, "instructions", instructions, "tools",
+        (json_int_t)(now + req->srv->cfg.run_ttl), "cancelled_at", "failed_at", "completed_at",
+        "required_action", "last_error", "model", model, "instructions", instructions, "tools",
         pick(body, asst, "tools", json_array()), "tool_resources", json_object(), "metadata",
         json_is_object(json_object_get(body, "metadata"))
             ? json_deep_copy(json_object_get(body, "metadata"))
@@ -421,6 +437,41 @@ static ad_err waiting_step(void *ud, const char *id, const char *json, size_t le
     return AD_OK;
 }
 
+/* Expires a run waiting for tool outputs, with its waiting step, inside
+ * the open transaction, and commits (as the engine's expiry would). */
+static void expire_waiting(ad_req *req, json_t *run)
+{
+    ad_db *db = ad_req_db(req);
+    int64_t now = ad_now();
+    json_t *step = NULL;
+    ad_list_q q = {.project = req->project,
+                   .kind = "step",
+                   .parent = req->params[1],
+                   .limit = 1000,
+                   .asc = true};
+    bool more;
+    ad_err rc = ad_db_list(db, &q, waiting_step, &step, &more);
+    if (!rc && step) {
+        json_object_set_new(step, "status", json_string("expired"));
+        json_object_set_new(step, "expired_at", json_integer(now));
+        rc = ad_api_save(req, "step", json_string_value(json_object_get(step, "id")), NULL, step);
+    }
+    json_decref(step);
+    json_object_set_new(run, "status", json_string("expired"));
+    json_object_set_new(run, "expires_at", json_null());
+    json_object_set_new(run, "required_action", json_null());
+    if (json_is_null(json_object_get(run, "usage")))
+        json_object_set_new(run, "usage",
+                            json_pack("{s:i,s:i,s:i}", "prompt_tokens", 0, "completion_tokens", 0,
+                                      "total_tokens", 0));
+    if (!rc)
+        rc = ad_api_save(req, "run", req->params[1], "", run);
+    if (!rc)
+        rc = ad_db_commit(db);
+    if (rc)
+        ad_db_rollback(db); /* the engine's timer expires it instead */
+}
+
 /* "['a', 'b']" for error messages. */
 static const char *id_list(ad_req *req, const json_t *ids)
 {
@@ -453,6 +504,14 @@ void ad_h_runs_submit_tool_outputs(ad_req *req)
     if (!run)
         return;
     const char *st = json_string_value(json_object_get(run, "status"));
+    json_t *exp = json_object_get(run, "expires_at");
+    if (st && !strcmp(st, "requires_action") && json_is_integer(exp) &&
+        json_integer_value(exp) <= ad_now()) {
+        /* Past expires_at, before the engine's timer got to it: the run
+         * expires now, and the outputs come too late. */
+        expire_waiting(req, run);
+        st = "expired";
+    }
     if (!st || strcmp(st, "requires_action") != 0) {
         ad_reply_error(req, 400, "invalid_request_error", NULL, NULL,
                        "Runs in status \"%s\" do not accept tool outputs.", st ? st : "unknown");

@@ -15,7 +15,8 @@
 
 #define VERSION "0.1.0"
 
-typedef enum { K_STR, K_LISTEN, K_SIZE, K_UINT, K_BOOL, K_LEVEL } kind;
+typedef enum { K_STR, K_LISTEN, K_SIZE, K_UINT, K_SECS, K_BOOL, K_LEVEL } kind;
+/* K_SECS: a whole number of seconds, 1 to 1000000. */
 
 typedef struct opt {
     const char *name; /* --name */
@@ -38,8 +39,9 @@ static const opt opts[] = {
      "comma-separated API keys (project \"default\")"},
     {"keys-file", "ASSISTD_KEYS_FILE", K_STR, "", F(keys_file),
      "file of API keys, one \"KEY [PROJECT]\" per line"},
-    {"models", "ASSISTD_MODELS", K_STR, "gpt-4o,gpt-4o-mini,gpt-4.1,gpt-4.1-mini", F(models),
-     "comma-separated model ids assistants may name (empty: any)"},
+    {"models", "ASSISTD_MODELS", K_STR, "", F(models),
+     "comma-separated model ids assistants may name (none: any, and /v1/models shows the "
+     "upstream's list)"},
     {"config", "ASSISTD_CONFIG", K_STR, "", F(config),
      "model backends file (JSON, see README); none: OPENAI_BASE_URL/OPENAI_API_KEY"},
     {"max-json-body", "ASSISTD_MAX_JSON_BODY", K_SIZE, "16M", F(max_json_body),
@@ -54,6 +56,10 @@ static const opt opts[] = {
      "simultaneous client connections"},
     {"conn-timeout", "ASSISTD_CONN_TIMEOUT", K_UINT, "300", F(conn_timeout),
      "seconds an idle connection is kept"},
+    {"run-ttl", "ASSISTD_RUN_TTL", K_SECS, "600", F(run_ttl),
+     "seconds from a run's creation to its expires_at; a run still active then expires"},
+    {"sse-heartbeat", "ASSISTD_SSE_HEARTBEAT", K_SECS, "15", F(sse_heartbeat),
+     "seconds of silence on a run's event stream before a \": keep-alive\" comment is sent"},
     {"require-beta-header", "ASSISTD_REQUIRE_BETA", K_BOOL, "true", F(require_beta),
      "answer 400 invalid_beta without OpenAI-Beta: assistants=v2 on /v1 (as OpenAI)"},
     {"access-log", "ASSISTD_ACCESS_LOG", K_BOOL, "true", F(access_log), "log one line per request"},
@@ -107,9 +113,10 @@ static bool store(ad_config *cfg, const opt *o, const char *v)
         *(uint64_t *)(base + o->off) = n;
         return true;
     }
-    case K_UINT: {
+    case K_UINT:
+    case K_SECS: {
         int64_t n;
-        if (!ad_parse_i64(v, &n) || n < 0 || n > 1000000)
+        if (!ad_parse_i64(v, &n) || n < (o->k == K_SECS ? 1 : 0) || n > 1000000)
             return false;
         *(unsigned *)(base + o->off) = (unsigned)n;
         return true;

@@ -32,8 +32,10 @@ typedef struct ad_config {
     uint64_t max_part_bytes;   /* POST /uploads/{id}/parts */
     unsigned threads;
     unsigned max_connections;
-    unsigned conn_timeout; /* seconds of inactivity before a connection is closed */
-    bool require_beta;     /* OpenAI-Beta: assistants=v2 on /v1 assistants routes */
+    unsigned conn_timeout;  /* seconds of inactivity before a connection is closed */
+    unsigned run_ttl;       /* seconds from a run's creation to its expires_at */
+    unsigned sse_heartbeat; /* seconds of silence before a stream gets ": keep-alive" */
+    bool require_beta;      /* OpenAI-Beta: assistants=v2 on /v1 assistants routes */
     bool access_log;
     ad_log_level log_level;
 } ad_config;

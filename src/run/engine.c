@@ -20,6 +20,12 @@
  * incomplete when max_completion_tokens cut it off). After tool outputs are
  * submitted, the handler queues the run again and the next call carries the
  * whole exchange so far (prompt.c).
+ *
+ * Time: a once-a-second tick sends heartbeats (": keep-alive" after
+ * --sse-heartbeat seconds of silence) and expires runs still working at
+ * their expires_at (--run-ttl after creation, as OpenAI's 10 minutes): the
+ * model call is stopped and the run, its open step and message end expired.
+ * A run waiting for tool outputs has a timer of its own instead (expire_cb).
  */
 #include "run/engine.h"
 
@@ -36,9 +42,8 @@
 #include "util/id.h"
 #include "util/str.h"
 
-#define JSON_MAX     (64u * 1024 * 1024)
-#define HEARTBEAT_MS 15000
-#define RUN_TTL      600 /* seconds a run may stay active (expires_at) */
+#define JSON_MAX  (64u * 1024 * 1024)
+#define RESTARTED "The run was interrupted by a restart of the server."
 
 typedef struct job job;
 
@@ -50,9 +55,9 @@ struct ad_engine {
     bool stopping;
     pthread_mutex_t tasks_mu; /* tasks posted to the loop and not yet run */
     struct task *tasks;
-    pthread_mutex_t mu; /* ad_engine_stop waits for the loop with these */
+    pthread_mutex_t mu; /* ad_engine_recover and _stop wait for the loop with these */
     pthread_cond_t cv;
-    bool stopped;
+    bool recovered, stopped;
 };
 
 typedef struct call_state {
@@ -67,6 +72,8 @@ struct job {
     ad_sse *sse;
     ad_up_call *call;
     bool cancel_requested;
+    bool expire_requested; /* expires_at passed while the run was active */
+    int64_t expires_at;    /* 0: none */
     bool paused;
     /* the model call in flight */
     char msg_id[AD_ID_MAX], msg_step_id[AD_ID_MAX];
@@ -386,29 +393,33 @@ static json_t *text_content(const char *text, size_t len)
                      "annotations");
 }
 
-/* Completes (or marks incomplete) the open message. */
-static void end_message(job *j, const char *status, const char *reason)
+/* Ends a message of the run: completed or incomplete (with reason). text,
+ * when not NULL, becomes its content; otherwise the stored content stays
+ * (restart recovery, where the streamed text was only in memory). Only a
+ * message still in progress changes. */
+static void close_message(job *j, const char *msg_id, const char *status, const char *reason,
+                          const ad_buf *text)
 {
     ad_engine *e = j->e;
-    if (!j->msg_id[0])
-        return;
     if (ad_db_begin(e->db))
         return;
-    json_t *m = load(e, j->project, "message", j->msg_id);
-    if (!m) {
+    json_t *m = load(e, j->project, "message", msg_id);
+    if (!m || strcmp(status_of(m), "in_progress") != 0) {
         ad_db_rollback(e->db);
+        json_decref(m);
         return;
     }
     int64_t now = now_s();
     json_object_set_new(m, "status", json_string(status));
-    json_object_set_new(m, "content", text_content(ad_buf_str(&j->text), j->text.len));
+    if (text)
+        json_object_set_new(m, "content", text_content(ad_buf_str(text), text->len));
     if (!strcmp(status, "completed")) {
         json_object_set_new(m, "completed_at", json_integer(now));
     } else {
         json_object_set_new(m, "incomplete_at", json_integer(now));
         json_object_set_new(m, "incomplete_details", json_pack("{s:s}", "reason", reason));
     }
-    if (save(e, j->project, "message", j->msg_id, NULL, m) || ad_db_commit(e->db)) {
+    if (save(e, j->project, "message", msg_id, NULL, m) || ad_db_commit(e->db)) {
         ad_db_rollback(e->db);
         json_decref(m);
         return;
@@ -417,6 +428,14 @@ static void end_message(job *j, const char *status, const char *reason)
         j, !strcmp(status, "completed") ? "thread.message.completed" : "thread.message.incomplete",
         m);
     json_decref(m);
+}
+
+/* Completes (or marks incomplete) the open message of this call. */
+static void end_message(job *j, const char *status, const char *reason)
+{
+    if (!j->msg_id[0])
+        return;
+    close_message(j, j->msg_id, status, reason, &j->text);
     j->msg_id[0] = '\0';
 }
 
@@ -561,33 +580,55 @@ static void fail_open_parts(job *j, const char *step_status, const char *msg_rea
     j->msg_step_id[0] = j->tool_step_id[0] = '\0';
 }
 
-typedef struct open_steps {
+/* Ids of a run's steps or messages still in progress. A run has a few
+ * steps per model call; 64 open at once is far beyond what one call opens. */
+typedef struct open_ids {
     char ids[64][AD_ID_MAX];
     int n;
-} open_steps;
+} open_ids;
 
-static ad_err collect_open_step(void *ud, const char *id, const char *json, size_t len)
+static ad_err collect_open(void *ud, const char *id, const char *json, size_t len)
 {
-    open_steps *o = ud;
-    json_t *st = json_loadb(json, len, 0, NULL);
-    if (st && !strcmp(status_of(st), "in_progress") && o->n < 64)
+    open_ids *o = ud;
+    json_t *v = json_loadb(json, len, 0, NULL);
+    if (v && !strcmp(status_of(v), "in_progress") && o->n < 64)
         ad_strlcpy(o->ids[o->n++], id, AD_ID_MAX);
-    json_decref(st);
+    json_decref(v);
     return AD_OK;
 }
 
 /* Ends every step of the run still in progress (e.g. a tool_calls step
- * waiting for outputs when the run is cancelled or expires). */
-static void sweep_steps(job *j, const char *status)
+ * waiting for outputs when the run is cancelled or expires); code and
+ * message, when not NULL, become the steps' last_error. */
+static void sweep_steps(job *j, const char *status, const char *code, const char *message)
 {
-    open_steps o = {.n = 0};
+    open_ids o = {.n = 0};
     ad_list_q q = {
         .project = j->project, .kind = "step", .parent = j->run_id, .limit = 1000, .asc = true};
     bool more;
-    if (ad_db_list(j->e->db, &q, collect_open_step, &o, &more))
+    if (ad_db_list(j->e->db, &q, collect_open, &o, &more))
         return;
     for (int i = 0; i < o.n; i++)
-        end_step(j, o.ids[i], status, NULL, NULL, NULL);
+        end_step(j, o.ids[i], status, NULL, code, message);
+}
+
+/* Closes as incomplete every message of the run still in progress: after a
+ * restart, the message a call was streaming into (its text, kept in memory
+ * only, is lost; what was stored stays). */
+static void sweep_messages(job *j, const char *reason)
+{
+    open_ids o = {.n = 0};
+    ad_list_q q = {.project = j->project,
+                   .kind = "message",
+                   .parent = j->thread_id,
+                   .aux = j->run_id,
+                   .limit = 1000,
+                   .asc = true};
+    bool more;
+    if (ad_db_list(j->e->db, &q, collect_open, &o, &more))
+        return;
+    for (int i = 0; i < o.n; i++)
+        close_message(j, o.ids[i], "incomplete", reason, NULL);
 }
 
 static const char *step_status_for(const char *run_status)
@@ -600,7 +641,7 @@ static const char *step_status_for(const char *run_status)
 
 static void finish(job *j, end_args *a)
 {
-    sweep_steps(j, step_status_for(a->status));
+    sweep_steps(j, step_status_for(a->status), NULL, NULL);
     json_t *run = update_run(j, edit_end, a, NULL);
     if (run) {
         char ev[64];
@@ -615,6 +656,13 @@ static void finish_cancelled(job *j)
 {
     fail_open_parts(j, "cancelled", "run_cancelled", NULL, NULL);
     end_args a = {.status = "cancelled"};
+    finish(j, &a);
+}
+
+static void finish_expired(job *j)
+{
+    fail_open_parts(j, "expired", "run_expired", NULL, NULL);
+    end_args a = {.status = "expired"};
     finish(j, &a);
 }
 
@@ -681,10 +729,13 @@ static void on_done(void *ud, const ad_up_result *res)
         job_end(j);
         return;
     }
-    if (res->cancelled || j->cancel_requested) {
+    if (res->cancelled || j->cancel_requested || j->expire_requested) {
         if (t)
             json_decref(update_run(j, edit_usage, (void *)t, NULL));
-        finish_cancelled(j);
+        if (j->cancel_requested || !j->expire_requested)
+            finish_cancelled(j);
+        else
+            finish_expired(j);
         return;
     }
     if (res->rc) {
@@ -804,6 +855,7 @@ static void begin_job(ad_engine *e, task *tk)
     ad_buf_init(&j->text, 8u * 1024 * 1024);
     j->sse = tk->sse;
     tk->sse = NULL;
+    j->expires_at = json_integer_value(json_object_get(run, "expires_at"));
     j->next = e->jobs;
     e->jobs = j;
     const char *st = status_of(run);
@@ -836,6 +888,13 @@ static void run_task(void *ud)
         /* task_free ends the stream */
     } else if (tk->cancel) {
         job *j = find_job(tk->e, tk->run_id);
+        if (j && !j->cancel_requested) {
+            /* The handler stored the run as cancelling; the stream hears it. */
+            json_t *run = j->sse ? load(tk->e, j->project, "run", j->run_id) : NULL;
+            if (run && !strcmp(status_of(run), "cancelling"))
+                announce(j, "thread.run.cancelling", run);
+            json_decref(run);
+        }
         if (j) {
             j->cancel_requested = true;
             if (j->call)
@@ -865,7 +924,7 @@ static void expire_cb(void *ud)
             tmp.e = e;
             ad_strlcpy(tmp.project, tk->project, sizeof tmp.project);
             ad_strlcpy(tmp.run_id, tk->run_id, sizeof tmp.run_id);
-            sweep_steps(&tmp, "expired");
+            sweep_steps(&tmp, "expired", NULL, NULL);
             end_args a = {.status = "expired"};
             json_decref(update_run(&tmp, edit_end, &a, NULL));
         } else if (run && !strcmp(status_of(run), "requires_action")) {
@@ -937,9 +996,21 @@ static void tick(void *ud)
     ad_engine *e = ud;
     if (e->stopping)
         return;
-    for (job *j = e->jobs; j; j = j->next) {
+    int64_t now = now_s();
+    for (job *j = e->jobs, *next; j; j = next) {
+        next = j->next;
+        /* A run still working when its expires_at passes expires (as on
+         * OpenAI); one waiting for tool outputs has its own timer. */
+        if (j->expires_at && now >= j->expires_at && !j->expire_requested && !j->cancel_requested) {
+            j->expire_requested = true;
+            if (j->call)
+                ad_upstream_cancel(e->up, j->call); /* on_done finishes it */
+            else
+                finish_expired(j);
+            continue;
+        }
         if (j->sse)
-            ad_sse_heartbeat(j->sse, HEARTBEAT_MS);
+            ad_sse_heartbeat(j->sse, (long)e->srv->cfg.sse_heartbeat * 1000);
         /* A paused call whose client has caught up or left resumes. */
         if (j->paused && j->call && (!j->sse || !ad_sse_attached(j->sse))) {
             j->paused = false;
@@ -1017,20 +1088,24 @@ static void recover(void *ud)
             ad_strlcpy(tk->run_id, s->run_id, sizeof tk->run_id);
             ad_upstream_post(e->up, expire_cb, tk);
         } else if (!strcmp(s->status, "cancelling")) {
-            sweep_steps(&tmp, "cancelled");
+            sweep_messages(&tmp, "run_cancelled");
+            sweep_steps(&tmp, "cancelled", NULL, NULL);
             end_args a = {.status = "cancelled"};
             json_decref(update_run(&tmp, edit_end, &a, NULL));
         } else {
-            sweep_steps(&tmp, "failed");
-            end_args a = {.status = "failed",
-                          .code = "server_error",
-                          .message = "The run was interrupted by a restart of the server."};
+            end_args a = {.status = "failed", .code = "server_error", .message = RESTARTED};
+            sweep_messages(&tmp, "run_failed");
+            sweep_steps(&tmp, "failed", a.code, a.message);
             json_decref(update_run(&tmp, edit_end, &a, NULL));
         }
         ad_free(s);
         s = next;
     }
     ad_free(r);
+    pthread_mutex_lock(&e->mu);
+    e->recovered = true;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
 }
 
 void ad_engine_recover(ad_engine *e)
@@ -1042,6 +1117,11 @@ void ad_engine_recover(ad_engine *e)
     ad_db_scan(db, "run", "active", collect_stale, &r->list);
     ad_store_release(e->srv->store, db);
     ad_upstream_post(e->up, recover, r);
+    /* Wait for the repair, so that the first request already sees it. */
+    pthread_mutex_lock(&e->mu);
+    while (!e->recovered)
+        pthread_cond_wait(&e->cv, &e->mu);
+    pthread_mutex_unlock(&e->mu);
 }
 
 static void stop_all(void *ud)

@@ -187,10 +187,13 @@ static ad_err append_steps(ad_db *db, const char *data_dir, const char *project,
     ad_err rc = AD_OK;
     ad_buf b;
     ad_buf_init(&b, JSON_MAX);
+    bool prev_was_text = false; /* the previous step added an assistant message */
     json_array_foreach(steps, i, st)
     {
         json_t *d = json_object_get(st, "step_details");
         const char *type = json_string_value(json_object_get(d, "type"));
+        bool was_text = prev_was_text;
+        prev_was_text = false;
         if (type && !strcmp(type, "message_creation")) {
             const char *mid = json_string_value(
                 json_object_get(json_object_get(d, "message_creation"), "message_id"));
@@ -198,8 +201,10 @@ static ad_err append_steps(ad_db *db, const char *data_dir, const char *project,
             if (!mid || ad_db_get(db, project, "message", mid, &b))
                 continue;
             json_t *msg = json_loadb(b.ptr, b.len, 0, NULL);
-            if (msg)
+            if (msg) {
                 json_array_append_new(messages, chat_message(db, data_dir, project, msg));
+                prev_was_text = true;
+            }
             json_decref(msg);
         } else if (type && !strcmp(type, "tool_calls")) {
             json_t *calls = json_object_get(d, "tool_calls");
@@ -224,7 +229,19 @@ static ad_err append_steps(ad_db *db, const char *data_dir, const char *project,
                                       json_pack("{s:s,s:O,s:O}", "role", "tool", "tool_call_id",
                                                 json_object_get(c, "id"), "content", out));
             }
-            if (json_array_size(tc)) {
+            /* Text and calls from one model answer were one assistant turn
+             * (the engine makes a message_creation step, then the
+             * tool_calls step): send them back as one message, as the model
+             * produced them -- some chat templates refuse two assistant
+             * turns in a row. */
+            json_t *prev = json_array_get(messages, json_array_size(messages) - 1);
+            bool merge = was_text && prev &&
+                         !strcmp(json_string_value(json_object_get(prev, "role")), "assistant") &&
+                         !json_object_get(prev, "tool_calls");
+            if (json_array_size(tc) && merge) {
+                json_object_set_new(prev, "tool_calls", tc);
+                json_array_extend(messages, outs);
+            } else if (json_array_size(tc)) {
                 json_array_append_new(messages, json_pack("{s:s,s:n,s:o}", "role", "assistant",
                                                           "content", "tool_calls", tc));
                 json_array_extend(messages, outs);

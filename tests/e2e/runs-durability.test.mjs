@@ -1,0 +1,405 @@
+// Runs across kill -9 and across time. A run in flight when the process dies
+// is failed at the next start (server_error, "interrupted by a restart"), its
+// partial message is closed as incomplete and never duplicated, and the
+// thread takes a new run; a run waiting for tool outputs stays answerable; a
+// finished run and everything it produced survive byte for byte. Expiry
+// (--run-ttl / ASSISTD_RUN_TTL): a run still active at expires_at expires,
+// with its open step and message.
+import test, { after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startServer, openai, raw, errorOf, runAssistd, KEY } from './lib/server.mjs';
+import { startUpstream } from './lib/upstream.mjs';
+
+const dirs = [];
+after(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
+
+function freshDir() {
+  const d = mkdtempSync(path.join(tmpdir(), 'assistd-runs-durable-'));
+  dirs.push(d);
+  return d;
+}
+
+const start = (up, dataDir, args = [], env = {}) => startServer({ dataDir, args, env: { OPENAI_BASE_URL: up.url, OPENAI_API_KEY: 'up-key', ...env } });
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Retrieves the run until its status is `status` (or time runs out).
+async function waitStatus(s, threadId, runId, status, ms = 5000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const r = await raw(s, 'GET', `/v1/threads/${threadId}/runs/${runId}`);
+    if (r.json.status === status || Date.now() > end) return r.json;
+    await sleep(50);
+  }
+}
+
+const tool = {
+  type: 'function',
+  function: { name: 'getVulnerabilityCount', parameters: { type: 'object', properties: { systemName: { type: 'string' } } } },
+};
+
+// Opens a streaming POST and resolves once `until(text so far)` holds; the
+// body keeps flowing into the returned object until the server goes away.
+async function openStream(s, urlPath, body, until) {
+  const res = await fetch(s.url + urlPath, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${KEY}`, 'OpenAI-Beta': 'assistants=v2', 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  assert.equal(res.status, 200);
+  const reader = res.body.getReader();
+  const dec = new TextDecoder();
+  const st = { text: '' };
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    st.text += dec.decode(value, { stream: true });
+    if (until(st.text)) break;
+  }
+  st.rest = (async () => {
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        st.text += dec.decode(value, { stream: true });
+      }
+    } catch { /* the server was killed */ }
+  })();
+  return st;
+}
+
+// All pages of a list, ascending.
+async function listAll(s, urlPath) {
+  const out = [];
+  let cursor = '';
+  for (;;) {
+    const r = await raw(s, 'GET', `${urlPath}?limit=100&order=asc${cursor ? `&after=${cursor}` : ''}`);
+    assert.equal(r.status, 200, r.text);
+    out.push(...r.json.data);
+    if (!r.json.has_more) return out;
+    cursor = r.json.last_id;
+  }
+}
+
+test('kill -9 during a streaming run: failed at restart, partial message closed once, thread usable', async () => {
+  const up = await startUpstream({ apiKey: 'up-key' });
+  const dataDir = freshDir();
+  let s = await start(up, dataDir);
+  try {
+    const client = openai(s);
+    const a = await client.beta.assistants.create({ model: 'gpt-4o' });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'tell me a long story' }] });
+    // One piece reaches the client, then the model goes silent.
+    up.script({ text: 'Once upon a time', chunks: ['Once ', 'upon a time'], stallAfter: 1 });
+    const st = await openStream(s, `/v1/threads/${thread.id}/runs`, { assistant_id: a.id, stream: true },
+      (t) => t.includes('event: thread.message.delta'));
+    const runId = /"id":"(run_[^"]+)"/.exec(st.text)[1];
+    const msgId = /event: thread.message.created\ndata: \{"id":"(msg_[^"]+)"/.exec(st.text)[1];
+    await s.kill9();
+    await st.rest;
+    assert.ok(!st.text.includes('event: done'), 'the stream was cut by the kill, not ended');
+    await up.waitForAbort(0);
+
+    s = await start(up, dataDir);
+    const c2 = openai(s);
+    const run = await c2.beta.threads.runs.retrieve(runId, { thread_id: thread.id });
+    assert.equal(run.status, 'failed');
+    assert.deepEqual(run.last_error, { code: 'server_error', message: 'The run was interrupted by a restart of the server.' });
+    assert.equal(typeof run.failed_at, 'number');
+    assert.equal(run.expires_at, null);
+    assert.equal(run.required_action, null);
+    assert.equal(run.completed_at, null);
+    assert.equal(typeof run.started_at, 'number');
+
+    // The partial message exists once, closed as incomplete (its text was
+    // only in memory), and its step failed.
+    const msgs = await listAll(s, `/v1/threads/${thread.id}/messages`);
+    assert.deepEqual(msgs.map((m) => m.role), ['user', 'assistant']);
+    assert.equal(new Set(msgs.map((m) => m.id)).size, msgs.length);
+    const partial = msgs[1];
+    assert.equal(partial.id, msgId);
+    assert.equal(partial.run_id, runId);
+    assert.equal(partial.status, 'incomplete');
+    assert.deepEqual(partial.incomplete_details, { reason: 'run_failed' });
+    assert.equal(typeof partial.incomplete_at, 'number');
+    assert.equal(partial.completed_at, null);
+    const steps = await listAll(s, `/v1/threads/${thread.id}/runs/${runId}/steps`);
+    assert.deepEqual(steps.map((x) => [x.type, x.status]), [['message_creation', 'failed']]);
+    assert.equal(typeof steps[0].failed_at, 'number');
+    assert.deepEqual(steps[0].last_error, { code: 'server_error', message: 'The run was interrupted by a restart of the server.' });
+
+    // The thread is free: a new run completes, and the failed run's partial
+    // message is part of the history it sends.
+    up.script({ text: 'The end.' });
+    const again = await c2.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id }, { pollIntervalMs: 20 });
+    assert.equal(again.status, 'completed');
+    const after2 = await listAll(s, `/v1/threads/${thread.id}/messages`);
+    assert.deepEqual(after2.map((m) => m.content.map((c) => c.text.value)), [['tell me a long story'], [], ['The end.']]);
+    assert.equal(after2[2].run_id, again.id);
+    assert.equal(up.requests.length, 2);
+    // A restarted process fails the run once: another restart changes nothing.
+    const before = await raw(s, 'GET', `/v1/threads/${thread.id}/runs/${runId}`);
+    await s.stop({ keepData: true });
+    s = await start(up, dataDir);
+    const later = await raw(s, 'GET', `/v1/threads/${thread.id}/runs/${runId}`);
+    assert.equal(later.text, before.text);
+  } finally {
+    await s.stop({ keepData: true });
+    await up.close();
+  }
+});
+
+test('kill -9 before the model answered at all: the run fails, no message appears', async () => {
+  const up = await startUpstream({ apiKey: 'up-key' });
+  const dataDir = freshDir();
+  let s = await start(up, dataDir);
+  try {
+    const client = openai(s);
+    const a = await client.beta.assistants.create({ model: 'gpt-4o' });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'hi' }] });
+    up.script({ text: 'never', wait: new Promise(() => {}) });
+    const st = await openStream(s, `/v1/threads/${thread.id}/runs`, { assistant_id: a.id, stream: true },
+      (t) => t.includes('event: thread.run.in_progress'));
+    const runId = /"id":"(run_[^"]+)"/.exec(st.text)[1];
+    await up.waitForRequest(0);
+    await s.kill9();
+    await st.rest;
+
+    s = await start(up, dataDir);
+    const run = await openai(s).beta.threads.runs.retrieve(runId, { thread_id: thread.id });
+    assert.equal(run.status, 'failed');
+    assert.equal(run.last_error.code, 'server_error');
+    assert.match(run.last_error.message, /interrupted by a restart/);
+    const msgs = await listAll(s, `/v1/threads/${thread.id}/messages`);
+    assert.deepEqual(msgs.map((m) => m.role), ['user']);
+    const steps = await listAll(s, `/v1/threads/${thread.id}/runs/${runId}/steps`);
+    assert.deepEqual(steps, []);
+    // Messages can be added again (no active run).
+    const m = await openai(s).beta.threads.messages.create(thread.id, { role: 'user', content: 'still there?' });
+    assert.equal(m.role, 'user');
+  } finally {
+    await s.stop({ keepData: true });
+    await up.close();
+  }
+});
+
+test('kill -9 while a run waits for tool outputs: after restart the outputs are accepted and the run completes', async () => {
+  const up = await startUpstream({ apiKey: 'up-key' });
+  const dataDir = freshDir();
+  let s = await start(up, dataDir);
+  try {
+    const client = openai(s);
+    const a = await client.beta.assistants.create({ model: 'gpt-4o', tools: [tool] });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'legacy?' }] });
+    up.script(
+      { tool_calls: [{ name: 'getVulnerabilityCount', arguments: '{"systemName":"legacy"}' }] },
+      { text: 'Legacy has 104.' },
+    );
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id }, { pollIntervalMs: 20 });
+    assert.equal(run.status, 'requires_action');
+    const waiting = await raw(s, 'GET', `/v1/threads/${thread.id}/runs/${run.id}`);
+    await s.kill9();
+
+    s = await start(up, dataDir);
+    const c2 = openai(s);
+    // Unchanged by the restart.
+    const again = await raw(s, 'GET', `/v1/threads/${thread.id}/runs/${run.id}`);
+    assert.equal(again.text, waiting.text);
+    const call = run.required_action.submit_tool_outputs.tool_calls[0];
+    const done = await c2.beta.threads.runs.submitToolOutputsAndPoll(run.id, {
+      thread_id: thread.id, tool_outputs: [{ tool_call_id: call.id, output: '{"count":104}' }],
+    }, { pollIntervalMs: 20 });
+    assert.equal(done.status, 'completed');
+    assert.equal(done.last_error, null);
+    const msgs = await listAll(s, `/v1/threads/${thread.id}/messages`);
+    assert.deepEqual(msgs.map((m) => [m.role, m.content[0].text.value]), [['user', 'legacy?'], ['assistant', 'Legacy has 104.']]);
+    const steps = await listAll(s, `/v1/threads/${thread.id}/runs/${run.id}/steps`);
+    assert.deepEqual(steps.map((x) => [x.type, x.status]), [['tool_calls', 'completed'], ['message_creation', 'completed']]);
+    assert.equal(steps[0].step_details.tool_calls[0].function.output, '{"count":104}');
+    // The second call carried the exchange made before the restart.
+    assert.equal(up.requests.length, 2);
+    assert.deepEqual(up.requests[1].body.messages.slice(-2), [
+      { role: 'assistant', content: null, tool_calls: [{ id: call.id, type: 'function', function: { name: 'getVulnerabilityCount', arguments: '{"systemName":"legacy"}' } }] },
+      { role: 'tool', tool_call_id: call.id, content: '{"count":104}' },
+    ]);
+  } finally {
+    await s.stop({ keepData: true });
+    await up.close();
+  }
+});
+
+test('kill -9 after a run completed: run, steps and messages are intact byte for byte', async () => {
+  const up = await startUpstream({ apiKey: 'up-key' });
+  const dataDir = freshDir();
+  let s = await start(up, dataDir);
+  try {
+    const client = openai(s);
+    const a = await client.beta.assistants.create({ model: 'gpt-4o', tools: [tool] });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'prod?' }] });
+    up.script(
+      { tool_calls: [{ name: 'getVulnerabilityCount', arguments: '{"systemName":"production"}' }], usage: { prompt_tokens: 7, completion_tokens: 2 } },
+      { text: 'Production has 5.', usage: { prompt_tokens: 9, completion_tokens: 4 } },
+    );
+    let run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id, metadata: { k: 'v' } }, { pollIntervalMs: 20 });
+    run = await client.beta.threads.runs.submitToolOutputsAndPoll(run.id, {
+      thread_id: thread.id, tool_outputs: [{ tool_call_id: run.required_action.submit_tool_outputs.tool_calls[0].id, output: '5' }],
+    }, { pollIntervalMs: 20 });
+    assert.equal(run.status, 'completed');
+    assert.deepEqual(run.usage, { prompt_tokens: 16, completion_tokens: 6, total_tokens: 22 });
+    const paths = [
+      `/v1/threads/${thread.id}`,
+      `/v1/threads/${thread.id}/runs/${run.id}`,
+      `/v1/threads/${thread.id}/runs?order=asc`,
+      `/v1/threads/${thread.id}/runs/${run.id}/steps?order=asc`,
+      `/v1/threads/${thread.id}/messages?order=asc`,
+    ];
+    const before = [];
+    for (const p of paths) before.push((await raw(s, 'GET', p)).text);
+    await s.kill9();
+
+    s = await start(up, dataDir);
+    for (let i = 0; i < paths.length; i++) {
+      const r = await raw(s, 'GET', paths[i]);
+      assert.equal(r.status, 200);
+      assert.equal(r.text, before[i], paths[i]);
+    }
+    // And the thread takes the next run.
+    up.script({ text: 'ok' });
+    const next = await openai(s).beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id }, { pollIntervalMs: 20 });
+    assert.equal(next.status, 'completed');
+  } finally {
+    await s.stop({ keepData: true });
+    await up.close();
+  }
+});
+
+test('--run-ttl: a run left waiting for tool outputs expires with its step; late outputs are refused', async () => {
+  const up = await startUpstream({ apiKey: 'up-key' });
+  const s = await start(up, freshDir(), ['--run-ttl', '1']);
+  try {
+    const client = openai(s);
+    const a = await client.beta.assistants.create({ model: 'gpt-4o', tools: [tool] });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'staging?' }] });
+    up.script({ tool_calls: [{ name: 'getVulnerabilityCount', arguments: '{"systemName":"staging"}' }] });
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id }, { pollIntervalMs: 20 });
+    assert.equal(run.status, 'requires_action');
+    assert.equal(run.expires_at, run.created_at + 1);
+    const t0 = Date.now();
+    const exp = await waitStatus(s, thread.id, run.id, 'expired');
+    assert.equal(exp.status, 'expired');
+    assert.ok(Date.now() - t0 < 3000, 'expired within about a second of expires_at');
+    assert.equal(exp.expires_at, null);
+    assert.equal(exp.required_action, null);
+    assert.equal(exp.last_error, null);
+    assert.equal(exp.completed_at, null);
+    assert.equal(exp.failed_at, null);
+    assert.equal(exp.cancelled_at, null);
+    const steps = await client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id });
+    assert.equal(steps.data.length, 1);
+    assert.equal(steps.data[0].type, 'tool_calls');
+    assert.equal(steps.data[0].status, 'expired');
+    assert.equal(typeof steps.data[0].expired_at, 'number');
+    assert.equal(steps.data[0].completed_at, null);
+    assert.equal(steps.data[0].step_details.tool_calls[0].function.output, null);
+    const call = run.required_action.submit_tool_outputs.tool_calls[0];
+    const r = await raw(s, 'POST', `/v1/threads/${thread.id}/runs/${run.id}/submit_tool_outputs`, {
+      body: { tool_outputs: [{ tool_call_id: call.id, output: '0' }] },
+    });
+    assert.equal(r.status, 400);
+    assert.deepEqual(errorOf(r), { message: 'Runs in status "expired" do not accept tool outputs.', type: 'invalid_request_error', param: null, code: null });
+    // Cancelling an expired run is refused too, and the thread is free.
+    await assert.rejects(client.beta.threads.runs.cancel(run.id, { thread_id: thread.id }), (e) => e.status === 400);
+    const m = await client.beta.threads.messages.create(thread.id, { role: 'user', content: 'next' });
+    assert.equal(m.role, 'user');
+    assert.equal(up.requests.length, 1);
+  } finally {
+    await s.stop();
+    await up.close();
+  }
+});
+
+test('ASSISTD_RUN_TTL: createAndPoll returns a run that expired while the model was still working', async () => {
+  const up = await startUpstream({ apiKey: 'up-key' });
+  const s = await start(up, freshDir(), [], { ASSISTD_RUN_TTL: '1' });
+  try {
+    const client = openai(s);
+    const a = await client.beta.assistants.create({ model: 'gpt-4o' });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'slow' }] });
+    // One piece, then silence: the message is open when the run expires.
+    up.script({ text: 'Thinking about it', chunks: ['Thinking ', 'about it'], stallAfter: 1 });
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id }, { pollIntervalMs: 50 });
+    assert.equal(run.status, 'expired');
+    assert.equal(run.expires_at, null);
+    assert.equal(run.last_error, null);
+    assert.equal(typeof run.started_at, 'number');
+    await up.waitForAbort(0); // the model call was stopped
+    const msgs = await client.beta.threads.messages.list(thread.id, { run_id: run.id });
+    assert.equal(msgs.data.length, 1);
+    assert.equal(msgs.data[0].status, 'incomplete');
+    assert.deepEqual(msgs.data[0].incomplete_details, { reason: 'run_expired' });
+    assert.deepEqual(msgs.data[0].content, [{ type: 'text', text: { value: 'Thinking ', annotations: [] } }]);
+    const steps = await client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id });
+    assert.deepEqual(steps.data.map((x) => [x.type, x.status, typeof x.expired_at]), [['message_creation', 'expired', 'number']]);
+    // A streaming run expires the same way: thread.run.expired, then done.
+    up.script({ text: 'never', wait: new Promise(() => {}) });
+    const r = await raw(s, 'POST', `/v1/threads/${thread.id}/runs`, { body: { assistant_id: a.id, stream: true } });
+    const names = [...r.text.matchAll(/^event: (.+)$/gm)].map((x) => x[1]);
+    assert.deepEqual(names, ['thread.run.created', 'thread.run.queued', 'thread.run.in_progress', 'thread.run.expired', 'done']);
+  } finally {
+    await s.stop();
+    await up.close();
+  }
+});
+
+test('a run waiting for tool outputs whose expires_at passed while the server was down expires at restart', async () => {
+  const up = await startUpstream({ apiKey: 'up-key' });
+  const dataDir = freshDir();
+  let s = await start(up, dataDir, ['--run-ttl', '1']);
+  try {
+    const client = openai(s);
+    const a = await client.beta.assistants.create({ model: 'gpt-4o', tools: [tool] });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'prod?' }] });
+    up.script({ tool_calls: [{ name: 'getVulnerabilityCount', arguments: '{"systemName":"production"}' }] });
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id }, { pollIntervalMs: 20 });
+    assert.equal(run.status, 'requires_action');
+    await s.kill9();
+    await sleep(1500);
+    s = await start(up, dataDir, ['--run-ttl', '1']);
+    // Outputs sent at once are refused whether the restart's expiry or the
+    // handler gets there first.
+    const call = run.required_action.submit_tool_outputs.tool_calls[0];
+    const r = await raw(s, 'POST', `/v1/threads/${thread.id}/runs/${run.id}/submit_tool_outputs`, {
+      body: { tool_outputs: [{ tool_call_id: call.id, output: '5' }] },
+    });
+    assert.equal(r.status, 400);
+    assert.equal(errorOf(r).message, 'Runs in status "expired" do not accept tool outputs.');
+    const exp = await waitStatus(s, thread.id, run.id, 'expired', 1000);
+    assert.equal(exp.status, 'expired');
+    const steps = await openai(s).beta.threads.runs.steps.list(run.id, { thread_id: thread.id });
+    assert.deepEqual(steps.data.map((x) => x.status), ['expired']);
+  } finally {
+    await s.stop({ keepData: true });
+    await up.close();
+  }
+});
+
+test('--run-ttl and --sse-heartbeat take whole seconds from 1', async () => {
+  for (const [args, re] of [
+    [['--run-ttl', '0'], /invalid value for --run-ttl/],
+    [['--run-ttl', 'soon'], /invalid value for --run-ttl/],
+    [['--sse-heartbeat', '0'], /invalid value for --sse-heartbeat/],
+    [['--sse-heartbeat', '-1'], /invalid value for --sse-heartbeat/],
+  ]) {
+    const r = await runAssistd(args);
+    assert.equal(r.code, 2, args.join(' '));
+    assert.match(r.stderr, re);
+  }
+  const r = await runAssistd(['--help']);
+  assert.match(r.stdout, /^ {2}--run-ttl +ASSISTD_RUN_TTL +.*\(default: 600\)$/m);
+  assert.match(r.stdout, /^ {2}--sse-heartbeat +ASSISTD_SSE_HEARTBEAT +.*\(default: 15\)$/m);
+  const e = await runAssistd([], { env: { ASSISTD_RUN_TTL: '0' } });
+  assert.equal(e.code, 2);
+  assert.match(e.stderr, /invalid value for ASSISTD_RUN_TTL/);
+});

@@ -1,0 +1,398 @@
+// Run streams in detail: heartbeats (--sse-heartbeat) as SSE comments the
+// SDK ignores, a client that goes away mid-stream, the exact event sequence
+// and delta shapes of a function call and of submit_tool_outputs with
+// stream, text followed by a tool call in one answer, and how failed,
+// cancelled, dropped and stalled model calls end a stream.
+import test, { after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startServer, openai, raw, KEY } from './lib/server.mjs';
+import { startUpstream } from './lib/upstream.mjs';
+
+const tmp = mkdtempSync(path.join(tmpdir(), 'assistd-runs-stream-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function setup({ args = [], env = {} } = {}) {
+  const up = await startUpstream({ apiKey: 'up-key' });
+  const s = await startServer({ env: { OPENAI_BASE_URL: up.url, OPENAI_API_KEY: 'up-key', ...env }, args });
+  return {
+    up, s, client: openai(s),
+    async close() { await s.stop(); await up.close(); },
+  };
+}
+
+// A backends file for the scripted upstream, with per-backend options.
+function backendsFile(up, backend = {}) {
+  const f = path.join(tmp, `backends-${Math.random().toString(36).slice(2)}.json`);
+  writeFileSync(f, JSON.stringify({
+    backends: [{ name: 'up', kind: 'openai', base_url: up.url, api_key_env: 'UP_KEY', ...backend }],
+    models: [{ id: 'gpt-4o', backend: 'up' }],
+  }));
+  return f;
+}
+
+const tool = {
+  type: 'function',
+  function: { name: 'getVulnerabilityCount', parameters: { type: 'object', properties: { systemName: { type: 'string' } } } },
+};
+
+// A raw SSE body as [{event, data}] (comments dropped, data parsed).
+function parseSSE(text) {
+  const out = [];
+  for (const block of text.split('\n\n')) {
+    if (!block.trim()) continue;
+    let event = null;
+    const data = [];
+    for (const line of block.split('\n')) {
+      if (line.startsWith(':')) continue;
+      if (line.startsWith('event: ')) event = line.slice(7);
+      else if (line.startsWith('data: ')) data.push(line.slice(6));
+    }
+    if (event) out.push({ event, data: event === 'done' ? data.join('\n') : JSON.parse(data.join('\n')) });
+  }
+  return out;
+}
+const names = (ev) => ev.map((e) => e.event);
+
+const RUN_OPEN = ['thread.run.created', 'thread.run.queued', 'thread.run.in_progress'];
+const MSG_OPEN = ['thread.run.step.created', 'thread.run.step.in_progress', 'thread.message.created', 'thread.message.in_progress'];
+const TOOL_OPEN = ['thread.run.step.created', 'thread.run.step.in_progress'];
+
+async function waitStatus(client, threadId, runId, status, ms = 5000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const r = await client.beta.threads.runs.retrieve(runId, { thread_id: threadId });
+    if (r.status === status || Date.now() > end) return r;
+    await sleep(20);
+  }
+}
+
+test('heartbeats: ": keep-alive" comments while the model is silent; the SDK ignores them', async () => {
+  const t = await setup({ args: ['--sse-heartbeat', '1'] });
+  try {
+    const { client, up, s } = t;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o' });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'hi' }] });
+    up.script({ text: 'Slow answer', chunks: ['Slow ', 'answer'], wait: sleep(2500) });
+    const r = await raw(s, 'POST', `/v1/threads/${thread.id}/runs`, { body: { assistant_id: a.id, stream: true } });
+    assert.equal(r.status, 200);
+    // Comment frames only, never inside an event, between in_progress and
+    // the first step.
+    const frames = r.text.split('\n\n').filter(Boolean);
+    const beats = frames.filter((f) => f.startsWith(':'));
+    assert.ok(beats.length >= 1, 'at least one heartbeat in 2.5 s of silence');
+    assert.ok(beats.every((f) => f === ': keep-alive'));
+    const inProgress = frames.findIndex((f) => f.startsWith('event: thread.run.in_progress\n'));
+    const firstStep = frames.findIndex((f) => f.startsWith('event: thread.run.step.created\n'));
+    const beatAt = frames.indexOf(': keep-alive');
+    assert.ok(inProgress < beatAt && beatAt < firstStep);
+    assert.deepEqual(names(parseSSE(r.text)), [...RUN_OPEN, ...MSG_OPEN, 'thread.message.delta', 'thread.message.delta',
+      'thread.message.completed', 'thread.run.step.completed', 'thread.run.completed', 'done']);
+
+    // Through the SDK: the same silence, no spurious events, the run completes.
+    up.script({ text: 'Later', chunks: ['Later'], wait: sleep(2500) });
+    const seen = [];
+    const stream = client.beta.threads.runs.stream(thread.id, { assistant_id: a.id }).on('event', (e) => seen.push(e.event));
+    const final = await stream.finalRun();
+    assert.equal(final.status, 'completed');
+    assert.deepEqual(seen, [...RUN_OPEN, ...MSG_OPEN, 'thread.message.delta', 'thread.message.completed',
+      'thread.run.step.completed', 'thread.run.completed']);
+  } finally {
+    await t.close();
+  }
+});
+
+test('heartbeats: none at the default 15 s in a 2 s silence', async () => {
+  const t = await setup();
+  try {
+    const { client, up, s } = t;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o' });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'hi' }] });
+    up.script({ text: 'ok', wait: sleep(2000) });
+    const r = await raw(s, 'POST', `/v1/threads/${thread.id}/runs`, { body: { assistant_id: a.id, stream: true } });
+    assert.ok(!r.text.includes(': keep-alive'));
+    assert.equal(parseSSE(r.text).at(-2).event, 'thread.run.completed');
+  } finally {
+    await t.close();
+  }
+});
+
+test('a client that disconnects mid-stream does not stop the run; the message is stored complete', async () => {
+  const t = await setup();
+  try {
+    const { client, up, s } = t;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o' });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'count' }] });
+    const pieces = ['one ', 'two ', 'three ', 'four ', 'five'];
+    up.script({ text: pieces.join(''), chunks: pieces, delayMs: 100 });
+    const ac = new AbortController();
+    const res = await fetch(`${s.url}/v1/threads/${thread.id}/runs`, {
+      method: 'POST', signal: ac.signal,
+      headers: { Authorization: `Bearer ${KEY}`, 'OpenAI-Beta': 'assistants=v2', 'Content-Type': 'application/json' },
+      body: JSON.stringify({ assistant_id: a.id, stream: true }),
+    });
+    const reader = res.body.getReader();
+    let text = '';
+    const dec = new TextDecoder();
+    while (!text.includes('event: thread.message.delta')) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += dec.decode(value, { stream: true });
+    }
+    ac.abort();
+    await reader.read().catch(() => {});
+    const runId = /"id":"(run_[^"]+)"/.exec(text)[1];
+    const run = await waitStatus(client, thread.id, runId, 'completed');
+    assert.equal(run.status, 'completed');
+    assert.equal(up.requests[0].aborted, false, 'the model call ran to its end');
+    const msgs = await client.beta.threads.messages.list(thread.id, { run_id: runId });
+    assert.equal(msgs.data.length, 1);
+    assert.equal(msgs.data[0].status, 'completed');
+    assert.deepEqual(msgs.data[0].content, [{ type: 'text', text: { value: 'one two three four five', annotations: [] } }]);
+    // The server still streams to the next client.
+    up.script({ text: 'again' });
+    const r = await raw(s, 'POST', `/v1/threads/${thread.id}/runs`, { body: { assistant_id: a.id, stream: true } });
+    assert.equal(parseSSE(r.text).at(-2).event, 'thread.run.completed');
+  } finally {
+    await t.close();
+  }
+});
+
+test('function call stream: exact events and step deltas; submit_tool_outputs stream starts with step.completed', async () => {
+  const t = await setup();
+  try {
+    const { client, up, s } = t;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o', tools: [tool] });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'staging?' }] });
+    up.script(
+      { tool_calls: [{ name: 'getVulnerabilityCount', arguments: '{"systemName":"staging"}', chunks: ['{"system', 'Name":"sta', 'ging"}'] }], usage: { prompt_tokens: 11, completion_tokens: 5 } },
+      { text: 'Staging is clean.', chunks: ['Staging ', 'is clean.'], usage: { prompt_tokens: 30, completion_tokens: 4 } },
+    );
+    let r = await raw(s, 'POST', `/v1/threads/${thread.id}/runs`, { body: { assistant_id: a.id, stream: true } });
+    let ev = parseSSE(r.text);
+    assert.deepEqual(names(ev), [...RUN_OPEN, ...TOOL_OPEN,
+      'thread.run.step.delta', 'thread.run.step.delta', 'thread.run.step.delta', 'thread.run.step.delta',
+      'thread.run.requires_action', 'done']);
+    assert.match(r.text, /\n\nevent: thread\.run\.requires_action\ndata: \{[^\n]*\}\n\nevent: done\ndata: \[DONE\]\n\n$/);
+    const step = ev[3].data;
+    assert.equal(step.type, 'tool_calls');
+    assert.equal(step.status, 'in_progress');
+    assert.deepEqual(step.step_details, { type: 'tool_calls', tool_calls: [] });
+    assert.equal(step.usage, null);
+    assert.deepEqual(ev[4].data, step);
+    const deltas = ev.filter((e) => e.event === 'thread.run.step.delta').map((e) => e.data);
+    const run = ev.at(-2).data;
+    const call = run.required_action.submit_tool_outputs.tool_calls[0];
+    assert.match(call.id, /^call_/);
+    for (const d of deltas) {
+      assert.equal(d.id, step.id);
+      assert.equal(d.object, 'thread.run.step.delta');
+    }
+    assert.deepEqual(deltas[0].delta, { step_details: { type: 'tool_calls', tool_calls: [
+      { index: 0, id: call.id, type: 'function', function: { name: 'getVulnerabilityCount', arguments: '', output: null } }] } });
+    assert.deepEqual(deltas.slice(1).map((d) => d.delta), ['{"system', 'Name":"sta', 'ging"}'].map((p) => (
+      { step_details: { type: 'tool_calls', tool_calls: [{ index: 0, type: 'function', function: { arguments: p } }] } })));
+    assert.equal(run.status, 'requires_action');
+    assert.deepEqual(run.required_action, { type: 'submit_tool_outputs', submit_tool_outputs: { tool_calls: [
+      { id: call.id, type: 'function', function: { name: 'getVulnerabilityCount', arguments: '{"systemName":"staging"}' } }] } });
+    // The tool step is still in progress after the stream ended.
+    const waiting = await client.beta.threads.runs.steps.retrieve(step.id, { thread_id: thread.id, run_id: run.id });
+    assert.equal(waiting.status, 'in_progress');
+    assert.equal(waiting.completed_at, null);
+
+    r = await raw(s, 'POST', `/v1/threads/${thread.id}/runs/${run.id}/submit_tool_outputs`, {
+      body: { tool_outputs: [{ tool_call_id: call.id, output: '{"count":0}' }], stream: true },
+    });
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get('content-type'), /^text\/event-stream/);
+    ev = parseSSE(r.text);
+    assert.deepEqual(names(ev), ['thread.run.step.completed', 'thread.run.queued', 'thread.run.in_progress', ...MSG_OPEN,
+      'thread.message.delta', 'thread.message.delta', 'thread.message.completed', 'thread.run.step.completed',
+      'thread.run.completed', 'done']);
+    const done = ev[0].data;
+    assert.equal(done.id, step.id);
+    assert.equal(done.status, 'completed');
+    assert.equal(typeof done.completed_at, 'number');
+    assert.deepEqual(done.step_details.tool_calls, [{ id: call.id, type: 'function', function: { name: 'getVulnerabilityCount', arguments: '{"systemName":"staging"}', output: '{"count":0}' } }]);
+    assert.deepEqual(done.usage, { prompt_tokens: 11, completion_tokens: 5, total_tokens: 16 });
+    const queued = ev[1].data;
+    assert.equal(queued.id, run.id);
+    assert.equal(queued.status, 'queued');
+    assert.equal(queued.started_at, run.started_at);
+    assert.equal(queued.required_action, null);
+    const final = ev.at(-2).data;
+    assert.equal(final.status, 'completed');
+    assert.deepEqual(final.usage, { prompt_tokens: 41, completion_tokens: 9, total_tokens: 50 });
+    const mdeltas = ev.filter((e) => e.event === 'thread.message.delta').map((e) => e.data.delta);
+    assert.deepEqual(mdeltas, [
+      { content: [{ index: 0, type: 'text', text: { value: 'Staging ', annotations: [] } }] },
+      { content: [{ index: 0, type: 'text', text: { value: 'is clean.' } }] },
+    ]);
+  } finally {
+    await t.close();
+  }
+});
+
+test('text then a tool call in one answer: the message completes before the tool step is created', async () => {
+  const t = await setup();
+  try {
+    const { client, up, s } = t;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o', tools: [tool] });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'prod?' }] });
+    up.script(
+      { text: 'Let me check.', chunks: ['Let me ', 'check.'], tool_calls: [{ name: 'getVulnerabilityCount', arguments: '{"systemName":"production"}', chunks: ['{"systemName":"production"}'] }] },
+      { text: 'Five.' },
+    );
+    const r = await raw(s, 'POST', `/v1/threads/${thread.id}/runs`, { body: { assistant_id: a.id, stream: true } });
+    const ev = parseSSE(r.text);
+    assert.deepEqual(names(ev), [...RUN_OPEN, ...MSG_OPEN, 'thread.message.delta', 'thread.message.delta',
+      'thread.message.completed', 'thread.run.step.completed', ...TOOL_OPEN, 'thread.run.step.delta', 'thread.run.step.delta',
+      'thread.run.requires_action', 'done']);
+    const msg = ev.find((e) => e.event === 'thread.message.completed').data;
+    assert.deepEqual(msg.content, [{ type: 'text', text: { value: 'Let me check.', annotations: [] } }]);
+    assert.equal(msg.status, 'completed');
+    const steps = ev.filter((e) => e.event === 'thread.run.step.created').map((e) => e.data.type);
+    assert.deepEqual(steps, ['message_creation', 'tool_calls']);
+    const run = ev.at(-2).data;
+    const call = run.required_action.submit_tool_outputs.tool_calls[0];
+    const final = await client.beta.threads.runs.submitToolOutputsAndPoll(run.id, {
+      thread_id: thread.id, tool_outputs: [{ tool_call_id: call.id, output: '5' }],
+    }, { pollIntervalMs: 20 });
+    assert.equal(final.status, 'completed');
+    const list = await client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id, order: 'asc' });
+    assert.deepEqual(list.data.map((x) => [x.type, x.status]), [['message_creation', 'completed'], ['tool_calls', 'completed'], ['message_creation', 'completed']]);
+    const msgs = await client.beta.threads.messages.list(thread.id, { order: 'asc' });
+    assert.deepEqual(msgs.data.map((m) => m.content[0].text.value), ['prod?', 'Let me check.', 'Five.']);
+    // The second call replays the text and the call as the one assistant
+    // turn the model produced.
+    assert.deepEqual(up.requests[1].body.messages, [
+      { role: 'user', content: 'prod?' },
+      { role: 'assistant', content: 'Let me check.', tool_calls: [{ id: call.id, type: 'function', function: { name: 'getVulnerabilityCount', arguments: '{"systemName":"production"}' } }] },
+      { role: 'tool', tool_call_id: call.id, content: '5' },
+    ]);
+  } finally {
+    await t.close();
+  }
+});
+
+test('a failing model (5xx after retries) ends the stream with thread.run.failed, then done', async () => {
+  const t = await setup();
+  try {
+    const { client, up, s } = t;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o' });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'hi' }] });
+    up.script(...Array.from({ length: 4 }, () => ({ error: { status: 500, message: 'The server had an error', type: 'server_error' }, headers: { 'retry-after': '0' } })));
+    const r = await raw(s, 'POST', `/v1/threads/${thread.id}/runs`, { body: { assistant_id: a.id, stream: true } });
+    const ev = parseSSE(r.text);
+    assert.deepEqual(names(ev), [...RUN_OPEN, 'thread.run.failed', 'done']);
+    const run = ev.at(-2).data;
+    assert.equal(run.status, 'failed');
+    assert.equal(run.last_error.code, 'server_error');
+    assert.equal(typeof run.last_error.message, 'string');
+    assert.equal(typeof run.failed_at, 'number');
+    assert.equal(run.expires_at, null);
+    assert.equal(up.requests.length, 4);
+    // The SDK sees the failed run as the final run.
+    up.script(...Array.from({ length: 4 }, () => ({ error: { status: 503, message: 'busy', type: 'server_error' }, headers: { 'retry-after': '0' } })));
+    const final = await client.beta.threads.runs.stream(thread.id, { assistant_id: a.id }).finalRun();
+    assert.equal(final.status, 'failed');
+    assert.equal(final.last_error.code, 'server_error');
+  } finally {
+    await t.close();
+  }
+});
+
+test('cancelling a streaming run: cancelling, the open message and step closed, cancelled, done', async () => {
+  const t = await setup();
+  try {
+    const { client, up, s } = t;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o' });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'go on' }] });
+    up.script({ text: 'Partial and more', chunks: ['Partial', ' and more'], stallAfter: 1 });
+    const pending = raw(s, 'POST', `/v1/threads/${thread.id}/runs`, { body: { assistant_id: a.id, stream: true } });
+    await up.waitForRequest(0);
+    let run;
+    for (let i = 0; i < 100 && !run; i++) {
+      const l = await client.beta.threads.runs.list(thread.id);
+      if (l.data[0]?.status === 'in_progress') run = l.data[0];
+      else await sleep(20);
+    }
+    // Wait for the first piece to be stored as an open message.
+    for (let i = 0; i < 100; i++) {
+      const m = await client.beta.threads.messages.list(thread.id, { run_id: run.id });
+      if (m.data.length) break;
+      await sleep(20);
+    }
+    const c = await client.beta.threads.runs.cancel(run.id, { thread_id: thread.id });
+    assert.equal(c.status, 'cancelling');
+    const r = await pending;
+    const ev = parseSSE(r.text);
+    assert.deepEqual(names(ev), [...RUN_OPEN, ...MSG_OPEN, 'thread.message.delta', 'thread.run.cancelling',
+      'thread.message.incomplete', 'thread.run.step.cancelled', 'thread.run.cancelled', 'done']);
+    assert.equal(ev.find((e) => e.event === 'thread.run.cancelling').data.status, 'cancelling');
+    const msg = ev.find((e) => e.event === 'thread.message.incomplete').data;
+    assert.deepEqual(msg.incomplete_details, { reason: 'run_cancelled' });
+    assert.deepEqual(msg.content, [{ type: 'text', text: { value: 'Partial', annotations: [] } }]);
+    const step = ev.find((e) => e.event === 'thread.run.step.cancelled').data;
+    assert.equal(typeof step.cancelled_at, 'number');
+    const final = ev.at(-2).data;
+    assert.equal(final.status, 'cancelled');
+    assert.equal(typeof final.cancelled_at, 'number');
+    assert.equal(final.expires_at, null);
+    await up.waitForAbort(0);
+  } finally {
+    await t.close();
+  }
+});
+
+test('a model connection dropped mid-answer fails the run; the message is incomplete (run_failed)', async () => {
+  const t = await setup();
+  try {
+    const { client, up, s } = t;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o' });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'hi' }] });
+    up.script({ text: 'Hello and goodbye', chunks: ['Hello', ' and', ' goodbye'], dropAfter: 2 });
+    const r = await raw(s, 'POST', `/v1/threads/${thread.id}/runs`, { body: { assistant_id: a.id, stream: true } });
+    const ev = parseSSE(r.text);
+    assert.deepEqual(names(ev), [...RUN_OPEN, ...MSG_OPEN, 'thread.message.delta', 'thread.message.delta',
+      'thread.message.incomplete', 'thread.run.step.failed', 'thread.run.failed', 'done']);
+    const run = ev.at(-2).data;
+    assert.equal(run.last_error.code, 'server_error');
+    const step = ev.find((e) => e.event === 'thread.run.step.failed').data;
+    assert.equal(step.last_error.code, 'server_error');
+    assert.equal(typeof step.failed_at, 'number');
+    const msgs = await client.beta.threads.messages.list(thread.id, { run_id: run.id });
+    assert.equal(msgs.data[0].status, 'incomplete');
+    assert.deepEqual(msgs.data[0].incomplete_details, { reason: 'run_failed' });
+    assert.deepEqual(msgs.data[0].content, [{ type: 'text', text: { value: 'Hello and', annotations: [] } }]);
+    assert.equal(up.requests.length, 1, 'no retry once text was relayed');
+  } finally {
+    await t.close();
+  }
+});
+
+test('timeout_idle_ms: a model that goes silent fails the run with server_error within about a second', async () => {
+  const up = await startUpstream({ apiKey: 'up-key' });
+  const s = await startServer({ args: ['--config', backendsFile(up, { timeout_idle_ms: 500 })], env: { UP_KEY: 'up-key' } });
+  try {
+    const client = openai(s);
+    const a = await client.beta.assistants.create({ model: 'gpt-4o' });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'hi' }] });
+    up.script({ text: 'Hello there', chunks: ['Hello', ' there'], stallAfter: 1 });
+    const t0 = Date.now();
+    const r = await raw(s, 'POST', `/v1/threads/${thread.id}/runs`, { body: { assistant_id: a.id, stream: true } });
+    const elapsed = Date.now() - t0;
+    const ev = parseSSE(r.text);
+    assert.deepEqual(names(ev), [...RUN_OPEN, ...MSG_OPEN, 'thread.message.delta',
+      'thread.message.incomplete', 'thread.run.step.failed', 'thread.run.failed', 'done']);
+    assert.equal(ev.at(-2).data.last_error.code, 'server_error');
+    assert.ok(elapsed >= 450 && elapsed < 1500, `failed after ${elapsed} ms`);
+    await up.waitForAbort(0);
+  } finally {
+    await s.stop();
+    await up.close();
+  }
+});
