@@ -18,6 +18,7 @@
 #include "http/auth.h"
 #include "http/http.h"
 #include "http/metrics.h"
+#include "api/api.h"
 #include "http/request.h"
 #include "run/backends.h"
 #include "run/engine.h"
@@ -90,6 +91,7 @@ static void cleanup(ad_server *srv)
     ad_engine_stop(srv->engine);
     ad_http_stop(srv);
     ad_engine_free(srv->engine);
+    ad_models_cache_stop(srv);
     ad_backends_free(srv->backends);
     ad_store_close(srv->store);
     ad_auth_free(srv->auth);
@@ -146,6 +148,8 @@ int main(int argc, char **argv)
     if (ad_engine_new(&srv, &srv.engine))
         goto out;
     ad_engine_recover(srv.engine);
+    if (ad_models_cache_start(&srv))
+        goto out;
     if (ad_http_start(&srv))
         goto out;
     ad_log(&srv.log, AD_LOG_INFO, "assistd listening on %s:%u (data %s, %zu API key(s)%s)",

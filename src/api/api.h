@@ -144,6 +144,11 @@ void ad_h_uploads_add_part(ad_req *req);
 void ad_h_uploads_complete(ad_req *req);
 void ad_h_uploads_cancel(ad_req *req);
 
+/* Zero configuration only: starts (stops) the thread that keeps the
+ * upstream's model list for GET /models. */
+ad_err ad_models_cache_start(ad_server *srv);
+void ad_models_cache_stop(ad_server *srv);
+
 /* Whether model names a configured model (always true with none configured). */
 bool ad_model_known(const ad_server *srv, const char *model);
 

@@ -22,6 +22,7 @@ typedef struct ad_store ad_store;
 typedef struct ad_metrics ad_metrics;
 typedef struct ad_backends ad_backends;
 typedef struct ad_engine ad_engine;
+typedef struct ad_models_cache ad_models_cache;
 
 typedef struct ad_server {
     ad_config cfg;
@@ -30,9 +31,10 @@ typedef struct ad_server {
     ad_store *store;
     ad_metrics *metrics;
     struct MHD_Daemon *mhd;
-    ad_backends *backends; /* model -> upstream (run/backends.h) */
-    ad_engine *engine;     /* runs (run/engine.h) */
-    char **models;         /* parsed from cfg.models; NULL-terminated */
+    ad_backends *backends;         /* model -> upstream (run/backends.h) */
+    ad_engine *engine;             /* runs (run/engine.h) */
+    ad_models_cache *models_cache; /* zero configuration: the upstream's model list */
+    char **models;                 /* parsed from cfg.models; NULL-terminated */
     size_t nmodels;
     unsigned short port; /* the bound port (differs from cfg when 0 was asked) */
 } ad_server;

@@ -80,6 +80,7 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <semaphore.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -1250,7 +1251,19 @@ static size_t list_write(char *p, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-ad_err ad_upstream_list_models(const ad_backend *be, ad_buf *out)
+/* Aborts the transfer as soon as *abort becomes true. */
+static int list_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                         curl_off_t ulnow)
+{
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    const atomic_bool *abort_flag = ud;
+    return abort_flag && atomic_load(abort_flag) ? 1 : 0;
+}
+
+ad_err ad_upstream_list_models(const ad_backend *be, ad_buf *out, const atomic_bool *abort_flag)
 {
     pthread_once(&curl_once, curl_init_once);
     if (be->kind != AD_BACKEND_OPENAI)
@@ -1284,6 +1297,9 @@ ad_err ad_upstream_list_models(const ad_backend *be, ad_buf *out)
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_USERAGENT, USER_AGENT);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)LIST_TIMEOUT_MS);
+    curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, list_progress);
+    curl_easy_setopt(e, CURLOPT_XFERINFODATA, (void *)abort_flag);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      be->timeout_connect_ms > 0 && be->timeout_connect_ms < LIST_TIMEOUT_MS
                          ? be->timeout_connect_ms

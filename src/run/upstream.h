@@ -32,6 +32,7 @@
 #define AD_UPSTREAM_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "run/backends.h"
@@ -83,7 +84,9 @@ void ad_upstream_post_after(ad_upstream *u, long delay_ms, void (*fn)(void *ud),
 bool ad_upstream_on_loop(const ad_upstream *u);
 
 /* Blocking GET {base_url}/models of an openai backend, for GET /v1/models in
- * pass-through mode; out gets the raw JSON body. Any thread. */
-ad_err ad_upstream_list_models(const ad_backend *be, ad_buf *out);
+ * pass-through mode; out gets the raw JSON body. Any thread but the loop's
+ * (see api/models.c: a background refresher). abort_flag (may be NULL) ends
+ * the transfer early when it becomes true. */
+ad_err ad_upstream_list_models(const ad_backend *be, ad_buf *out, const atomic_bool *abort_flag);
 
 #endif

@@ -6,9 +6,10 @@ import test, { before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import { startServer, openai, azure, raw, errorOf, KEY } from './lib/server.mjs';
+import { startUpstream } from './lib/upstream.mjs';
 
 let s;
-before(async () => { s = await startServer(); });
+before(async () => { s = await startServer({ args: ['--models', 'gpt-4o,gpt-4o-mini,gpt-4.1,gpt-4.1-mini'] }); });
 after(async () => { await s.stop(); });
 
 const ASSISTANT_KEYS = ['id', 'object', 'created_at', 'name', 'description', 'model', 'instructions',
@@ -388,16 +389,43 @@ test('model: configured list rejects unknown models with model_not_found', async
   }
 });
 
-test("--models '' accepts any model name", async () => {
-  const any = await startServer({ args: ['--models', ''] });
+test("zero configuration accepts any model name and lists the upstream's models", async () => {
+  const up = await startUpstream({ apiKey: 'up-key' });
+  up.models(['llama3.1', 'qwen2.5']);
+  const any = await startServer({ env: { OPENAI_BASE_URL: up.url, OPENAI_API_KEY: 'up-key' } });
   try {
     const a = await azure(any).beta.assistants.create({ model: 'gpt-4-preview' });
     assert.equal(a.model, 'gpt-4-preview');
+    // The list is fetched in the background at start-up; it appears shortly.
+    let models;
+    for (let i = 0; i < 100; i++) {
+      models = await raw(any, 'GET', '/v1/models', { beta: false });
+      if (models.json?.data?.length) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(models.status, 200);
+    assert.deepEqual(models.json.data.map((m) => m.id), ['llama3.1', 'qwen2.5']);
+    const one = await openai(any).models.retrieve('qwen2.5');
+    assert.equal(one.id, 'qwen2.5');
+    await assert.rejects(openai(any).models.retrieve('nope'), (e) => e.status === 404);
+    const fetched = up.modelRequests.find((r) => r.path === '/v1/models');
+    assert.equal(fetched.headers.authorization, 'Bearer up-key');
+  } finally {
+    await any.stop();
+    await up.close();
+  }
+});
+
+test('zero configuration with an unreachable upstream lists no models and stops promptly', async () => {
+  const any = await startServer({ env: { OPENAI_BASE_URL: 'http://127.0.0.1:9/v1' } });
+  try {
     const models = await raw(any, 'GET', '/v1/models', { beta: false });
     assert.equal(models.status, 200);
     assert.deepEqual(models.json, { object: 'list', data: [] });
   } finally {
+    const t0 = Date.now();
     await any.stop();
+    assert.ok(Date.now() - t0 < 5000);
   }
 });
 

@@ -221,7 +221,7 @@ test('raw escape hatch, string steps and /models', () => withUpstream({}, async 
   const list = [];
   for await (const m of c.models.list()) list.push(m);
   assert.deepEqual(list.map((m) => [m.id, m.object]), [['gpt-4o', 'model'], ['custom', 'model']]);
-  assert.equal(up.requests.at(-1).path, '/v1/models');
+  assert.equal(up.modelRequests.at(-1).path, '/v1/models');
 }));
 
 test('azure: deployment route, api-key, prompt and content filter results', () => withUpstream({ dialect: 'azure', deployments: { 'my-dep': 'gpt-4o-2024-11-20' } }, async (up, c) => {

@@ -997,7 +997,7 @@ static void list_models(void **state)
     srv_set(&f->s, B_MODELS);
     ad_buf out;
     ad_buf_init(&out, 1 << 20);
-    assert_int_equal(ad_upstream_list_models(&f->t[0].be, &out), AD_OK);
+    assert_int_equal(ad_upstream_list_models(&f->t[0].be, &out, NULL), AD_OK);
     json_t *j = json_loads(ad_buf_str(&out), 0, NULL);
     assert_non_null(j);
     assert_string_equal(
@@ -1010,7 +1010,7 @@ static void list_models(void **state)
     pthread_mutex_unlock(&f->s.mu);
     ad_buf_reset(&out);
     srv_set(&f->s, B_500);
-    assert_int_equal(ad_upstream_list_models(&f->t[0].be, &out), AD_EIO);
+    assert_int_equal(ad_upstream_list_models(&f->t[0].be, &out, NULL), AD_EIO);
     assert_int_equal(out.len, 0);
     ad_buf_free(&out);
 }

@@ -8,7 +8,7 @@
 //
 // Each POST .../chat/completions consumes the next scripted step; with none
 // left it answers 500. Every request received (also the refused ones) is
-// logged in up.requests as { method, path, query, headers, body, aborted }
+// logged in up.requests -- except GET .../models, logged in up.modelRequests -- as { method, path, query, headers, body, aborted }
 // (+ deployment for azure). aborted becomes true when the client hung up
 // before the response was complete.
 //
@@ -69,6 +69,7 @@ export async function startUpstream({ dialect = 'openai', apiKey, deployments } 
   if (!DIALECTS.includes(dialect)) throw new Error(`unknown dialect ${dialect}`);
   const steps = [];
   const requests = [];
+  const modelRequests = [];
   const waiters = new Set();
   let modelList = [];
   let seq = 0;
@@ -139,7 +140,13 @@ export async function startUpstream({ dialect = 'openai', apiKey, deployments } 
       if (auth !== `Bearer ${apiKey}`) return sendJson(res, 401, oaiError('Incorrect API key provided.', 'invalid_request_error', null, 'invalid_api_key'));
     }
 
-    if (route === 'models') return sendJson(res, 200, { object: 'list', data: modelList });
+    if (route === 'models') {
+      // Model-list fetches (assistd refreshes them in the background) are
+      // kept apart, so that up.requests holds exactly the model calls.
+      requests.splice(requests.indexOf(entry), 1);
+      modelRequests.push(entry);
+      return sendJson(res, 200, { object: 'list', data: modelList });
+    }
 
     // Request validation, as the real servers do it.
     if (badJson || !body || typeof body !== 'object' || Array.isArray(body)) {
@@ -325,6 +332,7 @@ export async function startUpstream({ dialect = 'openai', apiKey, deployments } 
     dialect, port,
     url: dialect === 'azure' ? base : `${base}/v1`,
     requests,
+    modelRequests,
     script(...more) { steps.push(...more.map((s) => (typeof s === 'string' ? { text: s } : s))); return this; },
     get pending() { return steps.length; },
     models(list) {
