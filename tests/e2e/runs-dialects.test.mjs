@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startServer, openai, azure, raw, errorOf } from './lib/server.mjs';
 import { startUpstream } from './lib/upstream.mjs';
+import { parseSSE } from './lib/runs.mjs';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'assistd-runs-dialects-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -24,21 +25,6 @@ const weather = {
   type: 'function',
   function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } },
 };
-
-function parseSSE(text) {
-  const out = [];
-  for (const block of text.split('\n\n')) {
-    if (!block.trim()) continue;
-    let event = null;
-    const data = [];
-    for (const line of block.split('\n')) {
-      if (line.startsWith('event: ')) event = line.slice(7);
-      else if (line.startsWith('data: ')) data.push(line.slice(6));
-    }
-    if (event) out.push({ event, data: event === 'done' ? data.join('\n') : JSON.parse(data.join('\n')) });
-  }
-  return out;
-}
 
 // The seed's loop, generalised: run, answer every call with its city, poll.
 async function toolLoop(client, threadId, assistantId, outputs) {

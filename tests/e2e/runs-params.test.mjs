@@ -10,15 +10,7 @@ import assert from 'node:assert/strict';
 import { toFile } from 'openai';
 import { startServer, openai, raw, errorOf } from './lib/server.mjs';
 import { startUpstream } from './lib/upstream.mjs';
-
-async function setup() {
-  const up = await startUpstream({ apiKey: 'up-key' });
-  const s = await startServer({ env: { OPENAI_BASE_URL: up.url, OPENAI_API_KEY: 'up-key' } });
-  return {
-    up, s, client: openai(s),
-    async close() { await s.stop(); await up.close(); },
-  };
-}
+import { setupRuns as setup, parseSSE } from './lib/runs.mjs';
 
 const poll = { pollIntervalMs: 20 };
 const fn = (name) => ({ type: 'function', function: { name, description: `${name} tool`, parameters: { type: 'object', properties: {} } } });
@@ -39,21 +31,6 @@ function checkRun(run, what) {
 function checkStep(step, what) {
   assert.deepEqual(Object.keys(step).sort(), STEP_KEYS, what);
   assert.equal(step.object, 'thread.run.step');
-}
-
-function parseSSE(text) {
-  const out = [];
-  for (const block of text.split('\n\n')) {
-    if (!block.trim()) continue;
-    let event = null;
-    const data = [];
-    for (const line of block.split('\n')) {
-      if (line.startsWith('event: ')) event = line.slice(7);
-      else if (line.startsWith('data: ')) data.push(line.slice(6));
-    }
-    if (event) out.push({ event, data: event === 'done' ? data.join('\n') : JSON.parse(data.join('\n')) });
-  }
-  return out;
 }
 
 test('instructions override and additional_instructions reach the system message', async () => {

@@ -10,19 +10,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startServer, openai, raw, KEY } from './lib/server.mjs';
 import { startUpstream } from './lib/upstream.mjs';
+import { setupRuns as setup, parseSSE } from './lib/runs.mjs';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'assistd-runs-stream-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function setup({ args = [], env = {} } = {}) {
-  const up = await startUpstream({ apiKey: 'up-key' });
-  const s = await startServer({ env: { OPENAI_BASE_URL: up.url, OPENAI_API_KEY: 'up-key', ...env }, args });
-  return {
-    up, s, client: openai(s),
-    async close() { await s.stop(); await up.close(); },
-  };
-}
 
 // A backends file for the scripted upstream, with per-backend options.
 function backendsFile(up, backend = {}) {
@@ -40,21 +32,6 @@ const tool = {
 };
 
 // A raw SSE body as [{event, data}] (comments dropped, data parsed).
-function parseSSE(text) {
-  const out = [];
-  for (const block of text.split('\n\n')) {
-    if (!block.trim()) continue;
-    let event = null;
-    const data = [];
-    for (const line of block.split('\n')) {
-      if (line.startsWith(':')) continue;
-      if (line.startsWith('event: ')) event = line.slice(7);
-      else if (line.startsWith('data: ')) data.push(line.slice(6));
-    }
-    if (event) out.push({ event, data: event === 'done' ? data.join('\n') : JSON.parse(data.join('\n')) });
-  }
-  return out;
-}
 const names = (ev) => ev.map((e) => e.event);
 
 const RUN_OPEN = ['thread.run.created', 'thread.run.queued', 'thread.run.in_progress'];

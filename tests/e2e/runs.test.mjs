@@ -6,15 +6,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, openai, azure, raw, errorOf } from './lib/server.mjs';
 import { startUpstream } from './lib/upstream.mjs';
-
-async function setup({ dialect = 'openai', args = [] } = {}) {
-  const up = await startUpstream({ dialect, apiKey: 'up-key' });
-  const s = await startServer({ env: { OPENAI_BASE_URL: up.url, OPENAI_API_KEY: 'up-key' }, args });
-  return {
-    up, s, client: openai(s),
-    async close() { await s.stop(); await up.close(); },
-  };
-}
+import { setupRuns as setup, parseSSE } from './lib/runs.mjs';
 
 // The seed's tools and local handlers (000_…txt, "Function Calling").
 const vulnerabilityTool = {
@@ -44,23 +36,6 @@ const mockFunctions = {
   },
   blockIPAddress: (args) => JSON.stringify({ status: 'success', blocked_ip: args.ipAddress }),
 };
-
-// Parses a raw SSE body into [{event, data}].
-function parseSSE(text) {
-  const out = [];
-  for (const block of text.split('\n\n')) {
-    if (!block.trim()) continue;
-    let event = null;
-    const data = [];
-    for (const line of block.split('\n')) {
-      if (line.startsWith(':')) continue;
-      if (line.startsWith('event: ')) event = line.slice(7);
-      else if (line.startsWith('data: ')) data.push(line.slice(6));
-    }
-    if (event) out.push({ event, data: data.join('\n') });
-  }
-  return out;
-}
 
 test('createAndPoll: a text answer completes the run, with message, step and usage', async () => {
   const t = await setup();
@@ -237,14 +212,14 @@ test('streaming a text answer: exact event sequence, deltas with index, done', a
       'thread.message.completed', 'thread.run.step.completed', 'thread.run.completed', 'done',
     ]);
     assert.equal(ev.at(-1).data, '[DONE]');
-    const d = ev.filter((e) => e.event === 'thread.message.delta').map((e) => JSON.parse(e.data));
+    const d = ev.filter((e) => e.event === 'thread.message.delta').map((e) => e.data);
     assert.deepEqual(d[0].delta, { content: [{ index: 0, type: 'text', text: { value: 'Hel', annotations: [] } }] });
     assert.deepEqual(d[1].delta, { content: [{ index: 0, type: 'text', text: { value: 'lo' } }] });
     assert.equal(d[0].object, 'thread.message.delta');
-    const created = JSON.parse(ev[0].data);
+    const created = ev[0].data;
     assert.equal(created.status, 'queued');
     assert.equal(created.expires_at, created.created_at + 600);
-    const completed = JSON.parse(ev.at(-2).data);
+    const completed = ev.at(-2).data;
     assert.equal(completed.status, 'completed');
     assert.equal(completed.expires_at, null);
   } finally {
@@ -293,7 +268,7 @@ test('createThreadAndRun streams thread.created first; createAndRunPoll works on
     const ev = parseSSE(r.text);
     assert.equal(ev[0].event, 'thread.created');
     assert.equal(ev[1].event, 'thread.run.created');
-    assert.equal(JSON.parse(ev[1].data).thread_id, JSON.parse(ev[0].data).id);
+    assert.equal(ev[1].data.thread_id, ev[0].data.id);
     assert.equal(ev.at(-2).event, 'thread.run.completed');
     const run = await azure(s).beta.threads.createAndRunPoll({ assistant_id: a.id, thread: { messages: [{ role: 'user', content: 'again' }] } }, { pollIntervalMs: 20 });
     assert.equal(run.status, 'completed');
