@@ -7,27 +7,32 @@
 
 CC      ?= gcc
 FUZZCC  ?= clang
-PKGS    := libmicrohttpd jansson sqlite3 libcurl libpcre2-8
+PKGS    := libmicrohttpd jansson sqlite3 libcurl libpcre2-8 zlib libseccomp
 CSTD    := -std=c17 -D_GNU_SOURCE
 WARN    := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wformat=2 -Wvla
 PKGCFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKGLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 INCS    := -Isrc
+# Data files (tokenizer tables, sandbox driver, playground) are read from the
+# checkout's share/ unless --share-dir says otherwise.
+SHARE   := -DAD_SHARE_DIR='"$(CURDIR)/share"'
+# Build output; helpers working in one checkout may each use their own.
+BUILD   ?= build
 
-CFLAGS_REL  := $(CSTD) $(WARN) -O2 -g $(INCS) $(PKGCFLAGS)
+CFLAGS_REL  := $(CSTD) $(WARN) -O2 -g $(INCS) $(SHARE) $(PKGCFLAGS)
 CFLAGS_ASAN := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
-               -fno-sanitize-recover=undefined $(INCS) $(PKGCFLAGS)
+               -fno-sanitize-recover=undefined $(INCS) $(SHARE) $(PKGCFLAGS)
 LDFLAGS_ASAN := -fsanitize=address,undefined
 
-LIB_SRC  := $(sort $(wildcard src/util/*.c src/core/*.c src/http/*.c src/api/*.c src/store/*.c src/run/*.c))
+LIB_SRC  := $(sort $(wildcard src/*/*.c))
 MAIN_SRC := src/main.c
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 
-REL_OBJ  := $(LIB_SRC:%.c=build/rel/%.o)
-ASAN_OBJ := $(LIB_SRC:%.c=build/asan/%.o)
-UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/asan/unit/%)
-FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
+REL_OBJ  := $(LIB_SRC:%.c=$(BUILD)/rel/%.o)
+ASAN_OBJ := $(LIB_SRC:%.c=$(BUILD)/asan/%.o)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan/unit/%)
+FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 
 FUZZ_SECONDS ?= 60
 
@@ -40,54 +45,54 @@ endif
 
 .PHONY: all asan run test deps unit e2e fuzz fuzz-build fuzz-long lint bench clean tokenizer tokenizer-check
 
-all: build/assistd
+all: $(BUILD)/assistd
 
-build/assistd: $(REL_OBJ) build/rel/src/main.o
+$(BUILD)/assistd: $(REL_OBJ) $(BUILD)/rel/src/main.o
 	@echo "  LD      $@"
 	$(Q)$(CC) -o $@ $^ $(PKGLIBS)
 
-build/asan/assistd: $(ASAN_OBJ) build/asan/src/main.o
+$(BUILD)/asan/assistd: $(ASAN_OBJ) $(BUILD)/asan/src/main.o
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS_ASAN) -o $@ $^ $(PKGLIBS)
 
-build/rel/%.o: %.c
+$(BUILD)/rel/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $@"
 	$(Q)$(CC) $(CFLAGS_REL) -MMD -MP -c -o $@ $<
 
-build/asan/%.o: %.c
+$(BUILD)/asan/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $@"
 	$(Q)$(CC) $(CFLAGS_ASAN) -MMD -MP -c -o $@ $<
 
-build/asan/unit/%: tests/unit/%.c $(ASAN_OBJ)
+$(BUILD)/asan/unit/%: tests/unit/%.c $(ASAN_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  TEST    $@"
 	$(Q)$(CC) $(CFLAGS_ASAN) -Itests/unit -o $@ $< $(ASAN_OBJ) $(LDFLAGS_ASAN) $(PKGLIBS) -lcmocka
 
-asan: build/asan/assistd
+asan: $(BUILD)/asan/assistd
 
 deps:
 	@scripts/deps.sh
 
 run: deps
-	$(MAKE) build/assistd
-	./build/assistd
+	$(MAKE) $(BUILD)/assistd
+	./$(BUILD)/assistd
 
 test: deps
 	$(MAKE) lint
 	$(MAKE) all asan $(UNIT_BIN) fuzz-build
-	scripts/run-tests.sh
+	BUILD=$(BUILD) scripts/run-tests.sh
 
 unit: $(UNIT_BIN)
-	scripts/run-tests.sh unit
+	BUILD=$(BUILD) scripts/run-tests.sh unit
 
-e2e: build/asan/assistd
-	scripts/run-tests.sh e2e
+e2e: $(BUILD)/asan/assistd
+	BUILD=$(BUILD) scripts/run-tests.sh e2e
 
 # libFuzzer targets: clang, with ASan+UBSan, linking the library sources directly.
-FUZZ_CFLAGS := $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined $(INCS) $(PKGCFLAGS)
-build/fuzz/%: fuzz/%.c $(LIB_SRC)
+FUZZ_CFLAGS := $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined $(INCS) $(SHARE) $(PKGCFLAGS)
+$(BUILD)/fuzz/%: fuzz/%.c $(LIB_SRC)
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ    $@"
 	$(Q)$(FUZZCC) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(PKGLIBS)
@@ -95,10 +100,10 @@ build/fuzz/%: fuzz/%.c $(LIB_SRC)
 fuzz-build: $(FUZZ_BIN)
 
 fuzz: fuzz-build
-	scripts/run-tests.sh fuzz
+	BUILD=$(BUILD) scripts/run-tests.sh fuzz
 
 fuzz-long: fuzz-build
-	FUZZ_SECONDS=3600 scripts/run-tests.sh fuzz
+	FUZZ_SECONDS=3600 BUILD=$(BUILD) scripts/run-tests.sh fuzz
 
 lint:
 	@echo "  LINT    clang-format, cppcheck"
@@ -114,10 +119,10 @@ tokenizer:
 tokenizer-check:
 	scripts/tokenizer-data.sh check
 
-bench: build/assistd
+bench: $(BUILD)/assistd
 	bench/run.sh
 
 clean:
-	rm -rf build
+	rm -rf $(BUILD)
 
--include $(REL_OBJ:.o=.d) $(ASAN_OBJ:.o=.d) build/rel/src/main.d build/asan/src/main.d
+-include $(REL_OBJ:.o=.d) $(ASAN_OBJ:.o=.d) $(BUILD)/rel/src/main.d $(BUILD)/asan/src/main.d

@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(unit e2e fuzz)
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+BUILD=${BUILD:-build}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 passed=0
@@ -17,7 +18,7 @@ failed=0
 log=$(mktemp -d)
 
 run_unit() {
-  for t in build/asan/unit/test_*; do
+  for t in "$BUILD"/asan/unit/test_*; do
     [ -x "$t" ] || continue
     name=$(basename "$t")
     if "$t" >"$log/$name.out" 2>&1; then status=0; else status=1; fi
@@ -32,7 +33,7 @@ run_unit() {
 
 run_e2e() {
   [ -d tests/e2e/node_modules ] || { echo "e2e: tests/e2e/node_modules missing (run make deps)"; failed=$((failed + 1)); return; }
-  export ASSISTD_BIN=${ASSISTD_BIN:-$PWD/build/asan/assistd}
+  export ASSISTD_BIN=${ASSISTD_BIN:-$PWD/$BUILD/asan/assistd}
   (cd tests/e2e && node --test --test-concurrency=2 --test-reporter=spec *.test.mjs) >"$log/e2e.out" 2>&1
   status=$?
   p=$(grep -E '^ℹ pass [0-9]+' "$log/e2e.out" | awk '{print $3}' | tail -1)
@@ -45,7 +46,7 @@ run_e2e() {
 }
 
 run_fuzz() {
-  for fz in build/fuzz/fuzz_*; do
+  for fz in "$BUILD"/fuzz/fuzz_*; do
     [ -x "$fz" ] || continue
     name=$(basename "$fz")
     corpus="fuzz/corpus/${name#fuzz_}"

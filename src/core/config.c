@@ -42,6 +42,8 @@ static const opt opts[] = {
     {"models", "ASSISTD_MODELS", K_STR, "", F(models),
      "comma-separated model ids assistants may name (none: any, and /v1/models shows the "
      "upstream's list)"},
+    {"share-dir", "ASSISTD_SHARE_DIR", K_STR, AD_SHARE_DIR, F(share_dir),
+     "read-only data: tokenizer tables, sandbox driver, playground"},
     {"config", "ASSISTD_CONFIG", K_STR, "", F(config),
      "model backends file (JSON, see README); none: OPENAI_BASE_URL/OPENAI_API_KEY"},
     {"max-json-body", "ASSISTD_MAX_JSON_BODY", K_SIZE, "16M", F(max_json_body),

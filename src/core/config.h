@@ -19,6 +19,11 @@
 
 #define AD_MAX_MODELS 64
 
+/* The build sets this to the checkout's share/ directory. */
+#ifndef AD_SHARE_DIR
+#define AD_SHARE_DIR "share"
+#endif
+
 typedef struct ad_config {
     char listen_host[256];
     int listen_port;
@@ -27,6 +32,7 @@ typedef struct ad_config {
     char keys_file[1024]; /* lines "KEY [PROJECT]" */
     char models[4096];    /* comma-separated model ids for /v1/models */
     char config[1024];    /* model backends file (run/backends.h); "" for zero config */
+    char share_dir[1024]; /* read-only data files (tokenizer/, sandbox/, playground/) */
     uint64_t max_json_body;
     uint64_t max_upload_bytes; /* POST /files */
     uint64_t max_part_bytes;   /* POST /uploads/{id}/parts */

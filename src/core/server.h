@@ -23,6 +23,7 @@ typedef struct ad_metrics ad_metrics;
 typedef struct ad_backends ad_backends;
 typedef struct ad_engine ad_engine;
 typedef struct ad_models_cache ad_models_cache;
+typedef struct ad_tokenizer ad_tokenizer;
 
 typedef struct ad_server {
     ad_config cfg;
@@ -34,7 +35,10 @@ typedef struct ad_server {
     ad_backends *backends;         /* model -> upstream (run/backends.h) */
     ad_engine *engine;             /* runs (run/engine.h) */
     ad_models_cache *models_cache; /* zero configuration: the upstream's model list */
-    char **models;                 /* parsed from cfg.models; NULL-terminated */
+    ad_tokenizer *tok_o200k;       /* run/tokenizer.h, loaded from share-dir at start */
+    ad_tokenizer *tok_cl100k;
+    const char **route_names; /* metrics labels, one per route */
+    char **models;            /* parsed from cfg.models; NULL-terminated */
     size_t nmodels;
     unsigned short port; /* the bound port (differs from cfg when 0 was asked) */
 } ad_server;
