@@ -36,6 +36,7 @@
 
 #include "run/backends.h"
 #include "run/prompt.h"
+#include "run/tokenizer.h"
 #include "run/upstream.h"
 #include "store/store.h"
 #include "util/alloc.h"
@@ -814,15 +815,38 @@ static void start_call(job *j, json_t *run)
         fail_run(j, "invalid_prompt", "The run's model is not configured on this server.");
         return;
     }
+    const ad_tokenizer *tok =
+        !strcmp(m->tokenizer, "cl100k_base") ? e->srv->tok_cl100k : e->srv->tok_o200k;
     char err[256] = "";
-    json_t *body =
-        ad_prompt_build(e->db, e->srv->cfg.data_dir, j->project, run, m, err, sizeof err);
-    if (!body) {
+    ad_prompt p;
+    ad_prompt_status ps =
+        ad_prompt_build(e->db, e->srv->cfg.data_dir, j->project, run, m, tok, &p, err, sizeof err);
+    switch (ps) {
+    case AD_PROMPT_OK:
+        break;
+    case AD_PROMPT_PROMPT_BUDGET:
+    case AD_PROMPT_COMPLETION_BUDGET: {
+        /* Nothing is open: budgets are checked before the call. */
+        end_args a = {.status = "incomplete",
+                      .incomplete_reason = ps == AD_PROMPT_PROMPT_BUDGET ? "max_prompt_tokens"
+                                                                         : "max_completion_tokens"};
+        finish(j, &a);
+        return;
+    }
+    case AD_PROMPT_TOO_LONG:
+        fail_run(j, "invalid_prompt", err);
+        return;
+    case AD_PROMPT_ERROR:
+    default:
         fail_run(j, "server_error", err[0] ? err : "The prompt could not be built.");
         return;
     }
+    if (p.dropped)
+        ad_log(&e->srv->log, AD_LOG_DEBUG,
+               "run %s: %zu prompt tokens, %zu history message(s) left out", j->run_id,
+               p.prompt_tokens, p.dropped);
     reset_call_state(j);
-    j->call = ad_upstream_call(e->up, m, body, &handlers, j);
+    j->call = ad_upstream_call(e->up, m, p.body, &handlers, j);
 }
 
 static void begin_job(ad_engine *e, task *tk)

@@ -4,7 +4,9 @@
  */
 #include "run/prompt.h"
 
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
@@ -272,26 +274,104 @@ static json_t *chat_tools(const json_t *tools)
     return out;
 }
 
-json_t *ad_prompt_build(ad_db *db, const char *data_dir, const char *project, const json_t *run,
-                        const ad_model *model, char *err, size_t errsize)
+/* ---- token accounting ---- */
+
+/* Images cost what OpenAI's vision models charge for them: 85 tokens at
+ * detail "low"; otherwise the image's 512-px tiles at 170 each plus 85. The
+ * size of an image is not known without decoding it, so "high"/"auto" is
+ * counted as a 1024x1024 image (4 tiles): 765. */
+#define IMAGE_TOKENS_LOW  85
+#define IMAGE_TOKENS_HIGH 765
+
+static size_t count_str(const ad_tokenizer *tok, const json_t *s)
 {
-    (void)model; /* the tokenizer-aware truncation uses the model's window */
+    const char *v = json_string_value(s);
+    return v ? ad_tokenizer_count(tok, v, json_string_length(s)) : 0;
+}
+
+/* Tokens of one chat message, framing included (tokenizer.h). */
+static size_t message_tokens(const ad_tokenizer *tok, const json_t *m)
+{
+    size_t n = AD_TOKENIZER_TOKENS_PER_MESSAGE + count_str(tok, json_object_get(m, "role"));
+    json_t *content = json_object_get(m, "content");
+    if (json_is_string(content)) {
+        n += count_str(tok, content);
+    } else if (json_is_array(content)) {
+        size_t i;
+        json_t *p;
+        json_array_foreach(content, i, p)
+        {
+            const char *type = json_string_value(json_object_get(p, "type"));
+            if (type && !strcmp(type, "text")) {
+                n += count_str(tok, json_object_get(p, "text"));
+            } else if (type && !strcmp(type, "image_url")) {
+                const char *d =
+                    json_string_value(json_object_get(json_object_get(p, "image_url"), "detail"));
+                n += d && !strcmp(d, "low") ? IMAGE_TOKENS_LOW : IMAGE_TOKENS_HIGH;
+            }
+        }
+    }
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(m, "tool_calls"), i, c)
+    {
+        json_t *fn = json_object_get(c, "function");
+        n += AD_TOKENIZER_TOKENS_PER_MESSAGE + count_str(tok, json_object_get(c, "id")) +
+             count_str(tok, json_object_get(fn, "name")) +
+             count_str(tok, json_object_get(fn, "arguments"));
+    }
+    n += count_str(tok, json_object_get(m, "tool_call_id"));
+    return n;
+}
+
+/* Tool definitions reach the model as text the provider renders from them;
+ * their compact JSON is a close, slightly generous stand-in. */
+static size_t tools_tokens(const ad_tokenizer *tok, const json_t *tools)
+{
+    if (!json_array_size(tools))
+        return 0;
+    char *s = json_dumps(tools, JSON_COMPACT);
+    size_t n = s ? ad_tokenizer_count(tok, s, strlen(s)) : 0;
+    free(s);
+    return n;
+}
+
+static int64_t usage_of(const json_t *run, const char *key)
+{
+    return json_integer_value(json_object_get(json_object_get(run, "usage"), key));
+}
+
+/* What the completion may still use: max_completion_tokens minus what the
+ * run's earlier calls produced; INT64_MAX when unlimited. */
+static int64_t completion_left(const json_t *run)
+{
+    json_t *mct = json_object_get(run, "max_completion_tokens");
+    if (!json_is_integer(mct))
+        return INT64_MAX;
+    return json_integer_value(mct) - usage_of(run, "completion_tokens");
+}
+
+ad_prompt_status ad_prompt_build(ad_db *db, const char *data_dir, const char *project,
+                                 const json_t *run, const ad_model *model, const ad_tokenizer *tok,
+                                 ad_prompt *out, char *err, size_t errsize)
+{
+    memset(out, 0, sizeof *out);
     const char *run_id = json_string_value(json_object_get(run, "id"));
     const char *thread_id = json_string_value(json_object_get(run, "thread_id"));
     if (!run_id || !thread_id) {
         snprintf(err, errsize, "The run is malformed.");
-        return NULL;
+        return AD_PROMPT_ERROR;
     }
-    json_t *messages = json_array();
-    const char *instr = json_string_value(json_object_get(run, "instructions"));
-    if (instr && *instr)
-        json_array_append_new(messages, json_pack("{s:s,s:s}", "role", "system", "content", instr));
+    int64_t cleft = completion_left(run);
+    if (cleft <= 0) {
+        snprintf(err, errsize, "The run used its max_completion_tokens.");
+        return AD_PROMPT_COMPLETION_BUDGET;
+    }
 
     json_t *all = list_all(db, project, "message", thread_id);
     if (!all) {
         snprintf(err, errsize, "The thread's messages could not be read.");
-        json_decref(messages);
-        return NULL;
+        return AD_PROMPT_ERROR;
     }
     /* The thread's history: messages not produced by this run. */
     json_t *history = json_array();
@@ -311,18 +391,91 @@ json_t *ad_prompt_build(ad_db *db, const char *data_dir, const char *project, co
     if (ttype && !strcmp(ttype, "last_messages") && json_is_integer(last) &&
         json_integer_value(last) > 0 && (size_t)json_integer_value(last) < json_array_size(history))
         first = json_array_size(history) - (size_t)json_integer_value(last);
+    out->dropped = first;
+    json_t *hist = json_array();
     for (i = first; i < json_array_size(history); i++)
-        json_array_append_new(messages,
+        json_array_append_new(hist,
                               chat_message(db, data_dir, project, json_array_get(history, i)));
     json_decref(history);
-    if (append_steps(db, data_dir, project, run_id, messages)) {
+    json_t *tail = json_array();
+    if (append_steps(db, data_dir, project, run_id, tail)) {
         snprintf(err, errsize, "The run's steps could not be read.");
-        json_decref(messages);
-        return NULL;
+        json_decref(hist);
+        json_decref(tail);
+        return AD_PROMPT_ERROR;
+    }
+    json_t *tools = chat_tools(json_object_get(run, "tools"));
+
+    /* The budget. The context window holds the prompt and the answer: room
+     * is kept for the answer (the completion budget when one is set, at most
+     * half the window; else a sixteenth of the window). max_prompt_tokens is
+     * over the whole run, so what earlier calls used is subtracted. */
+    int64_t window = model && model->context_window > 0 ? model->context_window : 128000;
+    int64_t reserve = cleft != INT64_MAX ? (cleft < window / 2 ? cleft : window / 2) : window / 16;
+    int64_t limit = window - reserve;
+    bool by_mpt = false;
+    json_t *mpt = json_object_get(run, "max_prompt_tokens");
+    if (json_is_integer(mpt)) {
+        int64_t left = json_integer_value(mpt) - usage_of(run, "prompt_tokens");
+        if (left < limit) {
+            limit = left;
+            by_mpt = true;
+        }
     }
 
+    /* Fixed: the instructions, the tools, this run's own turns and the reply
+     * priming. History goes oldest first until the rest fits; the newest
+     * history message always stays (a prompt without the user's question
+     * is no answer to it). */
+    const char *instr = json_string_value(json_object_get(run, "instructions"));
+    json_t *sys =
+        instr && *instr ? json_pack("{s:s,s:s}", "role", "system", "content", instr) : NULL;
+    size_t fixed = AD_TOKENIZER_REPLY_PRIMING + tools_tokens(tok, tools);
+    if (sys)
+        fixed += message_tokens(tok, sys);
+    json_array_foreach(tail, i, m) fixed += message_tokens(tok, m);
+    size_t nh = json_array_size(hist);
+    size_t *cost = ad_calloc(nh + 1, sizeof *cost);
+    size_t hist_total = 0;
+    for (i = 0; i < nh; i++) {
+        cost[i] = message_tokens(tok, json_array_get(hist, i));
+        hist_total += cost[i];
+    }
+    size_t keep_from = 0, total = fixed + hist_total;
+    while (keep_from + 1 < nh && (int64_t)total > limit) {
+        total -= cost[keep_from];
+        keep_from++;
+    }
+    ad_free(cost);
+    if ((int64_t)total > limit) {
+        if (by_mpt)
+            snprintf(err, errsize,
+                     "The prompt needs %zu tokens but only %lld remain of max_prompt_tokens.",
+                     total, (long long)(limit > 0 ? limit : 0));
+        else
+            snprintf(err, errsize,
+                     "The prompt needs %zu tokens, more than the %lld that model '%s' can take "
+                     "with room for its answer.",
+                     total, (long long)limit, model ? model->id : "");
+        json_decref(sys);
+        json_decref(hist);
+        json_decref(tail);
+        json_decref(tools);
+        return by_mpt ? AD_PROMPT_PROMPT_BUDGET : AD_PROMPT_TOO_LONG;
+    }
+    out->dropped += keep_from;
+    out->prompt_tokens = total;
+
+    json_t *messages = json_array();
+    if (sys)
+        json_array_append_new(messages, sys);
+    for (i = keep_from; i < nh; i++)
+        json_array_append(messages, json_array_get(hist, i));
+    json_array_extend(messages, tail);
+    json_decref(hist);
+    json_decref(tail);
+
     json_t *body = json_pack("{s:o}", "messages", messages);
-    json_t *tools = chat_tools(json_object_get(run, "tools"));
     if (json_array_size(tools)) {
         json_object_set_new(body, "tools", tools);
         json_t *tc = json_object_get(run, "tool_choice");
@@ -348,8 +501,9 @@ json_t *ad_prompt_build(ad_db *db, const char *data_dir, const char *project, co
         if (json_is_number(v))
             json_object_set(body, copy[i], v);
     }
-    json_t *mct = json_object_get(run, "max_completion_tokens");
-    if (json_is_integer(mct))
-        json_object_set(body, "max_completion_tokens", mct);
-    return body;
+    /* The answer may use what is left of the run's completion budget. */
+    if (cleft != INT64_MAX)
+        json_object_set_new(body, "max_completion_tokens", json_integer(cleft));
+    out->body = body;
+    return AD_PROMPT_OK;
 }

@@ -234,7 +234,7 @@ describe('command line', () => {
     listen: 'ASSISTD_LISTEN', 'data-dir': 'ASSISTD_DATA_DIR', 'api-keys': 'ASSISTD_API_KEYS', 'keys-file': 'ASSISTD_KEYS_FILE',
     models: 'ASSISTD_MODELS', config: 'ASSISTD_CONFIG', 'max-json-body': 'ASSISTD_MAX_JSON_BODY', 'max-upload': 'ASSISTD_MAX_UPLOAD', 'max-part': 'ASSISTD_MAX_PART',
     threads: 'ASSISTD_THREADS', 'max-connections': 'ASSISTD_MAX_CONNECTIONS', 'conn-timeout': 'ASSISTD_CONN_TIMEOUT', 'run-ttl': 'ASSISTD_RUN_TTL', 'sse-heartbeat': 'ASSISTD_SSE_HEARTBEAT',
-    'require-beta-header': 'ASSISTD_REQUIRE_BETA', 'access-log': 'ASSISTD_ACCESS_LOG', 'log-level': 'ASSISTD_LOG_LEVEL',
+    'share-dir': 'ASSISTD_SHARE_DIR', 'require-beta-header': 'ASSISTD_REQUIRE_BETA', 'access-log': 'ASSISTD_ACCESS_LOG', 'log-level': 'ASSISTD_LOG_LEVEL',
   };
 
   test('--help lists every option with its ASSISTD_ variable and exits 0', async () => {
