@@ -84,6 +84,27 @@ static const char *default_tokenizer(const char *model)
     return "cl100k_base";
 }
 
+/* The context window of OpenAI's models by name (longest prefix first);
+ * anything else -- Ollama, vLLM and other local models included -- 128000
+ * unless the configuration says otherwise. */
+static int64_t default_context(const char *model)
+{
+    static const struct {
+        const char *prefix;
+        int64_t tokens;
+    } known[] = {
+        {"gpt-4.1", 1047576},     {"gpt-5", 400000},       {"o1-mini", 128000},
+        {"o1", 200000},           {"o3", 200000},          {"o4", 200000},
+        {"gpt-4o", 128000},       {"gpt-4-turbo", 128000}, {"gpt-4-1106", 128000},
+        {"gpt-4-0125", 128000},   {"gpt-4-32k", 32768},    {"gpt-4", 8192},
+        {"gpt-3.5-turbo", 16385},
+    };
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (ad_str_has_prefix(model, known[i].prefix))
+            return known[i].tokens;
+    return DEF_CONTEXT;
+}
+
 /* Checks that obj has only keys from allowed (NULL-terminated). */
 static bool only_keys(const where *w, json_t *obj, const char *const *allowed)
 {
@@ -324,7 +345,7 @@ static bool parse_model(where *w, json_t *obj, ad_model *m, const ad_backends *b
         if (!get_str(w, obj, "upstream_model", false, m->upstream_model, sizeof m->upstream_model))
             return false;
     }
-    m->context_window = DEF_CONTEXT;
+    m->context_window = default_context(m->id);
     if (!get_int(w, obj, "context_window", 1, INT64_C(1) << 40, &m->context_window))
         return false;
     ad_strlcpy(m->tokenizer, default_tokenizer(m->id), sizeof m->tokenizer);
@@ -468,7 +489,7 @@ const ad_model *ad_backends_model(const ad_backends *b, const char *id, ad_model
             return NULL;
         ad_strlcpy(scratch->upstream_model, id, sizeof scratch->upstream_model);
         scratch->backend = &b->backends[0];
-        scratch->context_window = DEF_CONTEXT;
+        scratch->context_window = default_context(id);
         ad_strlcpy(scratch->tokenizer, default_tokenizer(id), sizeof scratch->tokenizer);
         return scratch;
     }

@@ -25,7 +25,8 @@
  * Optional per backend: "timeout_connect_ms" (default 10000),
  * "timeout_idle_ms" (default 120000: no byte for this long fails the call),
  * "max_retries" (default 3: 429 and 5xx, before any token, with back-off).
- * Optional per model: "context_window" (tokens; default 128000),
+ * Optional per model: "context_window" (tokens; default from the name for
+ * OpenAI models, e.g. gpt-4o 128000, gpt-4 8192; otherwise 128000),
  * "tokenizer" ("o200k_base" | "cl100k_base"; default from the name).
  *
  * Without a file (zero configuration) there is one openai backend from
