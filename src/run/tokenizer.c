@@ -75,8 +75,9 @@ struct ad_tokenizer {
     uint32_t n; /* ranks are 0..n-1 */
     uint32_t max_len;
     slot *slots;
-    size_t mask;     /* number of slots - 1 */
-    uint32_t *pair2; /* rank of the two bytes (a << 8 | b) */
+    size_t mask;      /* number of slots - 1 */
+    uint32_t *pair2;  /* rank of the two bytes (a << 8 | b) */
+    uint8_t *tok_len; /* byte length of each rank */
     uint32_t byte_rank[256];
     pcre2_general_context *gctx;
     pcre2_code *re;
@@ -689,10 +690,12 @@ static ad_err parse(ad_tokenizer *t, const char *want_name)
         slots *= 2;
     t->slots = ad_calloc(slots, sizeof *t->slots);
     t->mask = slots - 1;
+    t->tok_len = ad_malloc(t->n);
     for (uint32_t r = 0; r < t->n; r++) {
         if (pos >= len || d[pos] == 0 || d[pos] > len - pos - 1)
             return AD_EINVAL;
         uint32_t l = d[pos];
+        t->tok_len[r] = (uint8_t)l;
         if (!insert_rank(t, r, (uint32_t)pos + 1, l))
             return AD_EINVAL; /* the same bytes twice */
         if (l > t->max_len)
@@ -712,7 +715,7 @@ static ad_err parse(ad_tokenizer *t, const char *want_name)
         uint8_t two[2] = {(uint8_t)(ab >> 8), (uint8_t)ab};
         t->pair2[ab] = rank_of(t, two, 2);
     }
-    t->mem += sizeof *t + t->data_len + slots * sizeof *t->slots + 65536 * sizeof *t->pair2;
+    t->mem += sizeof *t + t->data_len + slots * sizeof *t->slots + 65536 * sizeof *t->pair2 + t->n;
     return compile_pattern(t, pat, pat_len);
 }
 
@@ -763,6 +766,7 @@ void ad_tokenizer_free(ad_tokenizer *t)
     pcre2_general_context_free(t->gctx);
     ad_free(t->slots);
     ad_free(t->pair2);
+    ad_free(t->tok_len);
     ad_free(t->data);
     ad_free(t);
 }
@@ -780,6 +784,11 @@ size_t ad_tokenizer_vocab_size(const ad_tokenizer *t)
 size_t ad_tokenizer_memory(const ad_tokenizer *t)
 {
     return t->mem;
+}
+
+size_t ad_tokenizer_token_bytes(const ad_tokenizer *t, uint32_t id)
+{
+    return id < t->n ? t->tok_len[id] : 0;
 }
 
 size_t ad_tokenizer_count(const ad_tokenizer *t, const char *text, size_t len)

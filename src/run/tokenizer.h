@@ -72,6 +72,11 @@ size_t ad_tokenizer_vocab_size(const ad_tokenizer *t);
  * cl100k_base, ~5.8 MB for o200k_base. Loading takes ~10-25 ms. */
 size_t ad_tokenizer_memory(const ad_tokenizer *t);
 
+/* Byte length of token `id` (1..255), 0 for an id outside the vocabulary.
+ * The bytes of an encoding's ids, concatenated, are exactly the text encoded,
+ * so summing these maps token positions to byte offsets (ingest/chunk.c). */
+size_t ad_tokenizer_token_bytes(const ad_tokenizer *t, uint32_t id);
+
 /* Number of tokens of text[0..len) (UTF-8; text may be NULL when len is 0). */
 size_t ad_tokenizer_count(const ad_tokenizer *t, const char *text, size_t len);
 
