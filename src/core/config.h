@@ -41,7 +41,17 @@ typedef struct ad_config {
     unsigned conn_timeout;  /* seconds of inactivity before a connection is closed */
     unsigned run_ttl;       /* seconds from a run's creation to its expires_at */
     unsigned sse_heartbeat; /* seconds of silence before a stream gets ": keep-alive" */
-    bool require_beta;      /* OpenAI-Beta: assistants=v2 on /v1 assistants routes */
+    /* code_interpreter sandbox (src/sandbox/sandbox.h) */
+    unsigned sandbox_cpu_seconds;  /* CPU seconds per execution (RLIMIT_CPU, soft) */
+    uint64_t sandbox_memory;       /* address space per process (RLIMIT_AS) */
+    unsigned sandbox_processes;    /* processes+threads per session (RLIMIT_NPROC) */
+    unsigned sandbox_open_files;   /* RLIMIT_NOFILE */
+    uint64_t sandbox_file_size;    /* largest file the code may write (RLIMIT_FSIZE) */
+    uint64_t sandbox_disk;         /* total bytes in a session's /mnt/data */
+    unsigned sandbox_idle;         /* seconds before an idle session is ended */
+    unsigned sandbox_max_sessions; /* live sessions; least recently used evicted */
+    unsigned sandbox_timeout;      /* wall-clock seconds per execution */
+    bool require_beta;             /* OpenAI-Beta: assistants=v2 on /v1 assistants routes */
     bool access_log;
     ad_log_level log_level;
 } ad_config;

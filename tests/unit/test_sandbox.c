@@ -1,0 +1,542 @@
+/*
+ * test_sandbox.c -- the code_interpreter sandbox, end to end: real bwrap and
+ * python3 processes started by src/sandbox/sandbox.c, plus the frame parser
+ * and the output collector on their own.
+ *
+ * One sandbox with default-like limits (short timeout) serves most tests and
+ * reuses a few sessions, because starting an interpreter with numpy, pandas
+ * and matplotlib preloaded costs about a second. A second sandbox with tiny
+ * limits (2 sessions, 1 s idle, 8 MiB disk) covers quota, eviction and idle.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sandbox/sandbox.h"
+#include "sandbox/sbx_internal.h"
+#include "util/alloc.h"
+#include "util/str.h"
+
+static char datadir[] = "/tmp/assistd-sbx-test-XXXXXX";
+static ad_logger logger = {AD_LOG_WARN, 2};
+static ad_sandbox *sb;
+
+static void cfg_init(ad_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", datadir);
+    snprintf(cfg->share_dir, sizeof cfg->share_dir, "%s", AD_SHARE_DIR);
+    cfg->sandbox_cpu_seconds = 30;
+    cfg->sandbox_memory = 2ull << 30;
+    cfg->sandbox_processes = 64;
+    cfg->sandbox_open_files = 256;
+    cfg->sandbox_file_size = 64ull << 20;
+    cfg->sandbox_disk = 128ull << 20;
+    cfg->sandbox_idle = 3600;
+    cfg->sandbox_max_sessions = 8;
+    cfg->sandbox_timeout = 3;
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (!mkdtemp(datadir) || chmod(datadir, 0755) != 0)
+        return -1;
+    setenv("ASSISTD_SECRET_FOR_TEST", "do-not-leak", 1);
+    ad_config cfg;
+    cfg_init(&cfg);
+    return ad_sandbox_new(&cfg, &logger, &sb) == AD_OK ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    ad_sandbox_free(sb);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", datadir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Runs code in session key, asserts AD_OK, returns the result (caller frees). */
+static ad_sbx_result run(const char *key, const char *code)
+{
+    ad_sbx_result r;
+    assert_int_equal(ad_sandbox_exec(sb, key, code, NULL, 0, &r), AD_OK);
+    assert_non_null(r.logs);
+    assert_non_null(r.exit_reason);
+    return r;
+}
+
+static void expect(const char *key, const char *code, const char *reason, const char *needle)
+{
+    ad_sbx_result r = run(key, code);
+    if (strcmp(r.exit_reason, reason) || (needle && !strstr(r.logs, needle)))
+        fail_msg("code %s: reason %s (want %s), logs:\n%s", code, r.exit_reason, reason, r.logs);
+    ad_sbx_result_free(&r);
+}
+
+static void test_math_seeds(void **state)
+{
+    (void)state;
+    expect("math", "import sympy as sp\nx = sp.symbols('x')\nsp.integrate(x**2, (x, 0, 3))", "ok",
+           "9");
+    expect("math", "sp.solve(3*x + 11 - 14, x)", "ok", "[1]");
+    ad_sbx_result r = run("math", "x = (14 - 11) / 3\nx");
+    assert_string_equal(r.logs, "1.0\n");
+    assert_false(r.state_lost);
+    assert_int_equal(r.nfiles, 0);
+    ad_sbx_result_free(&r);
+    expect("math", "print('out'); import sys; print('err', file=sys.stderr); 1/0", "error",
+           "ZeroDivisionError");
+    expect("math", "def f(:\n", "error", "SyntaxError");
+    expect("math", "None", "ok", NULL);
+}
+
+static void test_state_per_session(void **state)
+{
+    (void)state;
+    expect("sess-a", "secret_value = 4242", "ok", NULL);
+    expect("sess-a", "print(secret_value)", "ok", "4242");
+    expect("sess-b", "print(secret_value)", "error", "NameError");
+    /* Files are private to a session too. */
+    expect("sess-a", "open('/mnt/data/mine.txt','w').write('a')", "ok", NULL);
+    expect("sess-b", "import os; print(sorted(os.listdir('/mnt/data')))", "ok", "[]");
+}
+
+static void test_figure_png(void **state)
+{
+    (void)state;
+    ad_sbx_result r = run("sess-a", "import matplotlib.pyplot as plt\n"
+                                    "plt.bar(['q1','q2'], [3, 5]); plt.title('sales')\n"
+                                    "plt.figure(); plt.plot([1,2,3])\n");
+    assert_string_equal(r.exit_reason, "ok");
+    assert_int_equal(r.nfiles, 2);
+    for (size_t i = 0; i < 2; i++) {
+        assert_true(r.files[i].is_image);
+        unsigned char magic[8] = {0};
+        int fd = open(r.files[i].host_path, O_RDONLY);
+        assert_true(fd >= 0);
+        assert_int_equal(read(fd, magic, 8), 8);
+        close(fd);
+        assert_memory_equal(magic, "\x89PNG\r\n\x1a\n", 8);
+        assert_true(r.files[i].size > 1000);
+    }
+    char *kept = r.files[0].host_path;
+    ad_sbx_result_free(&r);
+    assert_int_equal(access(kept, F_OK), -1); /* freed with the result */
+    /* Figures are closed after each cell. */
+    ad_sbx_result r2 = run("sess-a", "len(plt.get_fignums())");
+    assert_string_equal(r2.logs, "0\n");
+    assert_int_equal(r2.nfiles, 0);
+    ad_sbx_result_free(&r2);
+}
+
+static void test_csv_in_out(void **state)
+{
+    (void)state;
+    char in[512];
+    snprintf(in, sizeof in, "%s/upload.csv", datadir);
+    FILE *f = fopen(in, "w");
+    assert_non_null(f);
+    fputs("region,amount\nnorth,10\nsouth,20\nnorth,5\n", f);
+    fclose(f);
+    ad_sbx_input inp = {"sales.csv", in};
+    ad_sbx_result r;
+    assert_int_equal(ad_sandbox_exec(sb, "sess-csv",
+                                     "import pandas as pd\n"
+                                     "df = pd.read_csv('/mnt/data/sales.csv')\n"
+                                     "t = df.groupby('region').amount.sum()\n"
+                                     "t.to_csv('/mnt/data/totals.csv')\n"
+                                     "print(t['north'])\n",
+                                     &inp, 1, &r),
+                     AD_OK);
+    assert_string_equal(r.exit_reason, "ok");
+    assert_non_null(strstr(r.logs, "15"));
+    assert_int_equal(r.nfiles, 1); /* the input itself is not reported */
+    assert_string_equal(r.files[0].name, "totals.csv");
+    assert_false(r.files[0].is_image);
+    char buf[256] = {0};
+    int fd = open(r.files[0].host_path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_true(read(fd, buf, sizeof buf - 1) > 0);
+    close(fd);
+    assert_non_null(strstr(buf, "north,15"));
+    /* The caller may take the file: rename it away and clear host_path. */
+    char taken[512];
+    snprintf(taken, sizeof taken, "%s/taken.csv", datadir);
+    assert_int_equal(rename(r.files[0].host_path, taken), 0);
+    ad_free(r.files[0].host_path);
+    r.files[0].host_path = NULL;
+    ad_sbx_result_free(&r);
+    assert_int_equal(access(taken, F_OK), 0);
+    /* Same input again: unchanged, nothing new reported. */
+    assert_int_equal(ad_sandbox_exec(sb, "sess-csv", "len(df)", &inp, 1, &r), AD_OK);
+    assert_string_equal(r.logs, "3\n");
+    assert_int_equal(r.nfiles, 0);
+    ad_sbx_result_free(&r);
+    /* A symlink planted under an input's name is replaced, not written through. */
+    char target[512];
+    snprintf(target, sizeof target, "%s/victim.txt", datadir);
+    f = fopen(target, "w");
+    fputs("untouched", f);
+    fclose(f);
+    char code[700];
+    snprintf(code, sizeof code,
+             "import os\nos.remove('/mnt/data/sales.csv')\n"
+             "os.symlink('%s', '/mnt/data/sales.csv')\n",
+             target);
+    expect("sess-csv", code, "ok", NULL);
+    assert_int_equal(
+        ad_sandbox_exec(sb, "sess-csv", "print(open('/mnt/data/sales.csv').read())", &inp, 1, &r),
+        AD_OK);
+    assert_non_null(strstr(r.logs, "north,10"));
+    ad_sbx_result_free(&r);
+    fd = open(target, O_RDONLY);
+    memset(buf, 0, sizeof buf);
+    assert_true(read(fd, buf, sizeof buf - 1) > 0);
+    close(fd);
+    assert_string_equal(buf, "untouched");
+    /* A symlink the code creates is never followed when collecting files. */
+    snprintf(code, sizeof code, "import os\nos.symlink('/etc/shadow', '/mnt/data/sh')\n");
+    ad_sbx_result r3 = run("sess-csv", code);
+    assert_int_equal(r3.nfiles, 0);
+    ad_sbx_result_free(&r3);
+}
+
+static void test_timeout_keeps_state(void **state)
+{
+    (void)state;
+    expect("sess-t", "kept = 'still here'", "ok", NULL);
+    expect("sess-t", "while True:\n    pass\n", "timeout", "KeyboardInterrupt");
+    ad_sbx_result r = run("sess-t", "print(kept)");
+    assert_string_equal(r.exit_reason, "ok");
+    assert_false(r.state_lost);
+    assert_non_null(strstr(r.logs, "still here"));
+    ad_sbx_result_free(&r);
+    /* Code that ignores SIGINT is killed after the grace period. */
+    expect("sess-t",
+           "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass\n",
+           "timeout", "timed out");
+    r = run("sess-t", "print('alive')");
+    assert_string_equal(r.exit_reason, "ok");
+    assert_true(r.state_lost);
+    assert_non_null(strstr(r.logs, "alive"));
+    ad_sbx_result_free(&r);
+}
+
+static void test_crash_restarts(void **state)
+{
+    (void)state;
+    expect("sess-c", "v = 1", "ok", NULL);
+    expect("sess-c", "import os\nos._exit(3)", "crashed", "ended unexpectedly");
+    ad_sbx_result r = run("sess-c", "print('v' in globals())");
+    assert_true(r.state_lost);
+    assert_string_equal(r.exit_reason, "ok");
+    assert_non_null(strstr(r.logs, "False"));
+    assert_non_null(strstr(r.logs, "restarted"));
+    ad_sbx_result_free(&r);
+    expect("sess-c", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", "crashed", NULL);
+    expect("sess-c", "import ctypes\nctypes.string_at(0)", "crashed", NULL);
+    /* Writing junk on the protocol socket only breaks this session. */
+    expect("sess-c",
+           "import os\nfor fd in range(3, 20):\n    try: os.write(fd, b'garbage\\n')\n"
+           "    except OSError: pass\nimport time; time.sleep(0.5)",
+           "crashed", NULL);
+    expect("sess-c", "print('back')", "ok", "back");
+}
+
+static void test_memory_hog(void **state)
+{
+    (void)state;
+    expect("sess-m", "keep = 7\nblob = bytearray(3 * 1024**3)", "killed-memory", "MemoryError");
+    expect("sess-m", "import numpy as np\nbig = np.ones((40000, 40000))", "killed-memory",
+           "MemoryError");
+    ad_sbx_result r = run("sess-m", "print(keep)");
+    assert_string_equal(r.exit_reason, "ok");
+    assert_false(r.state_lost);
+    ad_sbx_result_free(&r);
+}
+
+static void test_isolation(void **state)
+{
+    (void)state;
+    /* No network: only AF_UNIX sockets exist, and there is no route anyway. */
+    expect("sess-i",
+           "import socket\ntry:\n    socket.create_connection(('1.1.1.1', 80), timeout=2)\n"
+           "except OSError as e:\n    print('blocked', e.errno)\n",
+           "ok", "blocked 1");
+    expect("sess-i",
+           "import socket\ntry:\n    socket.getaddrinfo('example.com', 80)\n"
+           "except OSError as e:\n    print('dns blocked')\n",
+           "ok", "dns blocked");
+    expect("sess-i", "import socket\na, b = socket.socketpair()\na.send(b'x'); b.recv(1)", "ok",
+           "b'x'");
+    /* No view of the host's files. */
+    char code[1024];
+    snprintf(code, sizeof code,
+             "import os\nfor p in ['/work', '/root', '/etc/shadow', '/home', '%s', '%s']:\n"
+             "    print(p, os.path.exists(p))\n",
+             datadir, AD_SHARE_DIR);
+    ad_sbx_result r = run("sess-i", code);
+    assert_null(strstr(r.logs, "True"));
+    ad_sbx_result_free(&r);
+    /* Read-only system, writable /mnt/data and /tmp. */
+    expect("sess-i",
+           "import os\nfor p in ['/usr/x', '/etc/x', '/x', '/bin/x']:\n"
+           "    try:\n        open(p, 'w')\n        print('WROTE', p)\n"
+           "    except OSError:\n        pass\n"
+           "open('/tmp/t', 'w').write('t'); open('/mnt/data/t', 'w').write('t'); print('done')",
+           "ok", "done");
+    r = run("sess-i", "print('x')");
+    assert_null(strstr(r.logs, "WROTE"));
+    ad_sbx_result_free(&r);
+    /* A clean environment. */
+    r = run("sess-i", "import os\nprint(sorted(os.environ))");
+    assert_null(strstr(r.logs, "ASSISTD"));
+    assert_non_null(strstr(r.logs, "MPLBACKEND"));
+    ad_sbx_result_free(&r);
+    /* No host processes: only the sandbox's own few. */
+    expect("sess-i",
+           "import os\nprint('procs', len([p for p in os.listdir('/proc') if p.isdigit()]) < 6)",
+           "ok", "procs True");
+    /* Refused system calls fail with EPERM, the session goes on. */
+    expect("sess-i",
+           "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+           "print('unshare', libc.unshare(0x10000000), ctypes.get_errno())\n"
+           "print('mount', libc.mount(b'x', b'/tmp', b'tmpfs', 0, None), ctypes.get_errno())\n"
+           "print('ptrace', libc.ptrace(0, 0, None, None), ctypes.get_errno())\n",
+           "ok", "unshare -1 1\nmount -1 1\nptrace -1 1");
+    /* Not root inside, and no capabilities. */
+    expect("sess-i", "import os\nprint(os.getuid(), os.geteuid())", "ok", "1000 1000");
+    /* Threads and subprocesses still work. */
+    expect("sess-i",
+           "import subprocess\nprint(subprocess.run(['echo', 'sub'], "
+           "capture_output=True).stdout)",
+           "ok", "b'sub\\n'");
+}
+
+static void test_fork_bomb(void **state)
+{
+    (void)state;
+    ad_sbx_result r =
+        run("sess-f", "import os, time\nkids = []\n"
+                      "try:\n    for i in range(500):\n"
+                      "        pid = os.fork()\n"
+                      "        if pid == 0:\n            time.sleep(30); os._exit(0)\n"
+                      "        kids.append(pid)\n"
+                      "except OSError as e:\n    print('stopped at', len(kids))\n"
+                      "for k in kids:\n    os.kill(k, 9)\n"
+                      "for k in kids:\n    os.waitpid(k, 0)\n");
+    assert_string_equal(r.exit_reason, "ok");
+    const char *p = strstr(r.logs, "stopped at ");
+    if (!p)
+        fail_msg("fork bomb not contained: %s", r.logs);
+    long n = strtol(p + 11, NULL, 10);
+    assert_true(n > 0 && n < 64);
+    ad_sbx_result_free(&r);
+    expect("sess-f", "print('ok after bomb')", "ok", "ok after bomb");
+}
+
+static void test_output_bounded(void **state)
+{
+    (void)state;
+    ad_sbx_result r = run("sess-o", "import sys\nfor i in range(200):\n"
+                                    "    sys.stdout.write('y' * 50000 + '\\n')\nprint('THE END')");
+    assert_string_equal(r.exit_reason, "ok");
+    assert_true(r.logs_len < 70 * 1024);
+    assert_non_null(strstr(r.logs, "bytes truncated"));
+    assert_non_null(strstr(r.logs, "THE END"));
+    ad_sbx_result_free(&r);
+    /* Raw bytes that are not UTF-8 come back as valid UTF-8. */
+    r = run("sess-o", "import os\nos.write(1, b'a\\xff\\x00b\\n')");
+    assert_true(ad_utf8_valid(r.logs, r.logs_len));
+    assert_int_equal(strlen(r.logs), r.logs_len);
+    ad_sbx_result_free(&r);
+}
+
+static void test_bad_calls(void **state)
+{
+    (void)state;
+    ad_sbx_result r;
+    assert_int_equal(ad_sandbox_exec(sb, "", "1", NULL, 0, &r), AD_EINVAL);
+    assert_int_equal(ad_sandbox_exec(sb, "has space", "1", NULL, 0, &r), AD_EINVAL);
+    ad_sbx_input bad = {"../x", "/etc/hostname"};
+    assert_int_equal(ad_sandbox_exec(sb, "sess-a", "1", &bad, 1, &r), AD_EINVAL);
+    ad_sbx_input missing = {"x.csv", "/nonexistent/x.csv"};
+    assert_int_equal(ad_sandbox_exec(sb, "sess-a", "1", &missing, 1, &r), AD_ENOTFOUND);
+    /* The session survived the refused call. */
+    expect("sess-a", "print(secret_value)", "ok", "4242");
+    ad_sandbox_end(sb, "sess-a");
+    expect("sess-a", "print('secret_value' in globals())", "ok", "False");
+}
+
+static void test_metrics(void **state)
+{
+    (void)state;
+    ad_buf b;
+    ad_buf_init(&b, 1 << 16);
+    ad_sandbox_metrics(sb, &b);
+    const char *m = ad_buf_str(&b);
+    assert_non_null(strstr(m, "assistd_sandbox_executions_total{reason=\"ok\"} "));
+    assert_null(strstr(m, "assistd_sandbox_executions_total{reason=\"ok\"} 0\n"));
+    assert_non_null(strstr(m, "assistd_sandbox_execution_seconds_count "));
+    assert_non_null(strstr(m, "assistd_sandbox_sessions "));
+    ad_buf_free(&b);
+}
+
+/* ---- the small sandbox: quota, eviction, idle ---- */
+
+static void test_limits_small(void **state)
+{
+    (void)state;
+    ad_config cfg;
+    cfg_init(&cfg);
+    cfg.sandbox_max_sessions = 2;
+    cfg.sandbox_idle = 2;
+    cfg.sandbox_disk = 8ull << 20;
+    cfg.sandbox_file_size = 4ull << 20;
+    ad_sandbox *small;
+    ad_sandbox_free(sb); /* one sandbox per data dir */
+    sb = NULL;
+    assert_int_equal(ad_sandbox_new(&cfg, &logger, &small), AD_OK);
+    ad_sandbox *saved = sb;
+    sb = small;
+    /* One file over the size limit. */
+    expect("q1",
+           "try:\n    open('/mnt/data/big', 'wb').write(b'x' * (5 << 20))\n"
+           "except OSError as e:\n    print('refused', e.errno)\n",
+           "ok", "refused 27");
+    /* /tmp is a tmpfs capped at the quota too. */
+    expect("q1",
+           "try:\n    open('/tmp/big', 'wb').write(b'x' * (3 << 20)); "
+           "open('/tmp/big2', 'wb').write(b'x' * (3 << 20)); "
+           "open('/tmp/big3', 'wb').write(b'x' * (3 << 20))\n"
+           "except OSError as e:\n    print('tmp full', e.errno)\n",
+           "ok", "tmp full 28");
+    /* The directory over its total. */
+    ad_sbx_result r = run("q1", "for i in range(3):\n"
+                                "    open('/mnt/data/f%d' % i, 'wb').write(b'x' * (3 << 20))\n");
+    assert_string_equal(r.exit_reason, "killed-disk");
+    ad_sbx_result_free(&r);
+    expect("q1",
+           "import os\nprint(sum(os.path.getsize('/mnt/data/' + f) "
+           "for f in os.listdir('/mnt/data')) <= 8 << 20)",
+           "ok", "True");
+    /* A writer that never stops is stopped while it runs. */
+    expect("q1",
+           "i = 0\nwhile True:\n"
+           "    open('/mnt/data/g%d' % i, 'wb').write(b'x' * (1 << 20)); i += 1\n",
+           "killed-disk", NULL);
+    /* Eviction: a third session pushes out the least recently used. */
+    expect("q1", "z = 1", "ok", NULL);
+    expect("q2", "z = 2", "ok", NULL);
+    expect("q1", "print(z)", "ok", "1");
+    expect("q3", "z = 3", "ok", NULL);
+    assert_int_equal(ad_sandbox_live(sb), 2);
+    r = run("q2", "print('z' in globals())");
+    assert_non_null(strstr(r.logs, "False"));
+    assert_false(r.state_lost); /* a new session, not a restarted one */
+    ad_sbx_result_free(&r);
+    /* Idle sessions end. */
+    sleep(3);
+    assert_int_equal(ad_sandbox_live(sb), 0);
+    ad_sandbox_free(small);
+    sb = saved;
+}
+
+/* ---- parser and collector ---- */
+
+typedef struct seen {
+    char types[16];
+    size_t n;
+    size_t bytes;
+} seen;
+
+static ad_err on_f(void *ctx, char type, const char *p, size_t n)
+{
+    (void)p;
+    seen *s = ctx;
+    if (s->n < sizeof s->types - 1)
+        s->types[s->n++] = type;
+    s->bytes += n;
+    return AD_OK;
+}
+
+static void test_proto(void **state)
+{
+    (void)state;
+    ad_sbx_proto p;
+    ad_sbx_proto_init(&p, 100);
+    seen s = {0};
+    const char *in = "R 3\nabcD 0\nI 5\nhello";
+    for (size_t i = 0; in[i]; i++) /* byte by byte */
+        assert_int_equal(ad_sbx_proto_feed(&p, in + i, 1, on_f, &s), AD_OK);
+    assert_string_equal(s.types, "RDI");
+    assert_int_equal(s.bytes, 8);
+    assert_int_equal(ad_sbx_proto_feed(&p, "D 101\n", 6, on_f, &s), AD_ETOOBIG);
+    assert_int_equal(ad_sbx_proto_feed(&p, "D 1\nx", 5, on_f, &s), AD_ETOOBIG); /* sticky */
+    const char *bad[] = {"d 1\nx",          "D01\n", "D 01\nx", "D -1\n",
+                         "D 12345678901\n", "Dx\n",  "D \n",    "D 1 \n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ad_sbx_proto_reset(&p);
+        assert_int_not_equal(ad_sbx_proto_feed(&p, bad[i], strlen(bad[i]), on_f, &s), AD_OK);
+    }
+    ad_sbx_proto_free(&p);
+    ad_buf b;
+    ad_buf_init(&b, 64);
+    assert_int_equal(ad_sbx_frame_append(&b, 'C', "print(1)", 8), AD_OK);
+    assert_string_equal(ad_buf_str(&b), "C 8\nprint(1)");
+    ad_buf_free(&b);
+}
+
+static void test_out_collector(void **state)
+{
+    (void)state;
+    ad_sbx_out o;
+    ad_sbx_out_init(&o, 4, 3);
+    ad_sbx_out_add(&o, "abcdefghij", 10);
+    ad_sbx_out_add(&o, "kl", 2);
+    char *t;
+    size_t n;
+    ad_sbx_out_finish(&o, &t, &n);
+    assert_string_equal(t, "abcd\n[... 5 bytes truncated ...]\njkl");
+    ad_free(t);
+    ad_sbx_out_free(&o);
+    ad_sbx_out_init(&o, 100, 10);
+    ad_sbx_out_add(&o, "ok \xc3\xa9 \xe2\x82", 8); /* a cut sequence at the end */
+    ad_sbx_out_finish(&o, &t, &n);
+    assert_string_equal(t, "ok \xc3\xa9 \xef\xbf\xbd\xef\xbf\xbd");
+    ad_free(t);
+    ad_sbx_out_free(&o);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_proto),
+        cmocka_unit_test(test_out_collector),
+        cmocka_unit_test(test_math_seeds),
+        cmocka_unit_test(test_state_per_session),
+        cmocka_unit_test(test_figure_png),
+        cmocka_unit_test(test_csv_in_out),
+        cmocka_unit_test(test_timeout_keeps_state),
+        cmocka_unit_test(test_crash_restarts),
+        cmocka_unit_test(test_memory_hog),
+        cmocka_unit_test(test_isolation),
+        cmocka_unit_test(test_fork_bomb),
+        cmocka_unit_test(test_output_bounded),
+        cmocka_unit_test(test_bad_calls),
+        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_limits_small),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
