@@ -160,8 +160,9 @@ bool ad_api_message_put(ad_req *req, const char *thread_id, const json_t *body, 
     if (!content)
         return false;
     json_t *atts = build_attachments(req, json_object_get(body, "attachments"), param);
-    if (!atts) {
+    if (!atts || !ad_api_thread_file_search(req, thread_id, atts, param)) {
         json_decref(content);
+        json_decref(atts);
         return false;
     }
     char id[AD_ID_MAX];

@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "util/str.h"
+
 /* ---------------------------------------------------------------- check hooks */
 
 bool ad_check_name_pattern(const json_t *v, const char *path, ad_verr *err)
@@ -688,6 +690,233 @@ static const ad_vfield complete_upload_fields[] = {
 const ad_vfield ad_schema_create_upload = {.type = AD_V_OBJECT, .fields = create_upload_fields};
 const ad_vfield ad_schema_complete_upload = {.type = AD_V_OBJECT, .fields = complete_upload_fields};
 
+/* ---------------------------------------------------------------- vector stores */
+
+/* VectorStoreFileAttributes: <= 16 pairs, keys <= 64 characters, values
+ * strings <= 512 characters, booleans or numbers. */
+static bool check_attributes(const json_t *v, const char *path, ad_verr *err)
+{
+    size_t n = json_object_size(v);
+    if (n > 16) {
+        ad_verr_set(err, path, "object_above_max_properties",
+                    "Invalid '%s': too many properties. Expected an object with at most 16 "
+                    "properties, but got an object with %zu properties instead.",
+                    path, n);
+        return false;
+    }
+    const char *key;
+    const json_t *val;
+    json_object_foreach((json_t *)v, key, val)
+    {
+        size_t kn = ad_utf8_count(key, strlen(key));
+        char p[sizeof err->param];
+        sub_path(p, sizeof p, path, key);
+        if (kn > 64) {
+            ad_verr_set(err, path, "string_above_max_length",
+                        "Invalid '%s': attribute key too long. Expected a string with maximum "
+                        "length 64, but got a string with length %zu instead.",
+                        path, kn);
+            return false;
+        }
+        if (json_is_string(val)) {
+            size_t vn = ad_utf8_count(json_string_value(val), json_string_length(val));
+            if (vn > 512) {
+                ad_verr_set(err, p, "string_above_max_length",
+                            "Invalid '%s': string too long. Expected a string with maximum "
+                            "length 512, but got a string with length %zu instead.",
+                            p, vn);
+                return false;
+            }
+        } else if (!json_is_boolean(val) && !json_is_number(val)) {
+            ad_verr_set(err, p, "invalid_type",
+                        "Invalid type for '%s': expected one of a string, a boolean or a number, "
+                        "but got %s instead.",
+                        p,
+                        json_is_null(val)    ? "null"
+                        : json_is_array(val) ? "an array"
+                                             : "an object");
+            return false;
+        }
+    }
+    return true;
+}
+
+/* CreateVectorStoreFileBatchRequest: file_ids xor files. */
+static bool check_batch(const json_t *v, const char *path, ad_verr *err)
+{
+    (void)path;
+    bool ids = json_object_get(v, "file_ids") != NULL, files = json_object_get(v, "files") != NULL;
+    if (ids && files) {
+        ad_verr_set(err, "files", "invalid_value",
+                    "Invalid 'files': only one of 'file_ids' or 'files' may be provided, but got "
+                    "both.");
+        return false;
+    }
+    if (!ids && !files) {
+        ad_verr_set(err, "file_ids", "missing_required_parameter",
+                    "Missing required parameter: 'file_ids'.");
+        return false;
+    }
+    return true;
+}
+
+static const char *const e_last_active_at[] = {"last_active_at", NULL};
+static const char *const e_search_ranker[] = {"none", "auto", "default-2024-11-15", NULL};
+static const char *const e_comparison[] = {"eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", NULL};
+static const char *const e_compound[] = {"and", "or", NULL};
+
+#define F_ATTRIBUTES                                                                               \
+    {                                                                                              \
+        .name = "attributes", .type = AD_V_OBJECT, .flags = AD_V_NULLABLE,                         \
+        .check = check_attributes                                                                  \
+    }
+
+static const ad_vfield vs_expires_after_fields[] = {
+    {.name = "anchor", .type = AD_V_STRING, .flags = AD_V_REQUIRED, .enums = e_last_active_at},
+    {.name = "days",
+     .type = AD_V_INTEGER,
+     .flags = AD_V_REQUIRED | AD_V_HAS_MIN | AD_V_HAS_MAX,
+     .min = 1,
+     .max = 365},
+    END};
+
+static const ad_vfield create_vector_store_fields[] = {
+    {.name = "file_ids",
+     .type = AD_V_ARRAY,
+     .flags = AD_V_HAS_MAX,
+     .max = 500,
+     .items = &string_item},
+    {.name = "name", .type = AD_V_STRING},
+    {.name = "description", .type = AD_V_STRING},
+    {.name = "expires_after", .type = AD_V_OBJECT, .fields = vs_expires_after_fields},
+    {.name = "chunking_strategy", .type = AD_V_ONEOF, .alts = chunking_alts, .nalts = 2},
+    F_METADATA,
+    END};
+
+static const ad_vfield modify_vector_store_fields[] = {
+    {.name = "name", .type = AD_V_STRING, .flags = AD_V_NULLABLE},
+    {.name = "expires_after",
+     .type = AD_V_OBJECT,
+     .flags = AD_V_NULLABLE,
+     .fields = vs_expires_after_fields},
+    F_METADATA,
+    END};
+
+static const ad_vfield create_vector_store_file_fields[] = {
+    {.name = "file_id", .type = AD_V_STRING, .flags = AD_V_REQUIRED},
+    {.name = "chunking_strategy", .type = AD_V_ONEOF, .alts = chunking_alts, .nalts = 2},
+    F_ATTRIBUTES,
+    END};
+
+static const ad_vfield update_vector_store_file_fields[] = {{.name = "attributes",
+                                                             .type = AD_V_OBJECT,
+                                                             .flags = AD_V_REQUIRED | AD_V_NULLABLE,
+                                                             .check = check_attributes},
+                                                            END};
+
+static const ad_vfield batch_file = {.type = AD_V_OBJECT,
+                                     .fields = create_vector_store_file_fields};
+
+static const ad_vfield create_batch_fields[] = {
+    {.name = "file_ids",
+     .type = AD_V_ARRAY,
+     .flags = AD_V_HAS_MIN | AD_V_HAS_MAX,
+     .min = 1,
+     .max = 2000,
+     .items = &string_item},
+    {.name = "files",
+     .type = AD_V_ARRAY,
+     .flags = AD_V_HAS_MIN | AD_V_HAS_MAX,
+     .min = 1,
+     .max = 2000,
+     .items = &batch_file},
+    {.name = "chunking_strategy", .type = AD_V_ONEOF, .alts = chunking_alts, .nalts = 2},
+    F_ATTRIBUTES,
+    END};
+
+/* Filters: ComparisonFilter | CompoundFilter, nested (the table refers to
+ * itself through `filter`). */
+static const ad_vfield filter;
+
+static const ad_vfield filter_scalar_alts[] = {
+    {.type = AD_V_STRING},
+    {.type = AD_V_NUMBER},
+};
+static const ad_vfield filter_scalar = {.type = AD_V_ONEOF, .alts = filter_scalar_alts, .nalts = 2};
+
+static const ad_vfield filter_value_alts[] = {
+    {.type = AD_V_STRING},
+    {.type = AD_V_NUMBER},
+    {.type = AD_V_BOOLEAN},
+    {.type = AD_V_ARRAY, .items = &filter_scalar},
+};
+
+static const ad_vfield comparison_fields[] = {
+    {.name = "type", .type = AD_V_STRING, .flags = AD_V_REQUIRED, .enums = e_comparison},
+    {.name = "key", .type = AD_V_STRING, .flags = AD_V_REQUIRED},
+    {.name = "value",
+     .type = AD_V_ONEOF,
+     .flags = AD_V_REQUIRED,
+     .alts = filter_value_alts,
+     .nalts = 4},
+    END};
+
+static const ad_vfield compound_fields[] = {
+    {.name = "type", .type = AD_V_STRING, .flags = AD_V_REQUIRED, .enums = e_compound},
+    {.name = "filters", .type = AD_V_ARRAY, .flags = AD_V_REQUIRED, .items = &filter},
+    END};
+
+static const ad_vfield filter_alts[] = {
+    {.type = AD_V_OBJECT, .fields = comparison_fields},
+    {.type = AD_V_OBJECT, .fields = compound_fields},
+};
+
+static const ad_vfield filter = {.type = AD_V_ONEOF, .alts = filter_alts, .nalts = 2};
+
+static const ad_vfield search_query_alts[] = {
+    {.type = AD_V_STRING},
+    {.type = AD_V_ARRAY, .flags = AD_V_HAS_MIN, .min = 1, .items = &string_item},
+};
+
+static const ad_vfield search_ranking_fields[] = {
+    {.name = "ranker", .type = AD_V_STRING, .enums = e_search_ranker},
+    {.name = "score_threshold",
+     .type = AD_V_NUMBER,
+     .flags = AD_V_HAS_MIN | AD_V_HAS_MAX,
+     .min = 0,
+     .max = 1},
+    END};
+
+static const ad_vfield search_fields[] = {
+    {.name = "query",
+     .type = AD_V_ONEOF,
+     .flags = AD_V_REQUIRED,
+     .alts = search_query_alts,
+     .nalts = 2},
+    {.name = "rewrite_query", .type = AD_V_BOOLEAN},
+    {.name = "max_num_results",
+     .type = AD_V_INTEGER,
+     .flags = AD_V_HAS_MIN | AD_V_HAS_MAX,
+     .min = 1,
+     .max = 50},
+    {.name = "filters", .type = AD_V_ONEOF, .alts = filter_alts, .nalts = 2},
+    {.name = "ranking_options", .type = AD_V_OBJECT, .fields = search_ranking_fields},
+    END};
+
+const ad_vfield ad_schema_create_vector_store = {.type = AD_V_OBJECT,
+                                                 .fields = create_vector_store_fields};
+const ad_vfield ad_schema_modify_vector_store = {.type = AD_V_OBJECT,
+                                                 .fields = modify_vector_store_fields};
+const ad_vfield ad_schema_create_vector_store_file = {.type = AD_V_OBJECT,
+                                                      .fields = create_vector_store_file_fields};
+const ad_vfield ad_schema_update_vector_store_file = {.type = AD_V_OBJECT,
+                                                      .fields = update_vector_store_file_fields};
+const ad_vfield ad_schema_create_vector_store_file_batch = {
+    .type = AD_V_OBJECT, .fields = create_batch_fields, .check = check_batch};
+const ad_vfield ad_schema_search_vector_store = {.type = AD_V_OBJECT, .fields = search_fields};
+const ad_vfield ad_schema_file_search_filter = {
+    .name = "filters", .type = AD_V_ONEOF, .alts = filter_alts, .nalts = 2};
+
 const ad_vfield *const ad_schemas_all[] = {
     &ad_schema_create_assistant,
     &ad_schema_modify_assistant,
@@ -708,5 +937,12 @@ const ad_vfield *const ad_schemas_all[] = {
     &ad_schema_chunking_strategy,
     &ad_schema_metadata,
     &ad_schema_reasoning_effort,
+    &ad_schema_create_vector_store,
+    &ad_schema_modify_vector_store,
+    &ad_schema_create_vector_store_file,
+    &ad_schema_update_vector_store_file,
+    &ad_schema_create_vector_store_file_batch,
+    &ad_schema_search_vector_store,
+    &ad_schema_file_search_filter,
     NULL,
 };

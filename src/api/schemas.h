@@ -10,18 +10,26 @@
 
 #include "api/validate.h"
 
-extern const ad_vfield ad_schema_create_assistant;      /* CreateAssistantRequest */
-extern const ad_vfield ad_schema_modify_assistant;      /* ModifyAssistantRequest */
-extern const ad_vfield ad_schema_create_thread;         /* CreateThreadRequest */
-extern const ad_vfield ad_schema_modify_thread;         /* ModifyThreadRequest */
-extern const ad_vfield ad_schema_create_message;        /* CreateMessageRequest */
-extern const ad_vfield ad_schema_modify_message;        /* ModifyMessageRequest */
-extern const ad_vfield ad_schema_create_upload;         /* CreateUploadRequest */
-extern const ad_vfield ad_schema_complete_upload;       /* CompleteUploadRequest */
-extern const ad_vfield ad_schema_create_run;            /* CreateRunRequest */
-extern const ad_vfield ad_schema_create_thread_and_run; /* CreateThreadAndRunRequest */
-extern const ad_vfield ad_schema_submit_tool_outputs;   /* SubmitToolOutputsRunRequest */
-extern const ad_vfield ad_schema_modify_run;            /* ModifyRunRequest */
+extern const ad_vfield ad_schema_create_assistant;         /* CreateAssistantRequest */
+extern const ad_vfield ad_schema_modify_assistant;         /* ModifyAssistantRequest */
+extern const ad_vfield ad_schema_create_thread;            /* CreateThreadRequest */
+extern const ad_vfield ad_schema_modify_thread;            /* ModifyThreadRequest */
+extern const ad_vfield ad_schema_create_message;           /* CreateMessageRequest */
+extern const ad_vfield ad_schema_modify_message;           /* ModifyMessageRequest */
+extern const ad_vfield ad_schema_create_upload;            /* CreateUploadRequest */
+extern const ad_vfield ad_schema_complete_upload;          /* CompleteUploadRequest */
+extern const ad_vfield ad_schema_create_run;               /* CreateRunRequest */
+extern const ad_vfield ad_schema_create_thread_and_run;    /* CreateThreadAndRunRequest */
+extern const ad_vfield ad_schema_submit_tool_outputs;      /* SubmitToolOutputsRunRequest */
+extern const ad_vfield ad_schema_modify_run;               /* ModifyRunRequest */
+extern const ad_vfield ad_schema_create_vector_store;      /* CreateVectorStoreRequest */
+extern const ad_vfield ad_schema_modify_vector_store;      /* UpdateVectorStoreRequest */
+extern const ad_vfield ad_schema_create_vector_store_file; /* CreateVectorStoreFileRequest */
+extern const ad_vfield ad_schema_update_vector_store_file; /* UpdateVectorStoreFileAttributes... */
+extern const ad_vfield ad_schema_create_vector_store_file_batch; /* CreateVectorStoreFileBatch... */
+extern const ad_vfield ad_schema_search_vector_store;            /* VectorStoreSearchRequest */
+/* ComparisonFilter | CompoundFilter (nested), e.g. for a file_search tool. */
+extern const ad_vfield ad_schema_file_search_filter;
 
 /*
  * Building blocks for the schemas of other endpoints (vector stores, ...).

@@ -36,6 +36,7 @@
 #define MAX_TIMEOUT_MS   86400000 /* one day */
 #define MAX_CONFIG_BYTES (4 * 1024 * 1024)
 #define DEF_OPENAI_URL   "https://api.openai.com/v1"
+#define DEF_EMBED_BATCH  64
 
 struct ad_backends {
     bool passthrough;
@@ -43,6 +44,8 @@ struct ad_backends {
     size_t nbackends;
     ad_model *models;
     size_t nmodels;
+    bool has_embeddings;
+    ad_embeddings_cfg embeddings;
 };
 
 /* Where a problem was found, for messages: "PATH: backends[1] ("az"): ". */
@@ -358,6 +361,38 @@ static bool parse_model(where *w, json_t *obj, ad_model *m, const ad_backends *b
     return true;
 }
 
+/* The optional top-level "embeddings" object (see backends.h). */
+static bool parse_embeddings(const where *top, json_t *obj, ad_backends *b)
+{
+    static const char *const keys[] = {"backend", "model", "dimensions", "batch_size", NULL};
+    where w = {top->err, top->path, NULL, 0, NULL};
+    ad_embeddings_cfg *e = &b->embeddings;
+    memset(e, 0, sizeof *e);
+    if (!json_is_object(obj)) {
+        problem(&w, "\"embeddings\" must be an object");
+        return false;
+    }
+    char backend[sizeof b->backends[0].name];
+    if (!only_keys(&w, obj, keys) || !get_str(&w, obj, "backend", true, backend, sizeof backend) ||
+        !get_str(&w, obj, "model", true, e->model, sizeof e->model))
+        return false;
+    for (size_t i = 0; i < b->nbackends && !e->backend; i++)
+        if (!strcmp(b->backends[i].name, backend))
+            e->backend = &b->backends[i];
+    if (!e->backend) {
+        problem(&w, "embeddings: unknown backend \"%s\"", backend);
+        return false;
+    }
+    int64_t dims = 0, batch = DEF_EMBED_BATCH;
+    if (!get_int(&w, obj, "dimensions", 1, 8192, &dims) ||
+        !get_int(&w, obj, "batch_size", 1, 2048, &batch))
+        return false;
+    e->dimensions = (int)dims;
+    e->batch_size = (int)batch;
+    b->has_embeddings = true;
+    return true;
+}
+
 static ad_err load_file(const char *path, FILE *err, ad_backends *b)
 {
     where w = {err, path, NULL, 0, NULL};
@@ -382,7 +417,7 @@ static ad_err load_file(const char *path, FILE *err, ad_backends *b)
         problem(&w, "line %d, column %d: %s", je.line, je.column, je.text);
         return AD_EINVAL;
     }
-    static const char *const top[] = {"backends", "models", NULL};
+    static const char *const top[] = {"backends", "models", "embeddings", NULL};
     if (!json_is_object(root)) {
         problem(&w, "the top level must be a JSON object");
         goto out;
@@ -417,6 +452,9 @@ static ad_err load_file(const char *path, FILE *err, ad_backends *b)
             goto out;
         b->nmodels = i + 1;
     }
+    json_t *emb = json_object_get(root, "embeddings");
+    if (emb && !parse_embeddings(&w, emb, b))
+        goto out;
     rc = AD_OK;
 out:
     json_decref(root);
@@ -446,6 +484,18 @@ static ad_err load_env(FILE *err, ad_backends *b)
         w.path = "OPENAI_API_KEY";
         problem(&w, "key too long");
         return AD_EINVAL;
+    }
+    const char *emodel = getenv("ASSISTD_EMBEDDINGS_MODEL");
+    if (emodel && emodel[0]) {
+        ad_embeddings_cfg *e = &b->embeddings;
+        e->backend = be;
+        e->batch_size = DEF_EMBED_BATCH;
+        if (ad_strlcpy(e->model, emodel, sizeof e->model) >= sizeof e->model) {
+            w.path = "ASSISTD_EMBEDDINGS_MODEL";
+            problem(&w, "model name too long");
+            return AD_EINVAL;
+        }
+        b->has_embeddings = true;
     }
     return AD_OK;
 }
@@ -507,4 +557,9 @@ size_t ad_backends_count(const ad_backends *b)
 const ad_model *ad_backends_at(const ad_backends *b, size_t i)
 {
     return i < ad_backends_count(b) ? &b->models[i] : NULL;
+}
+
+const ad_embeddings_cfg *ad_backends_embeddings(const ad_backends *b)
+{
+    return b && b->has_embeddings ? &b->embeddings : NULL;
 }

@@ -67,6 +67,19 @@ typedef struct ad_model {
     char tokenizer[32];
 } ad_model;
 
+/* Embeddings for file_search (optional): top-level "embeddings":
+ * {"backend": NAME, "model": "text-embedding-3-small", "dimensions": N
+ * (optional, 1..8192), "batch_size": N (optional, 1..2048, default 64)} in
+ * the file, or in zero configuration the environment variable
+ * ASSISTD_EMBEDDINGS_MODEL (the OPENAI_BASE_URL backend). For an azure
+ * backend, model is the deployment name. */
+typedef struct ad_embeddings_cfg {
+    const ad_backend *backend;
+    char model[128];
+    int dimensions; /* 0: the model's default */
+    int batch_size;
+} ad_embeddings_cfg;
+
 typedef struct ad_backends ad_backends;
 
 /* path may be NULL or "" for zero configuration. Problems are printed to err. */
@@ -80,5 +93,7 @@ const ad_model *ad_backends_model(const ad_backends *b, const char *id, ad_model
 /* The configured models in file order (none in pass-through mode). */
 size_t ad_backends_count(const ad_backends *b);
 const ad_model *ad_backends_at(const ad_backends *b, size_t i);
+/* The embeddings configuration, or NULL when none is configured. */
+const ad_embeddings_cfg *ad_backends_embeddings(const ad_backends *b);
 
 #endif

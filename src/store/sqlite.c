@@ -15,6 +15,10 @@
  * each other. Schema changes are numbered migrations applied at start-up in
  * one transaction each, tracked with PRAGMA user_version.
  *
+ * file_search chunks live beside the objects in a table of their own
+ * (migration 2): each chunk's text, an FTS5 index over it for BM25 keyword
+ * search, and an optional float32 embedding; see store.h.
+ *
  * The pool holds one connection per HTTP worker thread; acquire blocks on a
  * condition variable when all are lent out, which bounds concurrency at the
  * store instead of failing requests.
@@ -33,6 +37,7 @@
 #include <string.h>
 
 #include "util/alloc.h"
+#include "util/str.h"
 
 enum {
     S_PUT,
@@ -50,6 +55,15 @@ enum {
     S_LIST_ASC,
     S_NTH_DESC,
     S_NTH_ASC,
+    S_TALLY,
+    S_PURGE,
+    S_PURGE_CHILDREN,
+    S_CHUNK_INSERT,
+    S_CHUNK_DELETE,
+    S_CHUNK_KEYWORD,
+    S_CHUNK_VECTORS,
+    S_CHUNK_GET,
+    S_CHUNK_OF_FILE,
     S_BEGIN,
     S_COMMIT,
     S_ROLLBACK,
@@ -87,6 +101,20 @@ static const char *const stmt_sql[S_NSTMT] = {
     "AND seq<?5 AND body IS NOT NULL AND (?6 IS NULL OR aux=?6) ORDER BY seq "
     [S_NTH_DESC] = NTH_SQL "DESC LIMIT 1 OFFSET ?7",
     [S_NTH_ASC] = NTH_SQL "ASC LIMIT 1 OFFSET ?7",
+    [S_TALLY] = "SELECT aux, count(*), CAST(total(json_extract(body, ?4)) AS INTEGER) FROM objects "
+                "WHERE project=?1 AND kind=?2 AND parent=?3 AND body IS NOT NULL GROUP BY aux",
+    [S_PURGE] = "DELETE FROM objects WHERE project=?1 AND kind=?2 AND id=?3",
+    [S_PURGE_CHILDREN] = "DELETE FROM objects WHERE project=?1 AND kind=?2 AND parent=?3",
+    [S_CHUNK_INSERT] = "INSERT INTO chunks(store_id, file_id, ord, text, embedding) "
+                       "VALUES(?1,?2,?3,?4,?5)",
+    [S_CHUNK_DELETE] = "DELETE FROM chunks WHERE store_id=?1 AND (?2 IS NULL OR file_id=?2)",
+    [S_CHUNK_KEYWORD] = "SELECT c.id, c.file_id, -bm25(chunks_fts) FROM chunks_fts "
+                        "JOIN chunks c ON c.id = chunks_fts.rowid "
+                        "WHERE chunks_fts MATCH ?2 AND c.store_id = ?1 ORDER BY bm25(chunks_fts)",
+    [S_CHUNK_VECTORS] = "SELECT id, file_id, embedding FROM chunks "
+                        "WHERE store_id=?1 AND embedding IS NOT NULL",
+    [S_CHUNK_GET] = "SELECT text, store_id, file_id FROM chunks WHERE id=?1",
+    [S_CHUNK_OF_FILE] = "SELECT text FROM chunks WHERE store_id=?1 AND file_id=?2 ORDER BY ord",
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
@@ -105,6 +133,23 @@ static const char *const migrations[] = {
     "  body TEXT"
     ");"
     "CREATE INDEX objects_page ON objects(project, kind, parent, seq);",
+    /* 2: file_search chunks with a BM25 index (external-content FTS5 kept in
+     * step by triggers) and optional embeddings. */
+    "CREATE TABLE chunks ("
+    "  id INTEGER PRIMARY KEY,"
+    "  store_id TEXT NOT NULL,"
+    "  file_id TEXT NOT NULL,"
+    "  ord INTEGER NOT NULL,"
+    "  text TEXT NOT NULL,"
+    "  embedding BLOB"
+    ");"
+    "CREATE INDEX chunks_owner ON chunks(store_id, file_id, ord);"
+    "CREATE VIRTUAL TABLE chunks_fts USING fts5(text, content='chunks', content_rowid='id',"
+    "  tokenize='porter unicode61 remove_diacritics 2');"
+    "CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN"
+    "  INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text); END;"
+    "CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN"
+    "  INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text); END;",
 };
 
 struct ad_db {
@@ -564,4 +609,178 @@ ad_err ad_db_scan(ad_db *db, const char *kind, const char *aux, ad_scan_cb cb, v
     }
     sqlite3_reset(st);
     return rc;
+}
+
+/* ---- vector store support ---- */
+
+ad_err ad_db_tally(ad_db *db, const char *project, const char *kind, const char *parent,
+                   const char *sum_path, ad_tally *out, size_t cap, size_t *n)
+{
+    const char *v[4] = {project, kind, parent, sum_path};
+    sqlite3_stmt *st = bind(db, S_TALLY, 4, v);
+    ad_err rc = AD_OK;
+    *n = 0;
+    for (;;) {
+        int r = sqlite3_step(st);
+        if (r == SQLITE_DONE)
+            break;
+        if (r != SQLITE_ROW) {
+            rc = db_error(db, "tally");
+            break;
+        }
+        if (*n == cap)
+            continue;
+        const char *aux = (const char *)sqlite3_column_text(st, 0);
+        ad_strlcpy(out[*n].aux, aux ? aux : "", sizeof out[*n].aux);
+        out[*n].count = sqlite3_column_int64(st, 1);
+        out[*n].sum = sqlite3_column_int64(st, 2);
+        (*n)++;
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+ad_err ad_db_purge(ad_db *db, const char *project, const char *kind, const char *id)
+{
+    const char *v[3] = {project, kind, id};
+    ad_err rc = write_step(db, bind(db, S_PURGE, 3, v), "purge");
+    if (!rc && sqlite3_changes(db->h) == 0)
+        rc = AD_ENOTFOUND;
+    return rc;
+}
+
+ad_err ad_db_purge_children(ad_db *db, const char *project, const char *kind, const char *parent)
+{
+    const char *v[3] = {project, kind, parent};
+    return write_step(db, bind(db, S_PURGE_CHILDREN, 3, v), "purge children");
+}
+
+ad_err ad_db_chunks_insert(ad_db *db, const char *store_id, const char *file_id,
+                           const ad_chunk_row *rows, size_t n)
+{
+    if (!db->in_tx)
+        return AD_EINTERNAL; /* many rows: the caller's transaction */
+    for (size_t i = 0; i < n; i++) {
+        const char *v[2] = {store_id, file_id};
+        sqlite3_stmt *st = bind(db, S_CHUNK_INSERT, 2, v);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)i);
+        sqlite3_bind_text(st, 4, rows[i].text, (int)rows[i].len, SQLITE_STATIC);
+        if (rows[i].vec && rows[i].dims)
+            sqlite3_bind_blob(st, 5, rows[i].vec, (int)(rows[i].dims * sizeof(float)),
+                              SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 5);
+        ad_err rc = step_done(db, st, "insert chunk");
+        if (rc)
+            return rc;
+    }
+    return AD_OK;
+}
+
+ad_err ad_db_chunks_delete(ad_db *db, const char *store_id, const char *file_id)
+{
+    const char *v[1] = {store_id};
+    sqlite3_stmt *st = bind(db, S_CHUNK_DELETE, 1, v);
+    if (file_id)
+        sqlite3_bind_text(st, 2, file_id, -1, SQLITE_STATIC);
+    return write_step(db, st, "delete chunks");
+}
+
+/* Steps a SELECT to the end, calling row() per row; a row() result of
+ * AD_ESTATE ends the scan successfully. */
+static ad_err scan_rows(ad_db *db, sqlite3_stmt *st, const char *what,
+                        ad_err (*row)(sqlite3_stmt *st, void *ctx), void *ctx)
+{
+    ad_err rc = AD_OK;
+    for (;;) {
+        int r = sqlite3_step(st);
+        if (r == SQLITE_DONE)
+            break;
+        if (r != SQLITE_ROW) {
+            rc = db_error(db, what);
+            break;
+        }
+        rc = row(st, ctx);
+        if (rc)
+            break;
+    }
+    sqlite3_reset(st);
+    return rc == AD_ESTATE ? AD_OK : rc;
+}
+
+typedef struct hit_ctx {
+    ad_chunk_hit_cb hit;
+    ad_chunk_vec_cb vec;
+    ad_chunk_text_cb text;
+    void *ud;
+} hit_ctx;
+
+static ad_err keyword_row(sqlite3_stmt *st, void *ctx)
+{
+    hit_ctx *h = ctx;
+    return h->hit(h->ud, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
+                  sqlite3_column_double(st, 2));
+}
+
+ad_err ad_db_chunks_keyword(ad_db *db, const char *store_id, const char *fts_query,
+                            ad_chunk_hit_cb cb, void *ud)
+{
+    const char *v[2] = {store_id, fts_query};
+    hit_ctx h = {.hit = cb, .ud = ud};
+    return scan_rows(db, bind(db, S_CHUNK_KEYWORD, 2, v), "keyword search", keyword_row, &h);
+}
+
+static ad_err vector_row(sqlite3_stmt *st, void *ctx)
+{
+    hit_ctx *h = ctx;
+    const void *blob = sqlite3_column_blob(st, 2);
+    size_t bytes = (size_t)sqlite3_column_bytes(st, 2);
+    if (!blob || bytes % sizeof(float))
+        return AD_OK; /* not a vector: skip */
+    return h->vec(h->ud, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
+                  blob, bytes / sizeof(float));
+}
+
+ad_err ad_db_chunks_vectors(ad_db *db, const char *store_id, ad_chunk_vec_cb cb, void *ud)
+{
+    const char *v[1] = {store_id};
+    hit_ctx h = {.vec = cb, .ud = ud};
+    return scan_rows(db, bind(db, S_CHUNK_VECTORS, 1, v), "vector scan", vector_row, &h);
+}
+
+ad_err ad_db_chunk_get(ad_db *db, int64_t chunk_id, ad_buf *out, char store_id[64],
+                       char file_id[64])
+{
+    sqlite3_stmt *st = bind(db, S_CHUNK_GET, 0, NULL);
+    sqlite3_bind_int64(st, 1, chunk_id);
+    int r = sqlite3_step(st);
+    ad_err rc;
+    if (r == SQLITE_ROW) {
+        rc = ad_buf_add(out, sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+        const char *s = (const char *)sqlite3_column_text(st, 1);
+        const char *f = (const char *)sqlite3_column_text(st, 2);
+        ad_strlcpy(store_id, s ? s : "", 64);
+        ad_strlcpy(file_id, f ? f : "", 64);
+    } else if (r == SQLITE_DONE) {
+        rc = AD_ENOTFOUND;
+    } else {
+        rc = db_error(db, "chunk");
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+static ad_err text_row(sqlite3_stmt *st, void *ctx)
+{
+    hit_ctx *h = ctx;
+    return h->text(h->ud, (const char *)sqlite3_column_text(st, 0),
+                   (size_t)sqlite3_column_bytes(st, 0));
+}
+
+ad_err ad_db_chunks_of_file(ad_db *db, const char *store_id, const char *file_id,
+                            ad_chunk_text_cb cb, void *ud)
+{
+    const char *v[2] = {store_id, file_id};
+    hit_ctx h = {.text = cb, .ud = ud};
+    return scan_rows(db, bind(db, S_CHUNK_OF_FILE, 2, v), "chunks of file", text_row, &h);
 }

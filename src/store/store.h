@@ -111,4 +111,64 @@ ad_err ad_db_scan(ad_db *db, const char *kind, const char *aux, ad_scan_cb cb, v
  * start-up maintenance, e.g. removing file bytes no row refers to). */
 ad_err ad_db_exists_any(ad_db *db, const char *kind, const char *id, bool *exists);
 
+/* ---- vector store support (file_search) ---- */
+
+/* Per-aux totals of a kind's live objects under a parent: the number of
+ * rows and the sum of the integer at JSON path `sum_path` of their bodies
+ * (e.g. vector store files by status, with their usage_bytes). */
+typedef struct ad_tally {
+    char aux[32];
+    int64_t count;
+    int64_t sum;
+} ad_tally;
+/* Fills out[0..cap) and sets *n (groups beyond cap are dropped). */
+ad_err ad_db_tally(ad_db *db, const char *project, const char *kind, const char *parent,
+                   const char *sum_path, ad_tally *out, size_t cap, size_t *n);
+
+/* Removes a row for good, tombstone included, so that its id can be used
+ * again (objects whose id is derived, e.g. a vector store's file
+ * "<store>/<file>"). AD_ENOTFOUND if there is no such row. */
+ad_err ad_db_purge(ad_db *db, const char *project, const char *kind, const char *id);
+/* The same for every row of a kind under a parent. */
+ad_err ad_db_purge_children(ad_db *db, const char *project, const char *kind, const char *parent);
+
+/*
+ * Chunks: the searchable pieces of the files of a vector store, in a table
+ * of their own with an FTS5 index (BM25, Porter stemming) and an optional
+ * embedding per chunk (float32 BLOB, unit length). A chunk row belongs to
+ * (store_id, file_id); store ids are globally unique, so a caller that has
+ * checked the store belongs to its project may use them directly.
+ */
+typedef struct ad_chunk_row {
+    const char *text; /* UTF-8 */
+    size_t len;
+    const float *vec; /* NULL when the store has no embeddings */
+    size_t dims;
+} ad_chunk_row;
+
+/* Inserts rows[0..n) as chunks 0..n-1 of (store_id, file_id). */
+ad_err ad_db_chunks_insert(ad_db *db, const char *store_id, const char *file_id,
+                           const ad_chunk_row *rows, size_t n);
+/* Removes the chunks of one file of a store (file_id non-NULL) or of the
+ * whole store (file_id NULL). */
+ad_err ad_db_chunks_delete(ad_db *db, const char *store_id, const char *file_id);
+/* Keyword search in one store: calls cb for every chunk matching the FTS5
+ * query, best BM25 first (score: higher is better). A non-AD_OK return of
+ * cb stops the scan; AD_ESTATE stops it without an error. */
+typedef ad_err (*ad_chunk_hit_cb)(void *ud, int64_t chunk_id, const char *file_id, double score);
+ad_err ad_db_chunks_keyword(ad_db *db, const char *store_id, const char *fts_query,
+                            ad_chunk_hit_cb cb, void *ud);
+/* Every chunk of a store that has an embedding (brute-force dense search).
+ * Same stop rule as ad_db_chunks_keyword. */
+typedef ad_err (*ad_chunk_vec_cb)(void *ud, int64_t chunk_id, const char *file_id, const float *vec,
+                                  size_t dims);
+ad_err ad_db_chunks_vectors(ad_db *db, const char *store_id, ad_chunk_vec_cb cb, void *ud);
+/* Appends the text of a chunk to out; *store_id/file_id get its owners. */
+ad_err ad_db_chunk_get(ad_db *db, int64_t chunk_id, ad_buf *out, char store_id[64],
+                       char file_id[64]);
+/* Calls cb with the text of every chunk of a file, in order. */
+typedef ad_err (*ad_chunk_text_cb)(void *ud, const char *text, size_t len);
+ad_err ad_db_chunks_of_file(ad_db *db, const char *store_id, const char *file_id,
+                            ad_chunk_text_cb cb, void *ud);
+
 #endif

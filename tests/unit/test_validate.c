@@ -1122,7 +1122,7 @@ static void test_all_schemas_accept_empty_or_report(void **state)
         }
         json_decref(o);
     }
-    assert_int_equal(n, 19);
+    assert_int_equal(n, 26);
 }
 
 int main(void)

@@ -6,6 +6,11 @@
 //   ... assistd POSTs up.url + '/chat/completions' ...
 //   up.requests[0].body.messages; await up.close();
 //
+// POST .../embeddings answers deterministic vectors (embedText below: a
+// hashed bag of words, so texts sharing words are close); those requests go
+// to up.embeddingRequests, not up.requests. up.failEmbeddings(n) makes the
+// next n embedding requests answer 500.
+//
 // Each POST .../chat/completions consumes the next scripted step; with none
 // left it answers 500. Every request received (also the refused ones) is
 // logged in up.requests -- except GET .../models, logged in up.modelRequests -- as { method, path, query, headers, body, aborted }
@@ -47,6 +52,19 @@ const PROMPT_FILTER = { ...CONTENT_FILTER, jailbreak: { filtered: false, detecte
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+export const EMBED_DIMS = 64;
+// The fixture's embedding of a text: each lower-cased word (letters and
+// digits) adds 1 to the dimension its FNV-1a hash selects.
+export function embedText(text, dims = EMBED_DIMS) {
+  const v = new Array(dims).fill(0);
+  for (const w of String(text).toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? []) {
+    let h = 2166136261;
+    for (const ch of w) h = Math.imul(h ^ ch.codePointAt(0), 16777619) >>> 0;
+    v[h % dims] += 1;
+  }
+  return v;
+}
+
 // Splits on code points, never inside a surrogate pair.
 export function splitTokens(s, size = 4) {
   const cps = Array.from(s);
@@ -70,6 +88,8 @@ export async function startUpstream({ dialect = 'openai', apiKey, deployments } 
   const steps = [];
   const requests = [];
   const modelRequests = [];
+  const embeddingRequests = [];
+  let embedFailures = 0;
   const waiters = new Set();
   let modelList = [];
   let seq = 0;
@@ -116,8 +136,10 @@ export async function startUpstream({ dialect = 'openai', apiKey, deployments } 
         route = 'chat';
         entry.deployment = decodeURIComponent(m[1]);
       } else if (u.pathname === '/openai/models' && req.method === 'GET') route = 'models';
+      else if (/^\/openai\/deployments\/[^/]+\/embeddings$/.test(u.pathname) && req.method === 'POST') route = 'embeddings';
     } else if (u.pathname === '/v1/chat/completions' && req.method === 'POST') route = 'chat';
     else if (u.pathname === '/v1/models' && req.method === 'GET') route = 'models';
+    else if (u.pathname === '/v1/embeddings' && req.method === 'POST') route = 'embeddings';
     if (!route) return sendJson(res, 404, oaiError(`Invalid URL (${req.method} ${u.pathname})`));
 
     // Dialect-level checks, before any step is consumed.
@@ -138,6 +160,27 @@ export async function startUpstream({ dialect = 'openai', apiKey, deployments } 
       const auth = req.headers.authorization;
       if (!auth) return sendJson(res, 401, oaiError("You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).", 'invalid_request_error', null, null));
       if (auth !== `Bearer ${apiKey}`) return sendJson(res, 401, oaiError('Incorrect API key provided.', 'invalid_request_error', null, 'invalid_api_key'));
+    }
+
+    if (route === 'embeddings') {
+      requests.splice(requests.indexOf(entry), 1);
+      embeddingRequests.push(entry);
+      if (embedFailures > 0) {
+        embedFailures--;
+        return sendJson(res, 500, oaiError('upstream fixture: scripted embeddings failure', 'server_error'));
+      }
+      const input = body?.input;
+      const texts = typeof input === 'string' ? [input] : input;
+      if (!Array.isArray(texts) || !texts.length || texts.some((t) => typeof t !== 'string')) {
+        return sendJson(res, 400, oaiError("Invalid 'input': expected a string or an array of strings.", 'invalid_request_error', 'input'));
+      }
+      const dims = body.dimensions ?? EMBED_DIMS;
+      return sendJson(res, 200, {
+        object: 'list',
+        data: texts.map((t, index) => ({ object: 'embedding', index, embedding: embedText(t, dims) })),
+        model: body.model ?? 'fixture-embedding',
+        usage: { prompt_tokens: texts.length, total_tokens: texts.length },
+      });
     }
 
     if (route === 'models') {
@@ -333,6 +376,8 @@ export async function startUpstream({ dialect = 'openai', apiKey, deployments } 
     url: dialect === 'azure' ? base : `${base}/v1`,
     requests,
     modelRequests,
+    embeddingRequests,
+    failEmbeddings(n = 1) { embedFailures = n; return this; },
     script(...more) { steps.push(...more.map((s) => (typeof s === 'string' ? { text: s } : s))); return this; },
     get pending() { return steps.length; },
     models(list) {

@@ -1,0 +1,105 @@
+/*
+ * search.h -- file_search retrieval over vector stores: keyword (BM25 from
+ * the FTS5 chunk index), dense vectors (cosine over stored embeddings, when
+ * an embeddings backend is configured), fused by reciprocal rank fusion.
+ *
+ * Scores. Every ranked list (one keyword list and, with embeddings, one
+ * vector list per query) contributes 1/(k + rank) to a chunk, k = 60,
+ * rank from 1. The fused sum is divided by its largest possible value,
+ * nlists/(k + 1) (a chunk ranked first in every list), so a score is in
+ * 0..1, 1 meaning "best in every list"; score_threshold applies to it.
+ *
+ * Filters on file attributes: ComparisonFilter {type eq|ne|gt|gte|lt|lte|
+ * in|nin, key, value} and CompoundFilter {type and|or, filters}. A
+ * comparison on a key the file does not have is false (also for ne/nin);
+ * gt/gte/lt/lte compare numbers numerically and strings by bytes, and are
+ * false across types.
+ *
+ * Ownership: hits are allocated by ad_search and freed by the caller with
+ * ad_search_hits_free. The pure helpers write into caller-owned memory.
+ */
+#ifndef AD_SEARCH_H
+#define AD_SEARCH_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/server.h"
+#include "store/store.h"
+#include "util/buf.h"
+#include "util/err.h"
+
+#define AD_RRF_K             60
+#define AD_SEARCH_CANDIDATES 100 /* depth of each ranked list before fusion */
+
+typedef struct ad_search_hit {
+    char vector_store_id[64];
+    char file_id[64];
+    char filename[512];
+    double score;       /* 0..1, higher is better */
+    char *text;         /* the chunk's text, ad_malloc'd, owned by the hit array */
+    json_t *attributes; /* the vector store file's attributes object, or NULL; owned */
+} ad_search_hit;
+
+typedef struct ad_search_req {
+    const char *project;
+    const char *const *store_ids;
+    size_t nstores;
+    const char *const *queries;
+    size_t nqueries;
+    int max_num_results;    /* 1..50 */
+    double score_threshold; /* 0..1; 0 = keep all */
+    const char *ranker;     /* "auto" or a named ranker; NULL = auto */
+    const json_t *filters;  /* NULL or a ComparisonFilter/CompoundFilter */
+} ad_search_req;
+
+/* Searches; blocking (may call the embeddings backend): call it from a worker
+ * thread, never from the run engine's loop thread. Touches last_active_at of
+ * the stores searched. On success *hits (caller frees with ad_search_hits_free)
+ * holds *n hits, best first. Errors with a user-facing reason in msg:
+ * AD_ENOTFOUND a store does not exist, AD_ESTATE a store has expired. */
+ad_err ad_search(ad_server *srv, ad_db *db, const ad_search_req *rq, ad_search_hit **hits,
+                 size_t *n, char *msg, size_t msgsize);
+void ad_search_hits_free(ad_search_hit *hits, size_t n);
+
+/* Waits up to timeout_ms until no file of these stores is in_progress.
+ * AD_OK ready; AD_ESTATE timed out; AD_ENOTFOUND a store is missing. Sets
+ * *expired when a store has expired. Blocking; worker threads only. */
+ad_err ad_vector_stores_wait_ready(ad_server *srv, ad_db *db, const char *project,
+                                   const char *const *ids, size_t n, long timeout_ms,
+                                   bool *expired);
+
+/* ---- pure helpers (search/index.c) ---- */
+
+/* An FTS5 query matching any word of text: "w1" OR "w2" ... (words are runs
+ * of letters and digits, lower-cased ASCII, each quoted, at most 64).
+ * Returns false when text has no word. */
+bool ad_fts_query(const char *text, ad_buf *out);
+
+/* One ranked list: chunk ids, best first. */
+typedef struct ad_ranked {
+    const int64_t *ids;
+    size_t n;
+} ad_ranked;
+
+typedef struct ad_fused {
+    int64_t id;
+    double score; /* 0..1 (see the top of this file) */
+} ad_fused;
+
+/* Fuses lists[0..nlists) by reciprocal rank fusion with constant k into
+ * out (capacity: the sum of the list lengths), best first (ties: smaller
+ * id first); returns the number of distinct ids. */
+size_t ad_rrf_fuse(const ad_ranked *lists, size_t nlists, int k, ad_fused *out);
+
+/* Whether a file's attributes (object or NULL) satisfy a validated filter. */
+bool ad_filter_match(const json_t *filter, const json_t *attributes);
+
+/* Scales v[0..n) to unit length (a zero vector stays zero). */
+void ad_vec_normalize(float *v, size_t n);
+/* Dot product of a[0..n) and b[0..n). */
+double ad_vec_dot(const float *a, const float *b, size_t n);
+
+#endif
