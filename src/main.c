@@ -21,8 +21,10 @@
 #include "api/api.h"
 #include "http/request.h"
 #include "run/backends.h"
+#include "ingest/ingest.h"
 #include "run/engine.h"
 #include "run/tokenizer.h"
+#include "sandbox/sandbox.h"
 #include "store/blob.h"
 #include "store/store.h"
 #include "util/alloc.h"
@@ -104,7 +106,9 @@ static void cleanup(ad_server *srv)
      * front stops, then the model calls and the store. */
     ad_engine_stop(srv->engine);
     ad_http_stop(srv);
+    ad_ingest_stop(srv); /* after the front: no handler queues work any more */
     ad_engine_free(srv->engine);
+    ad_sandbox_free(srv->sandbox); /* after the engine: no execution is running */
     ad_models_cache_stop(srv);
     ad_backends_free(srv->backends);
     ad_store_close(srv->store);
@@ -160,12 +164,20 @@ int main(int argc, char **argv)
         goto out;
     }
     /* One connection per HTTP thread, plus a few for background work. */
-    if (ad_store_open(srv.cfg.data_dir, srv.cfg.threads + 2, &srv.log, &srv.store))
+    if (ad_store_open(srv.cfg.data_dir, srv.cfg.threads + 8, &srv.log, &srv.store))
         goto out;
     sweep_blobs(&srv);
+    /* Without a working sandbox the server still serves; code_interpreter
+     * calls then tell the model it is not available. */
+    if (ad_sandbox_new(&srv.cfg, &srv.log, &srv.sandbox)) {
+        srv.sandbox = NULL;
+        ad_log(&srv.log, AD_LOG_WARN, "code_interpreter is unavailable: the sandbox did not start");
+    }
     if (ad_engine_new(&srv, &srv.engine))
         goto out;
     ad_engine_recover(srv.engine);
+    if (ad_ingest_start(&srv, 2))
+        goto out;
     if (ad_models_cache_start(&srv))
         goto out;
     if (ad_http_start(&srv))

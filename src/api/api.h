@@ -44,6 +44,10 @@ bool ad_api_page_params(ad_req *req, ad_list_q *q, int64_t def, int64_t max, boo
 /* Runs q and answers with the list envelope. what names the objects in the
  * not-found message of a bad cursor. */
 void ad_api_list(ad_req *req, ad_list_q *q);
+/* Like ad_api_list, each stored row passing through map, which appends
+ * what to show of it to out. */
+typedef ad_err (*ad_api_row_map)(void *ud, const char *json, size_t len, ad_buf *out);
+void ad_api_list_map(ad_req *req, ad_list_q *q, ad_api_row_map map, void *ud);
 
 /* Stores a new object and answers with it (status 200). Steals obj. */
 void ad_api_put_reply(ad_req *req, const ad_obj *o, json_t *obj);
@@ -143,6 +147,37 @@ void ad_h_uploads_create(ad_req *req);
 void ad_h_uploads_add_part(ad_req *req);
 void ad_h_uploads_complete(ad_req *req);
 void ad_h_uploads_cancel(ad_req *req);
+
+void ad_h_vector_stores_create(ad_req *req);
+void ad_h_vector_stores_list(ad_req *req);
+void ad_h_vector_stores_get(ad_req *req);
+void ad_h_vector_stores_modify(ad_req *req);
+void ad_h_vector_stores_delete(ad_req *req);
+void ad_h_vector_stores_search(ad_req *req);
+void ad_h_vs_files_create(ad_req *req);
+void ad_h_vs_files_list(ad_req *req);
+void ad_h_vs_files_get(ad_req *req);
+void ad_h_vs_files_update(ad_req *req);
+void ad_h_vs_files_delete(ad_req *req);
+void ad_h_vs_files_content(ad_req *req);
+void ad_h_vs_batches_create(ad_req *req);
+void ad_h_vs_batches_get(ad_req *req);
+void ad_h_vs_batches_cancel(ad_req *req);
+void ad_h_vs_batches_files(ad_req *req);
+
+/* Creates a vector store holding file_ids (checked: 400 naming param[i]
+ * when one is missing) in the caller's transaction, if any; the files are
+ * queued for ingestion. expire_days > 0 sets expires_after. The id goes to
+ * out. false after answering an error (vector_stores.c). */
+bool ad_api_vector_store_new(ad_req *req, const json_t *file_ids, const json_t *chunking,
+                             const json_t *metadata, const char *name, int expire_days,
+                             const char *param, char out[64]);
+/* Message attachments with a file_search tool: adds their files to the
+ * thread's vector store, creating it (7-day expiry) and recording it in the
+ * thread's tool_resources when the thread has none. Inside the caller's
+ * transaction; false after answering an error. */
+bool ad_api_thread_file_search(ad_req *req, const char *thread_id, const json_t *attachments,
+                               const char *param);
 
 /* Zero configuration only: starts (stops) the thread that keeps the
  * upstream's model list for GET /models. */

@@ -119,6 +119,8 @@ typedef struct list_acc {
     char first[160];
     char last[160];
     int64_t n;
+    ad_api_row_map map;
+    void *map_ud;
 } list_acc;
 
 static ad_err list_row(void *ud, const char *id, const char *json, size_t len)
@@ -127,7 +129,9 @@ static ad_err list_row(void *ud, const char *id, const char *json, size_t len)
     ad_err rc = AD_OK;
     if (a->n++)
         rc = ad_buf_addc(a->out, ',');
-    if (!rc)
+    if (!rc && a->map)
+        rc = a->map(a->map_ud, json, len, a->out);
+    else if (!rc)
         rc = ad_buf_add(a->out, json, len);
     if (a->n == 1)
         ad_strlcpy(a->first, id, sizeof a->first);
@@ -137,7 +141,12 @@ static ad_err list_row(void *ud, const char *id, const char *json, size_t len)
 
 void ad_api_list(ad_req *req, ad_list_q *q)
 {
-    list_acc a = {.out = &req->out, .n = 0};
+    ad_api_list_map(req, q, NULL, NULL);
+}
+
+void ad_api_list_map(ad_req *req, ad_list_q *q, ad_api_row_map map, void *ud)
+{
+    list_acc a = {.out = &req->out, .n = 0, .map = map, .map_ud = ud};
     bool has_more = false;
     ad_buf_reset(&req->out);
     ad_err rc = ad_buf_addstr(&req->out, "{\"object\":\"list\",\"data\":[");
@@ -288,14 +297,19 @@ json_t *ad_api_tool_resources(ad_req *req, const json_t *tr, const char *param)
     if (json_is_object(fs)) {
         const json_t *vs = json_object_get(fs, "vector_stores");
         if (json_is_array(vs) && json_array_size(vs) > 0) {
-            snprintf(p, sizeof p, "%s.file_search.vector_stores", param);
-            ad_reply_error(req, 400, "invalid_request_error", p, "unsupported_value",
-                           "Creating a vector store through '%s' needs the vector store API, "
-                           "which this server does not provide yet; create the store with "
-                           "POST /vector_stores and pass vector_store_ids instead.",
-                           p);
-            json_decref(out);
-            return NULL;
+            /* The helper: create the store (schema: at most one), then
+             * reference it like vector_store_ids. */
+            const json_t *h = json_array_get(vs, 0);
+            char id[64];
+            snprintf(p, sizeof p, "%s.file_search.vector_stores[0].file_ids", param);
+            if (!ad_api_vector_store_new(req, json_object_get(h, "file_ids"),
+                                         json_object_get(h, "chunking_strategy"),
+                                         json_object_get(h, "metadata"), "", 0, p, id)) {
+                json_decref(out);
+                return NULL;
+            }
+            json_object_set_new(out, "file_search", json_pack("{s:[s]}", "vector_store_ids", id));
+            return out;
         }
         const json_t *ids = json_object_get(fs, "vector_store_ids");
         size_t i;

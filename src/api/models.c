@@ -17,6 +17,7 @@
 #include "http/metrics.h"
 #include "run/backends.h"
 #include "run/upstream.h"
+#include "sandbox/sandbox.h"
 #include "util/alloc.h"
 
 /* With a backends file the models are the file's; otherwise ASSISTD_MODELS
@@ -208,6 +209,8 @@ void ad_h_metrics(ad_req *req)
         ad_reply_internal(req, AD_ETOOBIG);
         return;
     }
+    if (req->srv->sandbox)
+        ad_sandbox_metrics(req->srv->sandbox, &req->out);
     req->status = 200;
     req->ctype = "text/plain; version=0.0.4";
     req->responded = true;

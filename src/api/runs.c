@@ -24,6 +24,7 @@
 #include "http/sse.h"
 #include "run/backends.h"
 #include "run/engine.h"
+#include "run/tools.h"
 #include "util/id.h"
 #include "util/str.h"
 
@@ -621,6 +622,44 @@ fail:
     json_decref(got);
 }
 
+/* A stored step as shown: file_search result content only when include[]
+ * asked for it (the step keeps it, so the quote behind every citation stays
+ * retrievable). */
+static ad_err show_step(void *ud, const char *json, size_t len, ad_buf *out)
+{
+    bool with_content = *(bool *)ud;
+    if (with_content || !memmem(json, len, "\"file_search\"", 13))
+        return ad_buf_add(out, json, len);
+    json_t *st = json_loadb(json, len, 0, NULL);
+    if (!st)
+        return ad_buf_add(out, json, len);
+    ad_tools_strip_content(st);
+    char *s = json_dumps(st, JSON_COMPACT);
+    ad_err rc = s ? ad_buf_addstr(out, s) : AD_EINTERNAL;
+    free(s);
+    json_decref(st);
+    return rc;
+}
+
+/* Whether include[] names the file_search result content (include_ok has
+ * refused every other value). */
+static enum MHD_Result any_include(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    (void)kind;
+    (void)value;
+    if (key && !strcmp(key, "include[]"))
+        *(bool *)cls = true;
+    return MHD_YES;
+}
+
+static bool wants_content(ad_req *req)
+{
+    bool yes = false;
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, any_include, &yes);
+    return yes;
+}
+
 void ad_h_steps_list(ad_req *req)
 {
     if (!ad_api_check_id(req, 0, "thread_id", "thread_") ||
@@ -633,7 +672,8 @@ void ad_h_steps_list(ad_req *req)
     if (!run)
         return;
     json_decref(run);
-    ad_api_list(req, &q);
+    bool content = wants_content(req);
+    ad_api_list_map(req, &q, show_step, &content);
 }
 
 void ad_h_steps_get(ad_req *req)
@@ -646,13 +686,20 @@ void ad_h_steps_get(ad_req *req)
     if (!run)
         return;
     json_decref(run);
-    ad_buf_reset(&req->out);
-    ad_err rc = ad_db_get_child(ad_req_db(req), req->project, "step", req->params[1],
-                                req->params[2], &req->out);
+    ad_buf raw;
+    ad_buf_init(&raw, 64u * 1024 * 1024);
+    ad_err rc =
+        ad_db_get_child(ad_req_db(req), req->project, "step", req->params[1], req->params[2], &raw);
     if (rc == AD_ENOTFOUND) {
+        ad_buf_free(&raw);
         ad_reply_not_found(req, "run step", req->params[2]);
         return;
     }
+    bool content = wants_content(req);
+    ad_buf_reset(&req->out);
+    if (!rc)
+        rc = show_step(&content, raw.ptr, raw.len, &req->out);
+    ad_buf_free(&raw);
     if (!ad_api_ok(req, rc))
         return;
     req->status = 200;

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sandbox/sandbox.h"
 #include "util/id.h"
 
 /*
@@ -70,6 +71,16 @@ json_t *ad_api_thread_put(ad_req *req, const json_t *body)
             json_decref(obj);
             return NULL;
         }
+    }
+    if (json_array_size(json_object_get(body, "messages"))) {
+        /* file_search attachments may have given the thread a vector store. */
+        json_t *fresh = ad_api_load(req, "thread", id, "thread");
+        if (!fresh) {
+            json_decref(obj);
+            return NULL;
+        }
+        json_object_set(obj, "tool_resources", json_object_get(fresh, "tool_resources"));
+        json_decref(fresh);
     }
     return obj;
 }
@@ -154,9 +165,12 @@ void ad_h_threads_delete(ad_req *req)
         ad_reply_not_found(req, "thread", req->params[0]);
         return;
     }
-    /* Runs and their steps (issue #3) are to be deleted here as well. */
+    /* Its messages and runs go with it (steps are reached only through
+     * their run, so they are gone too). */
     if (!rc)
         rc = ad_db_delete_children(db, req->project, "message", req->params[0], NULL);
+    if (!rc)
+        rc = ad_db_delete_children(db, req->project, "run", req->params[0], NULL);
     if (!rc)
         rc = ad_db_commit(db);
     if (rc) {
@@ -164,5 +178,8 @@ void ad_h_threads_delete(ad_req *req)
         ad_reply_internal(req, rc);
         return;
     }
+    /* Its code_interpreter session ends (sandbox/sandbox.h). */
+    if (req->srv->sandbox)
+        ad_sandbox_end(req->srv->sandbox, req->params[0]);
     ad_api_deleted(req, req->params[0], "thread.deleted");
 }

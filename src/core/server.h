@@ -24,6 +24,8 @@ typedef struct ad_backends ad_backends;
 typedef struct ad_engine ad_engine;
 typedef struct ad_models_cache ad_models_cache;
 typedef struct ad_tokenizer ad_tokenizer;
+typedef struct ad_sandbox ad_sandbox;
+typedef struct ad_ingest ad_ingest;
 
 typedef struct ad_server {
     ad_config cfg;
@@ -35,8 +37,10 @@ typedef struct ad_server {
     ad_backends *backends;         /* model -> upstream (run/backends.h) */
     ad_engine *engine;             /* runs (run/engine.h) */
     ad_models_cache *models_cache; /* zero configuration: the upstream's model list */
+    ad_sandbox *sandbox;           /* code_interpreter sessions (sandbox/sandbox.h) */
     ad_tokenizer *tok_o200k;       /* run/tokenizer.h, loaded from share-dir at start */
     ad_tokenizer *tok_cl100k;
+    ad_ingest *ingest;        /* vector store file workers (ingest/ingest.h) */
     const char **route_names; /* metrics labels, one per route */
     char **models;            /* parsed from cfg.models; NULL-terminated */
     size_t nmodels;

@@ -37,6 +37,7 @@
 #include "run/backends.h"
 #include "run/prompt.h"
 #include "run/tokenizer.h"
+#include "run/tools.h"
 #include "run/upstream.h"
 #include "store/store.h"
 #include "util/alloc.h"
@@ -51,7 +52,8 @@ typedef struct job job;
 struct ad_engine {
     ad_server *srv;
     ad_upstream *up;
-    ad_db *db; /* loop thread only */
+    ad_toolpool *pool; /* built-in tool executions (run/tools.h) */
+    ad_db *db;         /* loop thread only */
     job *jobs;
     bool stopping;
     pthread_mutex_t tasks_mu; /* tasks posted to the loop and not yet run */
@@ -64,6 +66,8 @@ struct ad_engine {
 typedef struct call_state {
     char id[AD_ID_MAX]; /* our call_ id */
     ad_buf name, args;
+    ad_tool_kind kind;
+    ad_jsfield code; /* code_interpreter: the code, decoded as it streams */
 } call_state;
 
 struct job {
@@ -83,6 +87,14 @@ struct job {
     char tool_step_id[AD_ID_MAX];
     call_state calls[AD_CS_MAX_TOOL_CALLS];
     int ncalls;
+    /* built-in tools */
+    json_t *tools;     /* the run's tools (which calls are built-in) */
+    int tools_pending; /* executions in the pool */
+    const char *tool_fail_code;
+    char tool_fail_msg[256];
+    ad_cs_turn *usage; /* the finished call's usage, kept while tools run */
+    json_t *images;    /* figures to show in the next message (file ids) */
+    int text_index;    /* content index of the open message's text part */
 };
 
 /* ---- posted work carries ids by value ---- */
@@ -241,6 +253,9 @@ static void job_end(job *j)
     }
     reset_call_state(j);
     ad_buf_free(&j->text);
+    json_decref(j->tools);
+    json_decref(j->images);
+    ad_free(j->usage);
     ad_free(j);
 }
 
@@ -372,7 +387,7 @@ static void end_step(job *j, const char *step_id, const char *status, const ad_c
     if (!strcmp(status, "completed")) {
         if (usage && usage->have_usage)
             add_usage(st, usage);
-        else
+        else if (!json_is_object(json_object_get(st, "usage")))
             json_object_set_new(st, "usage",
                                 json_pack("{s:i,s:i,s:i}", "prompt_tokens", 0, "completion_tokens",
                                           0, "total_tokens", 0));
@@ -384,14 +399,31 @@ static void end_step(job *j, const char *step_id, const char *status, const ad_c
     }
     char ev[64];
     snprintf(ev, sizeof ev, "thread.run.step.%s", status);
+    /* Streams show file_search results without their content, as a list
+     * without include[] does (the stored step keeps it). */
+    ad_tools_strip_content(st);
     announce(j, ev, st);
     json_decref(st);
 }
 
-static json_t *text_content(const char *text, size_t len)
+/* The content of a run's message: the figures code_interpreter made since
+ * the previous message, then the text with its annotations (tools.h). */
+static json_t *text_content(job *j, const char *text, size_t len, json_t **anns)
 {
-    return json_pack("[{s:s,s:{s:s%,s:[]}}]", "type", "text", "text", "value", text, len,
-                     "annotations");
+    json_t *c = json_array();
+    size_t i;
+    json_t *v;
+    json_array_foreach(j->images, i, v)
+    {
+        json_array_append_new(c, json_pack("{s:s,s:{s:O,s:s}}", "type", "image_file", "image_file",
+                                           "file_id", v, "detail", "auto"));
+    }
+    json_t *a =
+        j->tools ? ad_tools_annotate(j->e->db, j->project, j->run_id, text, len) : json_array();
+    json_array_append_new(c, json_pack("{s:s,s:{s:s%,s:O}}", "type", "text", "text", "value", text,
+                                       len, "annotations", a));
+    *anns = a;
+    return c;
 }
 
 /* Ends a message of the run: completed or incomplete (with reason). text,
@@ -412,8 +444,9 @@ static void close_message(job *j, const char *msg_id, const char *status, const 
     }
     int64_t now = now_s();
     json_object_set_new(m, "status", json_string(status));
+    json_t *anns = NULL;
     if (text)
-        json_object_set_new(m, "content", text_content(ad_buf_str(text), text->len));
+        json_object_set_new(m, "content", text_content(j, ad_buf_str(text), text->len, &anns));
     if (!strcmp(status, "completed")) {
         json_object_set_new(m, "completed_at", json_integer(now));
     } else {
@@ -422,8 +455,30 @@ static void close_message(job *j, const char *msg_id, const char *status, const 
     }
     if (save(e, j->project, "message", msg_id, NULL, m) || ad_db_commit(e->db)) {
         ad_db_rollback(e->db);
+        json_decref(anns);
         json_decref(m);
         return;
+    }
+    if (json_array_size(anns)) { /* the annotations, as a delta of the text part */
+        json_t *list = json_array();
+        size_t i;
+        json_t *a;
+        json_array_foreach(anns, i, a)
+        {
+            json_t *d = json_deep_copy(a);
+            json_object_set_new(d, "index", json_integer((json_int_t)i));
+            json_array_append_new(list, d);
+        }
+        json_t *d = json_pack("{s:s,s:s,s:{s:[{s:i,s:s,s:{s:o}}]}}", "id", msg_id, "object",
+                              "thread.message.delta", "delta", "content", "index", j->text_index,
+                              "type", "text", "text", "annotations", list);
+        announce(j, "thread.message.delta", d);
+        json_decref(d);
+    }
+    json_decref(anns);
+    if (text) { /* the figures are shown in this message */
+        json_decref(j->images);
+        j->images = NULL;
     }
     announce(
         j, !strcmp(status, "completed") ? "thread.message.completed" : "thread.message.incomplete",
@@ -471,6 +526,18 @@ static ad_err open_message(job *j)
         announce(j, "thread.run.step.in_progress", step);
         announce(j, "thread.message.created", msg);
         announce(j, "thread.message.in_progress", msg);
+        j->text_index = (int)json_array_size(j->images);
+        size_t i;
+        json_t *v;
+        json_array_foreach(j->images, i, v)
+        {
+            json_t *d =
+                json_pack("{s:s,s:s,s:{s:[{s:i,s:s,s:{s:O,s:s}}]}}", "id", j->msg_id, "object",
+                          "thread.message.delta", "delta", "content", "index", (int)i, "type",
+                          "image_file", "image_file", "file_id", v, "detail", "auto");
+            announce(j, "thread.message.delta", d);
+            json_decref(d);
+        }
     }
     json_decref(msg);
     json_decref(step);
@@ -502,8 +569,8 @@ static ad_err on_text(void *ud, const char *piece, size_t len)
         j->text_announced = true;
     }
     json_t *d = json_pack("{s:s,s:s,s:{s:[{s:i,s:s,s:o}]}}", "id", j->msg_id, "object",
-                          "thread.message.delta", "delta", "content", "index", 0, "type", "text",
-                          "text", text);
+                          "thread.message.delta", "delta", "content", "index", j->text_index,
+                          "type", "text", "text", text);
     announce(j, "thread.message.delta", d);
     json_decref(d);
     return AD_OK;
@@ -549,9 +616,19 @@ static ad_err on_tool_call_start(void *ud, int index, const char *id, const char
     ad_buf_reset(&c->name);
     if (ad_buf_addstr(&c->name, name ? name : ""))
         return AD_ETOOBIG;
-    announce_step_delta(j, json_pack("{s:i,s:s,s:s,s:{s:s,s:s,s:n}}", "index", index, "id", c->id,
-                                     "type", "function", "function", "name", ad_buf_str(&c->name),
-                                     "arguments", "", "output"));
+    c->kind = ad_tool_kind_of(j->tools, ad_buf_str(&c->name));
+    ad_jsfield_init(&c->code);
+    if (c->kind == AD_TOOL_CODE_INTERPRETER)
+        announce_step_delta(j, json_pack("{s:i,s:s,s:s,s:{s:s,s:[]}}", "index", index, "id", c->id,
+                                         "type", "code_interpreter", "code_interpreter", "input",
+                                         "", "outputs"));
+    else if (c->kind == AD_TOOL_FILE_SEARCH)
+        announce_step_delta(j, json_pack("{s:i,s:s,s:s,s:{}}", "index", index, "id", c->id, "type",
+                                         "file_search", "file_search"));
+    else
+        announce_step_delta(j, json_pack("{s:i,s:s,s:s,s:{s:s,s:s,s:n}}", "index", index, "id",
+                                         c->id, "type", "function", "function", "name",
+                                         ad_buf_str(&c->name), "arguments", "", "output"));
     return AD_OK;
 }
 
@@ -560,8 +637,23 @@ static ad_err on_tool_call_args(void *ud, int index, const char *piece, size_t l
     job *j = ud;
     if (index < 0 || index >= j->ncalls)
         return AD_EINVAL;
-    if (ad_buf_add(&j->calls[index].args, piece, len))
+    call_state *c = &j->calls[index];
+    if (ad_buf_add(&c->args, piece, len))
         return AD_ETOOBIG;
+    if (c->kind == AD_TOOL_CODE_INTERPRETER) {
+        /* The code as the model writes it, decoded from its JSON string. */
+        ad_buf code;
+        ad_buf_init(&code, 4u * 1024 * 1024);
+        ad_err rc = ad_jsfield_feed(&c->code, "code", piece, len, &code);
+        if (!rc && code.len)
+            announce_step_delta(j, json_pack("{s:i,s:s,s:{s:s%}}", "index", index, "type",
+                                             "code_interpreter", "code_interpreter", "input",
+                                             code.ptr, code.len));
+        ad_buf_free(&code);
+        return rc;
+    }
+    if (c->kind == AD_TOOL_FILE_SEARCH)
+        return AD_OK;
     announce_step_delta(j, json_pack("{s:i,s:s,s:{s:s%}}", "index", index, "type", "function",
                                      "function", "arguments", piece, len));
     return AD_OK;
@@ -681,7 +773,7 @@ static void edit_requires_action(json_t *run, void *arg)
     job *j = arg;
     json_t *calls = json_array();
     for (int i = 0; i < j->ncalls; i++)
-        if (j->calls[i].name.len) /* a slot the upstream skipped stays unnamed */
+        if (j->calls[i].name.len && j->calls[i].kind == AD_TOOL_FUNCTION)
             json_array_append_new(calls, json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", j->calls[i].id,
                                                    "type", "function", "function", "name",
                                                    ad_buf_str(&j->calls[i].name), "arguments",
@@ -704,12 +796,29 @@ static ad_err store_tool_calls(job *j)
         return AD_EDB;
     }
     json_t *calls = json_array();
-    for (int i = 0; i < j->ncalls; i++)
-        if (j->calls[i].name.len) /* a slot the upstream skipped stays unnamed */
+    for (int i = 0; i < j->ncalls; i++) {
+        call_state *c = &j->calls[i];
+        if (!c->name.len) /* a slot the upstream skipped stays unnamed */
+            continue;
+        if (c->kind == AD_TOOL_CODE_INTERPRETER) {
+            json_t *a = json_loadb(c->args.ptr ? c->args.ptr : "", c->args.len, 0, NULL);
+            const char *code = json_string_value(json_object_get(a, "code"));
+            json_array_append_new(calls, json_pack("{s:s,s:s,s:{s:s,s:[]}}", "id", c->id, "type",
+                                                   "code_interpreter", "code_interpreter", "input",
+                                                   code ? code : ad_buf_str(&c->args), "outputs"));
+            json_decref(a);
+        } else if (c->kind == AD_TOOL_FILE_SEARCH) {
             json_array_append_new(
-                calls, json_pack("{s:s,s:s,s:{s:s,s:s,s:n}}", "id", j->calls[i].id, "type",
-                                 "function", "function", "name", ad_buf_str(&j->calls[i].name),
-                                 "arguments", ad_buf_str(&j->calls[i].args), "output"));
+                calls, json_pack("{s:s,s:s,s:{s:{s:s,s:f},s:[]}}", "id", c->id, "type",
+                                 "file_search", "file_search", "ranking_options", "ranker",
+                                 "default_2024_08_21", "score_threshold", 0.0, "results"));
+        } else {
+            json_array_append_new(calls,
+                                  json_pack("{s:s,s:s,s:{s:s,s:s,s:n}}", "id", c->id, "type",
+                                            "function", "function", "name", ad_buf_str(&c->name),
+                                            "arguments", ad_buf_str(&c->args), "output"));
+        }
+    }
     json_object_set_new(json_object_get(st, "step_details"), "tool_calls", calls);
     ad_err rc = save(e, j->project, "step", j->tool_step_id, NULL, st);
     if (!rc)
@@ -718,6 +827,201 @@ static ad_err store_tool_calls(job *j)
         ad_db_rollback(e->db);
     json_decref(st);
     return rc;
+}
+
+/* requires_action: the function calls wait for the client's outputs. */
+static void wait_for_outputs(job *j)
+{
+    json_t *run = update_run(j, edit_requires_action, j, "thread.run.requires_action");
+    if (run) {
+        int64_t exp = json_integer_value(json_object_get(run, "expires_at"));
+        task *tk = task_new(j->e);
+        ad_strlcpy(tk->project, j->project, sizeof tk->project);
+        ad_strlcpy(tk->thread_id, j->thread_id, sizeof tk->thread_id);
+        ad_strlcpy(tk->run_id, j->run_id, sizeof tk->run_id);
+        long ms = exp > now_s() ? (long)(exp - now_s()) * 1000 : 0;
+        ad_upstream_post_after(j->e->up, ms, expire_cb, tk);
+        json_decref(run);
+    }
+    job_end(j);
+}
+
+/* file_search calls in the run's earlier steps: K of the next call's
+ * citation markers continues from there. */
+static ad_err count_fs(void *ud, const char *id, const char *json, size_t len)
+{
+    int *n = ud;
+    (void)id;
+    json_t *st = json_loadb(json, len, 0, NULL);
+    size_t i;
+    json_t *tc;
+    json_array_foreach(json_object_get(json_object_get(st, "step_details"), "tool_calls"), i, tc)
+    {
+        const char *type = json_string_value(json_object_get(tc, "type"));
+        *n += type && !strcmp(type, "file_search");
+    }
+    json_decref(st);
+    return AD_OK;
+}
+
+static json_t *run_tool(const json_t *tools, const char *type)
+{
+    size_t i;
+    json_t *t;
+    json_array_foreach(tools, i, t)
+    {
+        const char *ty = json_string_value(json_object_get(t, "type"));
+        if (ty && !strcmp(ty, type))
+            return t;
+    }
+    return NULL;
+}
+
+/* Hands the built-in calls of the finished model call to the pool; returns
+ * how many. The call's usage is kept for the step's end. */
+static int submit_builtins(job *j)
+{
+    int n = 0, fs = 0;
+    for (int i = 0; i < j->ncalls; i++)
+        n += j->calls[i].name.len && j->calls[i].kind != AD_TOOL_FUNCTION;
+    if (!n)
+        return 0;
+    ad_list_q q = {
+        .project = j->project, .kind = "step", .parent = j->run_id, .limit = 1000, .asc = true};
+    bool more;
+    ad_db_list(j->e->db, &q, count_fs, &fs, &more);
+    /* The current step was stored with its file_search calls: not "before". */
+    for (int i = 0; i < j->ncalls; i++)
+        fs -= j->calls[i].name.len && j->calls[i].kind == AD_TOOL_FILE_SEARCH;
+    for (int i = 0; i < j->ncalls; i++) {
+        call_state *c = &j->calls[i];
+        if (!c->name.len || c->kind == AD_TOOL_FUNCTION)
+            continue;
+        ad_tool_work *w = ad_tool_work_new();
+        w->kind = c->kind;
+        ad_strlcpy(w->project, j->project, sizeof w->project);
+        ad_strlcpy(w->thread_id, j->thread_id, sizeof w->thread_id);
+        ad_strlcpy(w->run_id, j->run_id, sizeof w->run_id);
+        ad_strlcpy(w->assistant_id, j->assistant_id, sizeof w->assistant_id);
+        ad_strlcpy(w->call_id, c->id, sizeof w->call_id);
+        w->index = i;
+        w->fs_number = c->kind == AD_TOOL_FILE_SEARCH ? fs++ : 0;
+        w->arguments = ad_strndup(ad_buf_str(&c->args), c->args.len);
+        w->tool = json_incref(run_tool(
+            j->tools, c->kind == AD_TOOL_FILE_SEARCH ? "file_search" : "code_interpreter"));
+        ad_toolpool_submit(j->e->pool, w);
+    }
+    j->tools_pending = n;
+    return n;
+}
+
+static void edit_step_call(json_t *st, const ad_tool_work *w)
+{
+    json_t *calls = json_object_get(json_object_get(st, "step_details"), "tool_calls");
+    size_t i;
+    json_t *c;
+    json_array_foreach(calls, i, c)
+    {
+        if (json_equal(json_object_get(c, "id"), json_object_get(w->details, "id"))) {
+            json_array_set(calls, i, w->details);
+            return;
+        }
+    }
+}
+
+static void start_call(job *j, json_t *run);
+
+/* On the loop: a built-in call has run (tools.h). */
+static void tool_done(ad_tool_work *w, void *ud)
+{
+    ad_engine *e = ud;
+    job *j = e->stopping ? NULL : find_job(e, w->run_id);
+    if (!j || !j->tools_pending || !j->tool_step_id[0]) { /* the run ended meanwhile */
+        ad_tool_work_free(w);
+        return;
+    }
+    if (ad_db_begin(e->db) == AD_OK) {
+        json_t *st = load(e, j->project, "step", j->tool_step_id);
+        ad_err rc = st ? AD_OK : AD_EDB;
+        if (!rc) {
+            edit_step_call(st, w);
+            rc = save(e, j->project, "step", j->tool_step_id, NULL, st);
+        }
+        if (!rc)
+            rc = ad_tools_callio_put(e->db, j->project, j->run_id, w->call_id, w->arguments,
+                                     w->model_text, w->files);
+        if (!rc)
+            rc = ad_db_commit(e->db);
+        if (rc) {
+            ad_db_rollback(e->db);
+            if (!j->tool_fail_code) {
+                j->tool_fail_code = "server_error";
+                ad_strlcpy(j->tool_fail_msg, "The tool call could not be saved.",
+                           sizeof j->tool_fail_msg);
+            }
+        }
+        json_decref(st);
+    }
+    /* Outputs as a step delta (file_search result content only on request). */
+    json_t *shown = json_deep_copy(w->details);
+    json_object_del(shown, "id");
+    json_t *wrap = json_pack("{s:{s:[O]}}", "step_details", "tool_calls", shown);
+    ad_tools_strip_content(wrap);
+    json_decref(wrap);
+    size_t i;
+    json_t *r;
+    json_t *code = json_object_get(shown, "code_interpreter");
+    json_object_del(code, "input");
+    json_array_foreach(json_object_get(code, "outputs"), i, r)
+    {
+        json_object_set_new(r, "index", json_integer((json_int_t)i));
+    }
+    json_object_set_new(shown, "index", json_integer(w->index));
+    announce_step_delta(j, shown);
+    if (json_array_size(w->images)) {
+        if (!j->images)
+            j->images = json_array();
+        json_array_extend(j->images, w->images);
+    }
+    if (w->failed && w->fail_code && !j->tool_fail_code) {
+        j->tool_fail_code = w->fail_code;
+        ad_strlcpy(j->tool_fail_msg, w->model_text ? w->model_text : "The tool failed.",
+                   sizeof j->tool_fail_msg);
+    }
+    ad_tool_work_free(w);
+    if (--j->tools_pending > 0)
+        return;
+    if (j->cancel_requested) {
+        finish_cancelled(j);
+        return;
+    }
+    if (j->expire_requested) {
+        finish_expired(j);
+        return;
+    }
+    if (j->tool_fail_code) {
+        char msg[256];
+        ad_strlcpy(msg, j->tool_fail_msg, sizeof msg);
+        fail_run(j, j->tool_fail_code, msg);
+        return;
+    }
+    bool functions = false;
+    for (int k = 0; k < j->ncalls; k++)
+        functions |= j->calls[k].name.len && j->calls[k].kind == AD_TOOL_FUNCTION;
+    if (functions) {
+        wait_for_outputs(j);
+        return;
+    }
+    /* Every call answered: the step is complete and the model goes on. */
+    end_step(j, j->tool_step_id, "completed", NULL, NULL, NULL);
+    j->tool_step_id[0] = '\0';
+    json_t *run = load(e, j->project, "run", j->run_id);
+    if (!run) {
+        fail_run(j, "server_error", "The run could not be read.");
+        return;
+    }
+    start_call(j, run);
+    json_decref(run);
 }
 
 static void on_done(void *ud, const ad_up_result *res)
@@ -777,18 +1081,9 @@ static void on_done(void *ud, const ad_up_result *res)
             if (ad_db_commit(e->db))
                 ad_db_rollback(e->db);
         }
-        json_t *run = update_run(j, edit_requires_action, j, "thread.run.requires_action");
-        if (run) {
-            int64_t exp = json_integer_value(json_object_get(run, "expires_at"));
-            task *tk = task_new(j->e);
-            ad_strlcpy(tk->project, j->project, sizeof tk->project);
-            ad_strlcpy(tk->thread_id, j->thread_id, sizeof tk->thread_id);
-            ad_strlcpy(tk->run_id, j->run_id, sizeof tk->run_id);
-            long ms = exp > now_s() ? (long)(exp - now_s()) * 1000 : 0;
-            ad_upstream_post_after(j->e->up, ms, expire_cb, tk);
-            json_decref(run);
-        }
-        job_end(j);
+        if (submit_builtins(j) > 0)
+            return; /* tool_done goes on */
+        wait_for_outputs(j);
         return;
     }
     if (j->tool_step_id[0])
@@ -880,6 +1175,7 @@ static void begin_job(ad_engine *e, task *tk)
     j->sse = tk->sse;
     tk->sse = NULL;
     j->expires_at = json_integer_value(json_object_get(run, "expires_at"));
+    j->tools = json_incref(json_object_get(run, "tools"));
     j->next = e->jobs;
     e->jobs = j;
     const char *st = status_of(run);
@@ -1059,6 +1355,13 @@ ad_err ad_engine_new(ad_server *srv, ad_engine **out)
         return rc;
     }
     e->db = ad_store_acquire(srv->store);
+    rc = ad_toolpool_new(srv, e->up, 2, tool_done, e, &e->pool);
+    if (rc) {
+        ad_upstream_free(e->up);
+        ad_store_release(srv->store, e->db);
+        ad_free(e);
+        return rc;
+    }
     ad_upstream_post_after(e->up, 1000, tick, e);
     *out = e;
     return AD_OK;
@@ -1183,7 +1486,9 @@ void ad_engine_free(ad_engine *e)
 {
     if (!e)
         return;
+    ad_toolpool_stop(e->pool); /* executions in progress still post */
     ad_upstream_free(e->up);
+    ad_toolpool_free(e->pool);
     while (e->tasks) /* dropped unrun by the loop */
         task_free(e->tasks);
     ad_store_release(e->srv->store, e->db);

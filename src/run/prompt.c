@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "run/tools.h"
 #include "store/blob.h"
 #include "util/alloc.h"
 #include "util/buf.h"
@@ -218,6 +219,27 @@ static ad_err append_steps(ad_db *db, const char *data_dir, const char *project,
             {
                 json_t *fn = json_object_get(c, "function");
                 const char *ctype = json_string_value(json_object_get(c, "type"));
+                if (ctype &&
+                    (!strcmp(ctype, "code_interpreter") || !strcmp(ctype, "file_search"))) {
+                    /* A built-in call: what the model sent and read is kept
+                     * apart from the public step (tools.h). */
+                    json_t *io = NULL;
+                    if (ad_tools_callio_get(db, project,
+                                            json_string_value(json_object_get(c, "id")), &io))
+                        continue; /* not run yet */
+                    json_array_append_new(
+                        tc, json_pack("{s:O,s:s,s:{s:s,s:O}}", "id", json_object_get(c, "id"),
+                                      "type", "function", "function", "name",
+                                      !strcmp(ctype, "file_search") ? AD_TOOL_FILE_SEARCH_NAME
+                                                                    : AD_TOOL_CODE_NAME,
+                                      "arguments", json_object_get(io, "arguments")));
+                    json_array_append_new(outs,
+                                          json_pack("{s:s,s:O,s:O}", "role", "tool", "tool_call_id",
+                                                    json_object_get(c, "id"), "content",
+                                                    json_object_get(io, "output")));
+                    json_decref(io);
+                    continue;
+                }
                 if (!fn || !ctype || strcmp(ctype, "function") != 0)
                     continue;
                 json_t *out = json_object_get(fn, "output");
@@ -269,8 +291,8 @@ static json_t *chat_tools(const json_t *tools)
         if (type && !strcmp(type, "function"))
             json_array_append_new(out, json_pack("{s:s,s:O}", "type", "function", "function",
                                                  json_object_get(t, "function")));
-        /* code_interpreter and file_search are offered by their own issues. */
     }
+    ad_tools_chat_defs(tools, out);
     return out;
 }
 
@@ -485,6 +507,12 @@ ad_prompt_status ad_prompt_build(ad_db *db, const char *data_dir, const char *pr
             const char *t = json_string_value(json_object_get(tc, "type"));
             if (t && !strcmp(t, "function"))
                 json_object_set(body, "tool_choice", tc);
+            else if (t && (!strcmp(t, "file_search") || !strcmp(t, "code_interpreter")))
+                json_object_set_new(body, "tool_choice",
+                                    json_pack("{s:s,s:{s:s}}", "type", "function", "function",
+                                              "name",
+                                              !strcmp(t, "file_search") ? AD_TOOL_FILE_SEARCH_NAME
+                                                                        : AD_TOOL_CODE_NAME));
         }
         json_t *ptc = json_object_get(run, "parallel_tool_calls");
         if (json_is_boolean(ptc))

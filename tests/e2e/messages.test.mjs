@@ -188,7 +188,10 @@ test('image_file and attachments with uploaded files', async (t) => {
     messages: [{ role: 'user', content: 'see file', attachments: [{ file_id: docId, tools: [{ type: 'file_search' }] }] }],
     tool_resources: { code_interpreter: { file_ids: [docId, fileId] } },
   });
-  assert.deepEqual(t2.tool_resources, { code_interpreter: { file_ids: [docId, fileId] } });
+  // The file_search attachment gave the thread a vector store (issue #4).
+  assert.deepEqual(t2.tool_resources.code_interpreter, { file_ids: [docId, fileId] });
+  assert.match(t2.tool_resources.file_search.vector_store_ids[0], /^vs_/);
+  assert.equal(t2.tool_resources.file_search.vector_store_ids.length, 1);
   const [first] = (await azure(s).beta.threads.messages.list(t2.id)).data;
   assert.deepEqual(first.attachments, [{ file_id: docId, tools: [{ type: 'file_search' }] }]);
   // Another project cannot reference these files.

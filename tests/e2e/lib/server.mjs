@@ -7,7 +7,7 @@
 // sanitizers reported anything, so every test is also a leak and UB check.
 import { spawn } from 'node:child_process';
 import http from 'node:http';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import OpenAI, { AzureOpenAI } from 'openai';
@@ -20,6 +20,9 @@ const SANITIZER = /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMAR
 
 export async function startServer(opts = {}) {
   const dataDir = opts.dataDir || mkdtempSync(path.join(tmpdir(), 'assistd-e2e-'));
+  // code_interpreter sessions run under unprivileged uids that must reach
+  // DATA/sandbox (README, "code_interpreter sandbox"); mkdtemp gives 0700.
+  chmodSync(dataDir, 0o711);
   const env = { ...process.env, ASAN_OPTIONS: 'detect_leaks=1', ...opts.env };
   const args = ['--listen', '127.0.0.1:0', '--data-dir', dataDir, ...(opts.args || [])];
   if (opts.keysFile !== undefined) {

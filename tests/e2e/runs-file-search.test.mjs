@@ -1,0 +1,141 @@
+// file_search inside runs: the tool offered to the model as a function, the
+// search run server-side over the assistant's and the thread's vector
+// stores, results given to the model as numbered sources, and the model's
+// 【K:I†name】 markers turned into file_citation annotations with exact
+// indexes; the run step (results, content only with include[]) and the
+// stream (step deltas, annotation deltas with their index).
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { toFile } from 'openai';
+import { raw } from './lib/server.mjs';
+import { setupRuns, parseSSE } from './lib/runs.mjs';
+
+const poll = { pollIntervalMs: 20 };
+const VAULT = [
+  'Vault runbook.',
+  '',
+  'To unseal the vault, three of the five key holders each enter their unseal key share. The vault stays sealed until the threshold of three shares is reached.',
+  '',
+  'Backups of the vault storage run every night at 02:00 and are kept for thirty days.',
+].join('\n');
+const MENU = 'The cafeteria serves soup on Mondays and pasta on Fridays.';
+
+async function storeWith(client, files) {
+  const ids = [];
+  for (const [name, text] of files) {
+    const f = await client.files.create({ file: await toFile(Buffer.from(text), name), purpose: 'assistants' });
+    ids.push(f.id);
+  }
+  const vs = await client.vectorStores.create({ name: 'docs', file_ids: ids });
+  for (let i = 0; i < 200; i++) {
+    const cur = await client.vectorStores.retrieve(vs.id);
+    if (cur.status === 'completed') return { vs: cur, ids };
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error('vector store did not finish indexing');
+}
+
+test('file_search: the model searches, reads numbered sources, and its markers become exact file_citation annotations', async () => {
+  const t = await setupRuns();
+  try {
+    const { client, up, s } = t;
+    const { vs, ids } = await storeWith(client, [['vault_info.txt', VAULT], ['menu.txt', MENU]]);
+    const a = await client.beta.assistants.create({
+      model: 'gpt-4o', instructions: 'Answer from the files.', tools: [{ type: 'file_search' }],
+      tool_resources: { file_search: { vector_store_ids: [vs.id] } },
+    });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'How is the vault unsealed?' }] });
+    const answer = 'Three of five key holders enter their shares \u30100:0\u2020vault_info.txt\u3011.';
+    up.script({ tool_calls: [{ name: 'file_search', arguments: '{"queries":["unseal vault key shares"]}' }] }, { text: answer });
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id }, poll);
+    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+
+    // Offered as a function; the second call carries the call and its sources.
+    const offered = up.requests[0].body.tools.map((x) => x.function.name);
+    assert.deepEqual(offered, ['file_search']);
+    const second = up.requests[1].body.messages;
+    const call = second.find((m) => m.role === 'assistant' && m.tool_calls);
+    assert.equal(call.tool_calls[0].function.name, 'file_search');
+    assert.equal(call.tool_calls[0].function.arguments, '{"queries":["unseal vault key shares"]}');
+    const sources = second.find((m) => m.role === 'tool');
+    assert.equal(sources.tool_call_id, call.tool_calls[0].id);
+    assert.match(sources.content, /^\u30100:0\u2020vault_info\.txt\u3011\n/);
+    assert.match(sources.content, /three of the five key holders/);
+
+    // The annotation points exactly at the marker.
+    const msgs = await client.beta.threads.messages.list(thread.id, { run_id: run.id });
+    const text = msgs.data[0].content[0].text;
+    assert.equal(text.value, answer);
+    assert.equal(text.annotations.length, 1);
+    const ann = text.annotations[0];
+    assert.equal(ann.type, 'file_citation');
+    assert.equal(ann.text, '\u30100:0\u2020vault_info.txt\u3011');
+    assert.deepEqual(ann.file_citation, { file_id: ids[0] });
+    assert.equal(text.value.slice(ann.start_index, ann.end_index), ann.text);
+
+    // The step: results without content, and with it on request.
+    const steps = await client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id, order: 'asc' });
+    const st = steps.data.find((x) => x.type === 'tool_calls');
+    assert.equal(st.status, 'completed');
+    const fs = st.step_details.tool_calls[0];
+    assert.equal(fs.type, 'file_search');
+    assert.equal(fs.id, call.tool_calls[0].id);
+    assert.deepEqual(fs.file_search.ranking_options, { ranker: 'default_2024_08_21', score_threshold: 0 });
+    assert.ok(fs.file_search.results.length >= 1);
+    assert.equal(fs.file_search.results[0].file_id, ids[0]);
+    assert.equal(fs.file_search.results[0].file_name, 'vault_info.txt');
+    assert.ok(fs.file_search.results[0].score > 0 && fs.file_search.results[0].score <= 1);
+    assert.equal(fs.file_search.results[0].content, undefined);
+    const withContent = await client.beta.threads.runs.steps.retrieve(st.id, {
+      thread_id: thread.id, run_id: run.id, include: ['step_details.tool_calls[*].file_search.results[*].content'],
+    });
+    const quote = withContent.step_details.tool_calls[0].file_search.results[0].content[0];
+    assert.equal(quote.type, 'text');
+    assert.match(quote.text, /three of the five key holders/);
+
+    // Streamed: the step delta names the tool, the annotation arrives in a
+    // message delta with its index, before message.completed.
+    up.script({ tool_calls: [{ name: 'file_search', arguments: '{"queries":["vault backups"]}' }] }, { text: 'Nightly at 02:00 \u30100:0\u2020vault_info.txt\u3011.' });
+    const r = await raw(s, 'POST', `/v1/threads/${thread.id}/runs`, { body: { assistant_id: a.id, stream: true } });
+    const ev = parseSSE(r.text);
+    assert.equal(ev.at(-1).event, 'done');
+    assert.equal(ev.at(-2).event, 'thread.run.completed');
+    const stepDeltas = ev.filter((e) => e.event === 'thread.run.step.delta');
+    assert.equal(stepDeltas[0].data.delta.step_details.tool_calls[0].type, 'file_search');
+    const annDelta = ev.find((e) => e.event === 'thread.message.delta' && e.data.delta.content[0].text?.annotations?.length);
+    assert.ok(annDelta, 'an annotation delta');
+    const d = annDelta.data.delta.content[0].text.annotations[0];
+    assert.equal(d.index, 0);
+    assert.equal(d.type, 'file_citation');
+    assert.ok(ev.findIndex((e) => e === annDelta) < ev.findIndex((e) => e.event === 'thread.message.completed'));
+    const completedStep = ev.find((e) => e.event === 'thread.run.step.completed' && e.data.type === 'tool_calls');
+    assert.equal(completedStep.data.step_details.tool_calls[0].file_search.results[0].content, undefined);
+  } finally {
+    await t.close();
+  }
+});
+
+test('file_search: markers that name no result stay plain text; a run without stores tells the model there is nothing to search', async () => {
+  const t = await setupRuns();
+  try {
+    const { client, up } = t;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o', tools: [{ type: 'file_search' }] });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'anything?' }] });
+    up.script({ tool_calls: [{ name: 'file_search', arguments: '{"queries":["x"]}' }] }, { text: 'Nothing \u30103:9\u2020ghost.txt\u3011.' });
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id }, poll);
+    assert.equal(run.status, 'completed');
+    const tool = up.requests[1].body.messages.find((m) => m.role === 'tool');
+    assert.match(tool.content, /nothing to search/);
+    const msgs = await client.beta.threads.messages.list(thread.id, { run_id: run.id });
+    assert.deepEqual(msgs.data[0].content[0].text.annotations, []);
+    // A user function named like the built-in is still a function when the
+    // run does not have file_search.
+    const b = await client.beta.assistants.create({ model: 'gpt-4o', tools: [{ type: 'function', function: { name: 'file_search', parameters: { type: 'object', properties: {} } } }] });
+    up.script({ tool_calls: [{ name: 'file_search', arguments: '{}' }] });
+    const r2 = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: b.id }, poll);
+    assert.equal(r2.status, 'requires_action');
+    await client.beta.threads.runs.cancel(r2.id, { thread_id: thread.id });
+  } finally {
+    await t.close();
+  }
+});
