@@ -3,7 +3,7 @@
 #   make run    install missing Debian/npm dependencies, build, start the server
 #   make test   install, build under ASan+UBSan, run unit, black-box and fuzz tests
 #
-# Other targets: all (release build), asan, unit, e2e, fuzz, fuzz-long, lint, bench, clean.
+# Other targets: all (release build), asan, unit, e2e, fuzz, fuzz-long, lint, bench, bench-runs, clean.
 
 CC      ?= gcc
 FUZZCC  ?= clang
@@ -34,7 +34,7 @@ ASAN_OBJ := $(LIB_SRC:%.c=$(BUILD)/asan/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan/unit/%)
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 
-FUZZ_SECONDS ?= 60
+FUZZ_SECONDS ?= 30
 
 # Short build lines; `make V=1` shows full commands.
 ifeq ($(V),1)
@@ -43,7 +43,7 @@ else
 Q := @
 endif
 
-.PHONY: all asan run test deps unit e2e fuzz fuzz-build fuzz-long lint bench clean tokenizer tokenizer-check
+.PHONY: all asan run test deps unit e2e fuzz fuzz-build fuzz-long lint bench bench-runs clean tokenizer tokenizer-check
 
 all: $(BUILD)/assistd
 
@@ -121,6 +121,10 @@ tokenizer-check:
 
 bench: $(BUILD)/assistd
 	bench/run.sh
+
+# Streaming runs against a scripted upstream (bench/runs.sh; results in bench/RESULTS.md).
+bench-runs: $(BUILD)/assistd
+	BENCH_ASSISTD=$(CURDIR)/$(BUILD)/assistd BENCH_TOOLS=$(CURDIR)/$(BUILD)/bench bench/runs.sh
 
 clean:
 	rm -rf $(BUILD)
