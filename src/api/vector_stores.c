@@ -103,30 +103,8 @@ static bool file_exists(ad_req *req, const char *id, const char *param)
     return rc == AD_OK;
 }
 
-/* Files to queue once the transaction is committed. */
-typedef struct pending {
-    char (*ids)[AD_ID_MAX];
-    size_t n, cap;
-} pending;
-
-static void pending_add(pending *p, const char *id)
-{
-    if (p->n == p->cap) {
-        p->cap = p->cap ? p->cap * 2 : 16;
-        p->ids = ad_realloc(p->ids, p->cap * sizeof *p->ids);
-    }
-    ad_strlcpy(p->ids[p->n++], id, AD_ID_MAX);
-}
-
-static void pending_flush(ad_req *req, pending *p, const char *store_id)
-{
-    for (size_t i = 0; i < p->n; i++)
-        ad_ingest_enqueue(req->srv->ingest, req->project, store_id, p->ids[i]);
-    ad_free(p->ids);
-    memset(p, 0, sizeof *p);
-}
-
-/* Creates (or replaces) a vector store file in the caller's transaction. */
+/* Creates (or replaces) a vector store file in the caller's transaction
+ * and queues it for ingestion once that transaction commits. */
 static ad_err attach(ad_req *req, const char *store_id, const char *file_id, const json_t *cs,
                      const json_t *attributes, const char *batch_id, int64_t now, json_t **out)
 {
@@ -143,6 +121,8 @@ static ad_err attach(ad_req *req, const char *store_id, const char *file_id, con
     if (batch_id)
         json_object_set_new(vsf, "_batch", json_string(batch_id));
     rc = ad_vsf_save(db, req->project, vsf, true);
+    if (!rc)
+        ad_ingest_enqueue(req->srv->ingest, db, req->project, store_id, file_id);
     if (out && !rc)
         *out = vsf;
     else
@@ -162,6 +142,19 @@ static bool commit(ad_req *req, ad_err rc)
         return false;
     }
     return true;
+}
+
+/* Answers a stored vector store with its computed fields (consumes vs). */
+static void reply_store(ad_req *req, json_t *vs, int64_t now)
+{
+    bool expired;
+    ad_err rc = ad_vector_store_render(ad_req_db(req), req->project, vs, now, &expired);
+    if (rc) {
+        json_decref(vs);
+        ad_reply_internal(req, rc);
+        return;
+    }
+    ad_reply_json(req, 200, vs);
 }
 
 /* ---------------------------------------------------------------- stores */
@@ -191,7 +184,6 @@ void ad_h_vector_stores_create(ad_req *req)
     ad_api_set_metadata(vs, body);
     char *s = json_dumps(vs, JSON_COMPACT);
     ad_db *db = ad_req_db(req);
-    pending p = {0};
     ad_err rc = s ? ad_db_begin(db) : AD_EINTERNAL;
     if (!rc) {
         ad_obj o = {.kind = "vector_store", .id = id, .project = req->project, .created_at = now};
@@ -206,22 +198,12 @@ void ad_h_vector_stores_create(ad_req *req)
         if (rc)
             break;
         rc = attach(req, id, json_string_value(f), cs, NULL, NULL, now, NULL);
-        pending_add(&p, json_string_value(f));
     }
     if (!commit(req, rc)) {
-        ad_free(p.ids);
         json_decref(vs);
         return;
     }
-    pending_flush(req, &p, id);
-    bool expired;
-    rc = ad_vector_store_render(db, req->project, vs, now, &expired);
-    if (rc) {
-        json_decref(vs);
-        ad_reply_internal(req, rc);
-        return;
-    }
-    ad_reply_json(req, 200, vs);
+    reply_store(req, vs, now);
 }
 
 typedef struct rows_acc {
@@ -346,14 +328,7 @@ void ad_h_vector_stores_modify(ad_req *req)
         json_decref(vs);
         return;
     }
-    bool expired;
-    rc = ad_vector_store_render(db, req->project, vs, now, &expired);
-    if (rc) {
-        json_decref(vs);
-        ad_reply_internal(req, rc);
-        return;
-    }
-    ad_reply_json(req, 200, vs);
+    reply_store(req, vs, now);
 }
 
 typedef struct ids_acc {
@@ -465,7 +440,6 @@ void ad_h_vs_files_create(ad_req *req)
         json_decref(vsf);
         return;
     }
-    ad_ingest_enqueue(req->srv->ingest, req->project, store, file);
     ad_reply_json(req, 200, ad_vsf_public(vsf));
     json_decref(vsf);
 }
@@ -652,6 +626,18 @@ static ad_err render_batch(ad_req *req, json_t *b)
     return AD_OK;
 }
 
+/* Answers a stored batch with its computed fields (consumes b). */
+static void reply_batch(ad_req *req, json_t *b)
+{
+    ad_err rc = render_batch(req, b);
+    if (rc) {
+        json_decref(b);
+        ad_reply_internal(req, rc);
+        return;
+    }
+    ad_reply_json(req, 200, b);
+}
+
 /* Loads a batch of the store in params[0]; NULL after answering. */
 static json_t *load_batch(ad_req *req)
 {
@@ -715,7 +701,6 @@ void ad_h_vs_batches_create(ad_req *req)
                 .created_at = now};
     ad_err rc = s ? ad_db_put(db, &o, s, strlen(s)) : AD_EINTERNAL;
     free(s);
-    pending p = {0};
     const json_t *list = ids ? ids : files;
     json_t *seen = json_object();
     json_array_foreach(list, i, f)
@@ -730,24 +715,15 @@ void ad_h_vs_batches_create(ad_req *req)
             continue; /* the same file twice in one batch: attached once */
         json_object_set_new(seen, fid, json_true());
         rc = attach(req, store, fid, cs, attrs, id, now, NULL);
-        pending_add(&p, fid);
     }
     json_decref(seen);
     if (!rc)
         rc = ad_vector_store_touch(db, req->project, store, now);
     if (!commit(req, rc)) {
-        ad_free(p.ids);
         json_decref(batch);
         return;
     }
-    pending_flush(req, &p, store);
-    rc = render_batch(req, batch);
-    if (rc) {
-        json_decref(batch);
-        ad_reply_internal(req, rc);
-        return;
-    }
-    ad_reply_json(req, 200, batch);
+    reply_batch(req, batch);
 }
 
 void ad_h_vs_batches_get(ad_req *req)
@@ -755,14 +731,8 @@ void ad_h_vs_batches_get(ad_req *req)
     json_t *b = load_batch(req);
     if (!b)
         return;
-    ad_err rc = render_batch(req, b);
-    if (rc) {
-        json_decref(b);
-        ad_reply_internal(req, rc);
-        return;
-    }
     ad_req_add_header(req, "openai-poll-after-ms", POLL_AFTER_MS);
-    ad_reply_json(req, 200, b);
+    reply_batch(req, b);
 }
 
 void ad_h_vs_batches_cancel(ad_req *req)
@@ -814,13 +784,7 @@ void ad_h_vs_batches_cancel(ad_req *req)
         json_decref(b);
         return;
     }
-    rc = render_batch(req, b);
-    if (rc) {
-        json_decref(b);
-        ad_reply_internal(req, rc);
-        return;
-    }
-    ad_reply_json(req, 200, b);
+    reply_batch(req, b);
 }
 
 void ad_h_vs_batches_files(ad_req *req)
@@ -933,9 +897,6 @@ bool ad_api_vector_store_new(ad_req *req, const json_t *file_ids, const json_t *
         if (rc)
             break;
         rc = attach(req, out, json_string_value(f), chunking, NULL, NULL, now, NULL);
-        /* The worker waits for the caller's commit (see ingest.c). */
-        if (!rc)
-            ad_ingest_enqueue(req->srv->ingest, req->project, out, json_string_value(f));
     }
     return ad_api_ok(req, rc);
 }
@@ -1000,7 +961,6 @@ bool ad_api_thread_file_search(ad_req *req, const char *thread_id, const json_t 
             rc = attach(req, store, json_string_value(t), NULL, NULL, NULL, now, NULL);
             if (rc)
                 break;
-            ad_ingest_enqueue(req->srv->ingest, req->project, store, json_string_value(t));
         }
         if (!rc)
             rc = ad_vector_store_touch(ad_req_db(req), req->project, store, now);

@@ -34,6 +34,8 @@
 
 #include "util/alloc.h"
 
+#define SMALL_TEXT (1u << 20) /* bytes; over this the tokens are counted first */
+
 enum { B_NONE, B_CHAR, B_WORD, B_SENT, B_LINE, B_PARA };
 
 typedef struct {
@@ -238,14 +240,26 @@ ad_err ad_chunk_text(const ad_tokenizer *tok, const char *text, size_t len, size
     if (s == len)
         return AD_OK;
 
-    /* Encode once; turn ids into start offsets in place. */
-    size_t want = len / 2 + 16; /* tokens average 3-5 bytes; 1 is rare */
+    /* Encode once; turn ids into start offsets in place. A small text gets
+     * room for a token every 2 bytes (tokens average 3-5 bytes; 1 is rare);
+     * a large one is counted first, so the array is exact and the limit is
+     * checked before it is allocated. */
+    size_t want = len / 2 + 16;
+    if (len > SMALL_TEXT) {
+        want = ad_tokenizer_count(tok, text, len);
+        if (want > AD_CHUNK_MAX_TOKENS)
+            return AD_ETOOBIG;
+    }
     d.off = ad_malloc((want + 1) * sizeof *d.off);
     d.nt = ad_tokenizer_encode(tok, text, len, d.off, want);
     if (d.nt > want) {
         ad_free(d.off);
         d.off = ad_malloc((d.nt + 1) * sizeof *d.off);
         ad_tokenizer_encode(tok, text, len, d.off, d.nt);
+    }
+    if (d.nt > AD_CHUNK_MAX_TOKENS) {
+        rc = AD_ETOOBIG;
+        goto out;
     }
     uint64_t at = 0;
     for (size_t i = 0; i < d.nt; i++) {

@@ -26,6 +26,11 @@
 #include "run/tokenizer.h"
 #include "util/err.h"
 
+/* OpenAI's limit of tokens per file_search file: a longer text is refused
+ * (AD_ETOOBIG) after one counting pass, before anything is allocated for
+ * its tokens. */
+#define AD_CHUNK_MAX_TOKENS 5000000u
+
 typedef struct ad_chunk {
     size_t start,
         end;       /* byte range [start, end) of the text; always on UTF-8 character boundaries */
@@ -41,7 +46,9 @@ typedef struct ad_chunk {
  * whitespace-only text gives zero chunks. On success *out (ad_malloc'd array,
  * caller frees with ad_free) holds *n chunks in order. Deterministic.
  * Errors: AD_EINVAL when max_tokens is 0, overlap_tokens > max_tokens / 2, or
- * tok/out/n is NULL (or text is NULL with len > 0). Chunk ranges start at a
+ * tok/out/n is NULL (or text is NULL with len > 0); AD_ETOOBIG when the text
+ * has more than AD_CHUNK_MAX_TOKENS tokens. Memory: 4 bytes per token of the
+ * text plus the chunk array. Chunk ranges start at a
  * non-whitespace character; the first starts at the text's first one and the
  * last ends at len (unless the text ends in more whitespace than fits in a
  * chunk), so together they cover all of the text but its leading whitespace.

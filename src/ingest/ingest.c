@@ -25,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "ingest/chunk.h"
 #include "ingest/extract.h"
@@ -35,15 +34,17 @@
 #include "util/alloc.h"
 #include "util/str.h"
 
-#define TEXT_MAX        (512u * 1024 * 1024) /* extracted text of one file */
-#define MAX_THREADS     8
-#define MISSING_WAIT_MS 3000
+/* Extracted text of one file held in memory by a worker. A file within
+ * OpenAI's limit of AD_CHUNK_MAX_TOKENS tokens has far less text (about 4
+ * bytes a token); more fails the file as invalid_file before chunking. */
+#define TEXT_MAX    (64u * 1024 * 1024)
+#define MAX_THREADS 8
 
 typedef struct job {
+    ad_ingest *ing;
     char project[256];
     char store_id[64];
     char file_id[64];
-    struct timespec queued; /* CLOCK_MONOTONIC, when first queued */
     struct job *next;
 } job;
 
@@ -238,7 +239,7 @@ ad_err ad_vector_store_touch(ad_db *db, const char *project, const char *store_i
 
 /* ---------------------------------------------------------------- worker */
 
-static void requeue(ad_ingest *ing, job *j)
+static void push(ad_ingest *ing, job *j)
 {
     j->next = NULL;
     pthread_mutex_lock(&ing->mu);
@@ -268,8 +269,24 @@ typedef struct outcome {
     int64_t usage;
 } outcome;
 
-/* Commits the outcome if the file is still in_progress. */
-static ad_err commit_outcome(ad_ingest *ing, const job *j, const outcome *o)
+/* The static chunking parameters of a vector store file row (800/400 when
+ * it has none). */
+static void chunking_of(const json_t *vsf, size_t *max_tokens, size_t *overlap)
+{
+    json_t *st = json_object_get(json_object_get(vsf, "chunking_strategy"), "static");
+    *max_tokens = (size_t)json_integer_value(json_object_get(st, "max_chunk_size_tokens"));
+    *overlap = (size_t)json_integer_value(json_object_get(st, "chunk_overlap_tokens"));
+    if (!*max_tokens) {
+        *max_tokens = 800;
+        *overlap = 400;
+    }
+}
+
+/* Commits the outcome if the file is still in_progress with the chunking the
+ * job used (a file re-attached meanwhile with another chunking_strategy is
+ * left to the job its re-attachment queued). */
+static ad_err commit_outcome(ad_ingest *ing, const job *j, const outcome *o, size_t max_tokens,
+                             size_t overlap)
 {
     ad_db *db = ad_store_acquire(ing->srv->store);
     ad_err rc = ad_db_begin(db);
@@ -284,6 +301,10 @@ static ad_err commit_outcome(ad_ingest *ing, const job *j, const outcome *o)
     const char *status = json_string_value(json_object_get(v, "status"));
     if (!status || strcmp(status, "in_progress") != 0)
         goto out; /* cancelled meanwhile */
+    size_t mt, ov;
+    chunking_of(v, &mt, &ov);
+    if (mt != max_tokens || ov != overlap)
+        goto out; /* re-attached with other chunking meanwhile */
     if (o->code) {
         json_object_set_new(v, "status", json_string("failed"));
         json_object_set_new(v, "last_error",
@@ -314,29 +335,27 @@ static void fail(outcome *o, const char *code, const char *message)
 }
 
 /* Reads what the job needs from the store: the file's name and the
- * chunking parameters. false when there is nothing (left) to do; *missing
- * when the file's row does not exist (or is not committed yet). */
-static bool prepare(bool *missing, ad_ingest *ing, const job *j, char *filename, size_t fnsize,
-                    size_t *max_tokens, size_t *overlap, outcome *o)
+ * chunking parameters. false when there is nothing (left) to do: the row is
+ * gone (deleted; jobs are queued only after the row's commit) or no longer
+ * in_progress. */
+static bool prepare(ad_ingest *ing, const job *j, char *filename, size_t fnsize, size_t *max_tokens,
+                    size_t *overlap, outcome *o)
 {
     ad_db *db = ad_store_acquire(ing->srv->store);
     ad_err rc;
     bool go = false;
     json_t *v = ad_vsf_load(db, j->project, j->store_id, j->file_id, &rc);
     json_t *file = NULL;
-    *missing = rc == AD_ENOTFOUND;
-    if (!v)
+    if (!v) {
+        if (rc != AD_ENOTFOUND)
+            ad_log(&ing->srv->log, AD_LOG_ERROR, "ingest: cannot read %s in %s: %s", j->file_id,
+                   j->store_id, ad_strerror(rc));
         goto out;
+    }
     const char *status = json_string_value(json_object_get(v, "status"));
     if (!status || strcmp(status, "in_progress") != 0)
         goto out;
-    json_t *st = json_object_get(json_object_get(v, "chunking_strategy"), "static");
-    *max_tokens = (size_t)json_integer_value(json_object_get(st, "max_chunk_size_tokens"));
-    *overlap = (size_t)json_integer_value(json_object_get(st, "chunk_overlap_tokens"));
-    if (!*max_tokens) {
-        *max_tokens = 800;
-        *overlap = 400;
-    }
+    chunking_of(v, max_tokens, overlap);
     go = true;
     ad_buf b;
     ad_buf_init(&b, AD_VS_JSON_MAX);
@@ -358,8 +377,8 @@ out:
     return go;
 }
 
-/* Processes a job; false when it was queued again (not freed). */
-static bool process(ad_ingest *ing, job *j)
+/* Processes a job (the caller frees it). */
+static void process(ad_ingest *ing, const job *j)
 {
     ad_server *srv = ing->srv;
     outcome o = {0};
@@ -374,31 +393,8 @@ static bool process(ad_ingest *ing, job *j)
     const char **texts = NULL;
     size_t *lens = NULL;
 
-    bool missing = false;
-    if (!prepare(&missing, ing, j, filename, sizeof filename, &max_tokens, &overlap, &o)) {
-        /* Rows created inside a caller's longer transaction (a thread
-         * created with attachments) are queued before their commit: a job
-         * younger than MISSING_WAIT_MS whose row is missing goes back to
-         * the end of the queue (pausing only when nothing else waits);
-         * older, the row was deleted. */
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        long age =
-            (now.tv_sec - j->queued.tv_sec) * 1000 + (now.tv_nsec - j->queued.tv_nsec) / 1000000;
-        if (missing && age < MISSING_WAIT_MS && !stopping(ing)) {
-            pthread_mutex_lock(&ing->mu);
-            bool alone = !ing->head;
-            pthread_mutex_unlock(&ing->mu);
-            if (alone) {
-                struct timespec d = {0, 20 * 1000000L};
-                nanosleep(&d, NULL);
-            }
-            requeue(ing, j);
-            ad_buf_free(&text);
-            return false;
-        }
+    if (!prepare(ing, j, filename, sizeof filename, &max_tokens, &overlap, &o))
         goto out;
-    }
     if (o.code)
         goto commit;
     char path[1200];
@@ -422,8 +418,15 @@ static bool process(ad_ingest *ing, job *j)
     }
     if (stopping(ing))
         goto out;
-    if (ad_chunk_text(srv->tok_o200k, text.ptr ? text.ptr : "", text.len, max_tokens, overlap,
-                      &chunks, &nchunks)) {
+    ad_err crc = ad_chunk_text(srv->tok_o200k, text.ptr ? text.ptr : "", text.len, max_tokens,
+                               overlap, &chunks, &nchunks);
+    if (crc == AD_ETOOBIG) {
+        snprintf(msg, sizeof msg, "The file contains more than the maximum of %u tokens per file.",
+                 (unsigned)AD_CHUNK_MAX_TOKENS);
+        fail(&o, "invalid_file", msg);
+        goto commit;
+    }
+    if (crc) {
         fail(&o, "server_error", "The file's text could not be split into chunks.");
         goto commit;
     }
@@ -461,7 +464,7 @@ static bool process(ad_ingest *ing, job *j)
         o.usage += (int64_t)(lens[i] + (vecs ? dims * sizeof(float) : 0));
     }
 commit:;
-    ad_err rc = commit_outcome(ing, j, &o);
+    ad_err rc = commit_outcome(ing, j, &o, max_tokens, overlap);
     if (rc)
         ad_log(&srv->log, AD_LOG_ERROR, "ingest: cannot store the outcome of %s in %s: %s",
                j->file_id, j->store_id, ad_strerror(rc));
@@ -478,7 +481,6 @@ out:
     ad_free(vecs);
     ad_free(chunks);
     ad_buf_free(&text);
-    return true;
 }
 
 static void *worker(void *arg)
@@ -497,22 +499,34 @@ static void *worker(void *arg)
         if (!ing->head)
             ing->tail = NULL;
         pthread_mutex_unlock(&ing->mu);
-        if (process(ing, j))
-            ad_free(j);
+        process(ing, j);
+        ad_free(j);
     }
 }
 
-void ad_ingest_enqueue(ad_ingest *ing, const char *project, const char *store_id,
+static void after_commit(void *ud, bool committed)
+{
+    job *j = ud;
+    if (committed)
+        push(j->ing, j);
+    else
+        ad_free(j);
+}
+
+void ad_ingest_enqueue(ad_ingest *ing, ad_db *db, const char *project, const char *store_id,
                        const char *file_id)
 {
     if (!ing)
         return;
     job *j = ad_calloc(1, sizeof *j);
+    j->ing = ing;
     ad_strlcpy(j->project, project, sizeof j->project);
     ad_strlcpy(j->store_id, store_id, sizeof j->store_id);
     ad_strlcpy(j->file_id, file_id, sizeof j->file_id);
-    clock_gettime(CLOCK_MONOTONIC, &j->queued);
-    requeue(ing, j);
+    if (db)
+        ad_db_after_commit(db, after_commit, j);
+    else
+        push(ing, j);
 }
 
 static ad_err recover_row(void *ud, const char *project, const char *parent, const char *id,
@@ -522,7 +536,7 @@ static ad_err recover_row(void *ud, const char *project, const char *parent, con
     (void)len;
     const char *slash = strchr(id, '/');
     if (slash)
-        ad_ingest_enqueue(ud, project, parent, slash + 1);
+        ad_ingest_enqueue(ud, NULL, project, parent, slash + 1);
     return AD_OK;
 }
 

@@ -55,9 +55,11 @@ ad_err ad_ingest_start(ad_server *srv, unsigned nthreads);
 /* Stops the workers (a job being processed is abandoned and stays
  * in_progress, to be resumed at the next start) and frees srv->ingest. */
 void ad_ingest_stop(ad_server *srv);
-/* Queues a vector store file for processing. Call after the transaction that
- * created it committed. NULL ing (no workers) is ignored. */
-void ad_ingest_enqueue(ad_ingest *ing, const char *project, const char *store_id,
+/* Queues a vector store file for processing once db's open transaction (the
+ * one that wrote the file's row) commits; dropped if it rolls back. With db
+ * NULL, or no transaction open, it is queued at once. NULL ing (no workers)
+ * is ignored. */
+void ad_ingest_enqueue(ad_ingest *ing, ad_db *db, const char *project, const char *store_id,
                        const char *file_id);
 
 /* "<store>/<file>" row id of a vector store file, or of a batch member. */

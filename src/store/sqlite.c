@@ -152,13 +152,21 @@ static const char *const migrations[] = {
     "  INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text); END;",
 };
 
+/* Work registered with ad_db_after_commit for the open transaction. */
+struct after_hook {
+    void (*fn)(void *ud, bool committed);
+    void *ud;
+    struct after_hook *next;
+};
+
 struct ad_db {
     sqlite3 *h;
     sqlite3_stmt *st[S_NSTMT];
     struct ad_db *next_free;
     const ad_logger *log;
     struct ad_store *store;
-    bool in_tx; /* holds store->write_mu */
+    bool in_tx;               /* holds store->write_mu */
+    struct after_hook *after; /* ad_db_after_commit, newest first */
 };
 
 struct ad_store {
@@ -373,6 +381,39 @@ ad_err ad_db_begin(ad_db *db)
     return rc;
 }
 
+/* Runs (and frees) the after-commit hooks in registration order. Called
+ * with the writer mutex released, so a hook may take other locks. */
+static void run_after(ad_db *db, bool committed)
+{
+    struct after_hook *h = db->after, *rev = NULL;
+    db->after = NULL;
+    while (h) { /* reverse: the list is newest first */
+        struct after_hook *next = h->next;
+        h->next = rev;
+        rev = h;
+        h = next;
+    }
+    while (rev) {
+        struct after_hook *next = rev->next;
+        rev->fn(rev->ud, committed);
+        ad_free(rev);
+        rev = next;
+    }
+}
+
+void ad_db_after_commit(ad_db *db, void (*fn)(void *ud, bool committed), void *ud)
+{
+    if (!db->in_tx) { /* autocommit: what was written is already durable */
+        fn(ud, true);
+        return;
+    }
+    struct after_hook *h = ad_malloc(sizeof *h);
+    h->fn = fn;
+    h->ud = ud;
+    h->next = db->after;
+    db->after = h;
+}
+
 ad_err ad_db_commit(ad_db *db)
 {
     ad_err rc = step_done(db, bind(db, S_COMMIT, 0, NULL), "commit");
@@ -381,6 +422,7 @@ ad_err ad_db_commit(ad_db *db)
     if (!rc && db->in_tx) {
         db->in_tx = false;
         pthread_mutex_unlock(&db->store->write_mu);
+        run_after(db, true);
     }
     return rc;
 }
@@ -393,6 +435,7 @@ void ad_db_rollback(ad_db *db)
         db->in_tx = false;
         pthread_mutex_unlock(&db->store->write_mu);
     }
+    run_after(db, false);
 }
 
 ad_err ad_db_put(ad_db *db, const ad_obj *o, const char *json, size_t len)

@@ -60,6 +60,14 @@ void ad_store_release(ad_store *s, ad_db *db);
 ad_err ad_db_begin(ad_db *db);
 ad_err ad_db_commit(ad_db *db);
 void ad_db_rollback(ad_db *db);
+/* Defers fn(ud, committed) until the open transaction ends: committed=true
+ * right after a successful ad_db_commit (the writes are visible to every
+ * connection), false on ad_db_rollback (also the one ad_store_release makes
+ * for a transaction left open). Without an open transaction fn(ud, true)
+ * runs at once. Hooks run in registration order, on the calling thread,
+ * without the writer lock; fn owns ud (it must free it in both cases). A
+ * hook run by ad_store_release must not wait for a connection of the store. */
+void ad_db_after_commit(ad_db *db, void (*fn)(void *ud, bool committed), void *ud);
 
 /* Inserts a new object. AD_EEXIST if the id is taken. */
 ad_err ad_db_put(ad_db *db, const ad_obj *o, const char *json, size_t len);

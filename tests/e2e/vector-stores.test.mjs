@@ -295,6 +295,47 @@ describe('vector stores, keyword retrieval', () => {
     assert.equal(res.data[0].file_id, f2.id);
   });
 
+  test('a text over the 5,000,000-token limit fails with invalid_file', async () => {
+    const vs = await c.vectorStores.create({});
+    const f = await upload(c, ' a'.repeat(5000001), 'huge.txt');
+    const vf = await c.vectorStores.files.createAndPoll(vs.id, { file_id: f.id }, { pollIntervalMs: 100 });
+    assert.equal(vf.status, 'failed');
+    assert.equal(vf.last_error.code, 'invalid_file');
+    assert.match(vf.last_error.message, /5000000 tokens/);
+    assert.equal(vf.usage_bytes, 0);
+  });
+
+  test('a file deleted or re-attached while it is ingested', async () => {
+    const big = 'Ledger reconciliation closes every Friday. The auditor signs the report.\n\n'.repeat(30000);
+    const f = await upload(c, big, 'ledger.txt');
+    // Deleted at once: the job finds no row, writes no chunks.
+    const vs = await c.vectorStores.create({ file_ids: [f.id] });
+    const del = await c.vectorStores.files.delete(f.id, { vector_store_id: vs.id });
+    assert.equal(del.deleted, true);
+    await new Promise((r) => setTimeout(r, 1500));
+    const st = await c.vectorStores.retrieve(vs.id);
+    assert.deepEqual(st.file_counts, { in_progress: 0, completed: 0, failed: 0, cancelled: 0, total: 0 });
+    assert.equal(st.usage_bytes, 0);
+    assert.equal((await c.vectorStores.search(vs.id, { query: 'auditor' })).data.length, 0);
+    const gone = await raw(s, 'GET', `/v1/vector_stores/${vs.id}/files/${f.id}`);
+    assert.equal(gone.status, 404);
+    assert.equal(errorOf(gone).type, 'invalid_request_error');
+    // Re-attached with another chunking while the first job runs: the file
+    // ends with the chunking it was last attached with.
+    const vs2 = await c.vectorStores.create({});
+    await c.vectorStores.files.create(vs2.id, { file_id: f.id });
+    const vf = await c.vectorStores.files.createAndPoll(vs2.id, {
+      file_id: f.id, chunking_strategy: { type: 'static', static: { max_chunk_size_tokens: 100, chunk_overlap_tokens: 0 } },
+    }, { pollIntervalMs: 100 });
+    assert.equal(vf.status, 'completed');
+    assert.deepEqual(vf.chunking_strategy, { type: 'static', static: { max_chunk_size_tokens: 100, chunk_overlap_tokens: 0 } });
+    const content = await raw(s, 'GET', `/v1/vector_stores/${vs2.id}/files/${f.id}/content`);
+    assert.equal(content.status, 200);
+    const parts = content.json.data;
+    assert.ok(parts.length > 1000, String(parts.length)); // 100-token chunks, not 800
+    assert.ok(parts.every((p) => p.text.length < 1000));
+  });
+
   test('batch cancel leaves consistent counts', async () => {
     const vs = await c.vectorStores.create({});
     const files = [];

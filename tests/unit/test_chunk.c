@@ -172,6 +172,27 @@ static void token_bytes_spell_the_text(void **state)
     assert_int_equal(ad_tokenizer_token_bytes(cl100k, ids[0]), 6);
 }
 
+/* More than OpenAI's per-file token limit: refused before the token array
+ * is allocated, nothing returned. */
+static void over_the_token_limit(void **state)
+{
+    (void)state;
+    size_t reps = AD_CHUNK_MAX_TOKENS + 1, len = 2 * reps;
+    char *t = malloc(len);
+    for (size_t i = 0; i < reps; i++)
+        memcpy(t + 2 * i, " a", 2);
+    assert_int_equal(ad_tokenizer_count(o200k, t, 20), 10); /* one token per " a" */
+    ad_chunk *c = (ad_chunk *)1;
+    size_t n = 7;
+    assert_int_equal(ad_chunk_text(o200k, t, len, 800, 400, &c, &n), AD_ETOOBIG);
+    assert_null(c);
+    assert_int_equal(n, 0);
+    /* Just under: one token fewer is chunked normally (only the count is
+     * checked here; the chunking itself is covered above). */
+    assert_int_equal(ad_tokenizer_count(o200k, t, len - 2), AD_CHUNK_MAX_TOKENS);
+    free(t);
+}
+
 static void arguments_and_empty_text(void **state)
 {
     (void)state;
@@ -464,6 +485,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(token_bytes_spell_the_text),
         cmocka_unit_test(arguments_and_empty_text),
+        cmocka_unit_test(over_the_token_limit),
         cmocka_unit_test(sizes_and_overlap_auto),
         cmocka_unit_test(cuts_prefer_paragraphs),
         cmocka_unit_test(cuts_prefer_lines_then_sentences_then_words),

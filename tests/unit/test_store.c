@@ -1,6 +1,7 @@
 /* test_store.c -- the SQLite store: objects, projects, tombstones, cursors,
  * transactions, and persistence across a reopen. */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
@@ -224,6 +225,94 @@ static void survives_reopen(void **state)
     ad_buf_free(&b);
 }
 
+/* ad_db_after_commit: runs after the commit (the row is then visible to
+ * another connection), in order; on rollback with committed=false; at once
+ * outside a transaction; and a transaction abandoned at release counts as a
+ * rollback. */
+typedef struct hook_rec {
+    ad_store *s;
+    int order[8];
+    int committed[8];
+    int visible[8];
+    int n;
+} hook_rec;
+
+typedef struct hook_arg {
+    hook_rec *rec;
+    int tag;
+} hook_arg;
+
+static void hook(void *ud, bool committed)
+{
+    hook_arg *a = ud;
+    hook_rec *r = a->rec;
+    if (a->tag < 5) { /* (5 runs inside the release of the other connection) */
+        ad_db *other = ad_store_acquire(r->s);
+        ad_buf b;
+        ad_buf_init(&b, 4096);
+        r->visible[r->n] = ad_db_get(other, "p", "thing", "t1", &b) == AD_OK;
+        ad_buf_free(&b);
+        ad_store_release(r->s, other);
+    }
+    r->order[r->n] = a->tag;
+    r->committed[r->n] = committed;
+    r->n++;
+    free(a);
+}
+
+static hook_arg *harg(hook_rec *r, int tag)
+{
+    hook_arg *a = malloc(sizeof *a);
+    a->rec = r;
+    a->tag = tag;
+    return a;
+}
+
+static void after_commit_hooks(void **state)
+{
+    ctx *c = *state;
+    hook_rec r = {.s = c->s};
+    assert_int_equal(ad_db_begin(c->db), AD_OK);
+    put(c->db, "p", "thing", "t1", "", "");
+    ad_db_after_commit(c->db, hook, harg(&r, 1));
+    ad_db_after_commit(c->db, hook, harg(&r, 2));
+    assert_int_equal(r.n, 0); /* not before the commit */
+    assert_int_equal(ad_db_commit(c->db), AD_OK);
+    assert_int_equal(r.n, 2);
+    assert_int_equal(r.order[0], 1);
+    assert_int_equal(r.order[1], 2);
+    assert_true(r.committed[0] && r.committed[1]);
+    assert_true(r.visible[0] && r.visible[1]);
+
+    /* Rolled back: told so, and the row it was about never appeared. */
+    r.n = 0;
+    assert_int_equal(ad_db_begin(c->db), AD_OK);
+    assert_int_equal(ad_db_purge(c->db, "p", "thing", "t1"), AD_OK);
+    ad_db_after_commit(c->db, hook, harg(&r, 3));
+    ad_db_rollback(c->db);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.order[0], 3);
+    assert_false(r.committed[0]);
+    assert_true(r.visible[0]); /* the purge was rolled back */
+    ad_db_rollback(c->db);     /* a second rollback runs nothing again */
+    assert_int_equal(r.n, 1);
+
+    /* No transaction: at once. */
+    r.n = 0;
+    ad_db_after_commit(c->db, hook, harg(&r, 4));
+    assert_int_equal(r.n, 1);
+    assert_true(r.committed[0]);
+
+    /* Left open at release: rolled back, hook told so. */
+    r.n = 0;
+    ad_db *d2 = ad_store_acquire(c->s);
+    assert_int_equal(ad_db_begin(d2), AD_OK);
+    ad_db_after_commit(d2, hook, harg(&r, 5));
+    ad_store_release(c->s, d2); /* logs the abandoned transaction */
+    assert_int_equal(r.n, 1);
+    assert_false(r.committed[0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -232,6 +321,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(children_and_aux, setup, teardown),
         cmocka_unit_test_setup_teardown(transactions_roll_back, setup, teardown),
         cmocka_unit_test_setup_teardown(survives_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(after_commit_hooks, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
