@@ -39,6 +39,11 @@ CTL = os.dup(3)
 os.close(3)
 os.set_inheritable(CTL, False)
 
+# A private copy of the output pipe, put back on fds 1 and 2 after every cell
+# so that a cell that closes or redirects them does not silence the session.
+OUT = os.dup(1)
+os.set_inheritable(OUT, False)
+
 sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8",
                               errors="backslashreplace", write_through=True)
 sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
@@ -115,7 +120,25 @@ def _arm_cpu_limit():
         pass
 
 
+def _restore_output():
+    try:
+        os.dup2(OUT, 1)
+        os.dup2(OUT, 2)
+    except OSError:
+        pass  # OUT itself was closed: assistd sees the pipe end and restarts us
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        try:
+            keep = not sys.__dict__[name].closed and sys.__dict__[name].fileno() == fd
+        except Exception:
+            keep = False
+        if not keep:
+            setattr(sys, name, io.TextIOWrapper(io.FileIO(fd, "w", closefd=False),
+                                                encoding="utf-8", errors="backslashreplace",
+                                                write_through=True))
+
+
 def _print_exception(exc):
+    _restore_output()  # the cell may have closed fds 1 and 2
     tb = exc.__traceback__
     # Drop the driver's own frames so the traceback starts in the cell.
     while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
@@ -197,6 +220,7 @@ def _cell(code):
         sys.stderr.flush()
     except Exception:
         pass
+    _restore_output()
     _figures()
     send(b"D", status.encode())
 

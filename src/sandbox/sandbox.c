@@ -43,6 +43,12 @@
  * is tied to the thread that forked it, so it must be a thread that lives as
  * long as the sandbox) and ends idle sessions. Callers of ad_sandbox_exec
  * own their session while it is marked busy; the table is under one mutex.
+ *
+ * Shutdown: ad_sandbox_shutdown sets an atomic flag that every wait of an
+ * execution checks at least every DISK_POLL_MS; the execution then stops its
+ * own interpreter (no other thread signals pids it may be reaping) and
+ * returns AD_ESTATE, so joining the tool pool takes milliseconds, not up to
+ * the execution timeout.
  */
 #include "sandbox/sandbox.h"
 
@@ -54,6 +60,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +111,7 @@ typedef struct session {
     int ctl, out;
     bool started_once; /* an interpreter ran in this session before */
     bool busy, doomed;
+    atomic_bool intr; /* ad_sandbox_interrupt: end the running cell (the owner signals) */
     uint64_t lru;
     double last_used; /* monotonic seconds */
 } session;
@@ -130,6 +138,7 @@ struct ad_sandbox {
     pthread_cond_t cv;
     pthread_t bg;
     bool bg_started, stop;
+    atomic_bool closing; /* ad_sandbox_shutdown was called */
     spawn_req *reqs;
     session *s;
     uint64_t lru_clock;
@@ -548,13 +557,18 @@ static ssize_t drain_out(int fd, ad_sbx_out *o, size_t max)
 }
 
 /* Reads ctl frames until pred(c) or the deadline. 0: pred met; 1: deadline;
- * -1: the driver went away or broke the protocol. Output goes to o. */
+ * 2: a DISK_POLL_MS tick passed; 3: the sandbox is shutting down; -1: the
+ * driver went away or broke the protocol. Output goes to o. */
 static int pump(session *s, ad_sbx_proto *pr, cell *c, ad_sbx_out *o, double deadline,
                 bool want_done)
 {
     for (;;) {
         if (want_done ? c->done : c->ready)
             return 0;
+        if (atomic_load(&c->sb->closing))
+            return 3;
+        if (want_done && atomic_exchange(&s->intr, false))
+            return 1; /* as at the deadline: the owner sends SIGINT */
         double left = deadline - now_s();
         if (left <= 0)
             return 1;
@@ -585,7 +599,7 @@ static int pump(session *s, ad_sbx_proto *pr, cell *c, ad_sbx_out *o, double dea
     }
 }
 
-static ad_err send_all(int fd, const char *p, size_t n, double deadline)
+static ad_err send_all(const ad_sandbox *sb, int fd, const char *p, size_t n, double deadline)
 {
     while (n) {
         ssize_t w = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -597,10 +611,11 @@ static ad_err send_all(int fd, const char *p, size_t n, double deadline)
         if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
             return AD_EIO;
         double left = deadline - now_s();
-        if (left <= 0)
+        if (left <= 0 || atomic_load(&sb->closing))
             return AD_EIO;
+        int ms = (int)(left * 1000) + 1;
         struct pollfd pf = {.fd = fd, .events = POLLOUT};
-        (void)poll(&pf, 1, (int)(left * 1000) + 1);
+        (void)poll(&pf, 1, ms < DISK_POLL_MS ? ms : DISK_POLL_MS);
     }
     return AD_OK;
 }
@@ -622,7 +637,10 @@ static ad_err start_interp(ad_sandbox *sb, session *s)
     int r;
     while ((r = pump(s, &pr, &c, &o, deadline, false)) == 2)
         ;
-    if (r != 0) {
+    if (r == 3) {
+        stop_interp(s);
+        rc = AD_ESTATE;
+    } else if (r != 0) {
         char *text;
         size_t len;
         ad_sbx_out_finish(&o, &text, &len);
@@ -668,6 +686,10 @@ static session *find(ad_sandbox *sb, const char *key)
 static session *acquire(ad_sandbox *sb, const char *key, ad_err *err)
 {
     for (;;) {
+        if (atomic_load(&sb->closing)) {
+            *err = AD_ESTATE;
+            return NULL;
+        }
         session *s = find(sb, key);
         if (s && s->busy) {
             pthread_cond_wait(&sb->cv, &sb->mu);
@@ -675,6 +697,7 @@ static session *acquire(ad_sandbox *sb, const char *key, ad_err *err)
         }
         if (s) {
             s->busy = true;
+            atomic_store(&s->intr, false);
             return s;
         }
         session *slot = NULL, *lru = NULL;
@@ -696,6 +719,7 @@ static session *acquire(ad_sandbox *sb, const char *key, ad_err *err)
         }
         slot->used = true;
         slot->busy = true;
+        atomic_store(&slot->intr, false);
         ad_strlcpy(slot->key, key, sizeof slot->key);
         ad_id_new(slot->dir, "s-");
         slot->ctl = slot->out = slot->dirfd = -1;
@@ -902,7 +926,7 @@ ad_err ad_sandbox_exec(ad_sandbox *sb, const char *session_key, const char *code
         res->state_lost = s->started_once;
         err = start_interp(sb, s);
         if (err) {
-            start_failed = true;
+            start_failed = err != AD_ESTATE;
             goto out;
         }
         s->started_once = true;
@@ -926,9 +950,9 @@ ad_err ad_sandbox_exec(ad_sandbox *sb, const char *session_key, const char *code
         (void)drain_out(s->out, NULL, DRAIN_MAX); /* stale output of background processes */
 
     double deadline = now_s() + sb->timeout;
-    bool interrupted = false, killed = false;
+    bool interrupted = false, killed = false, closing = false;
     if (ad_sbx_frame_append(&frame, 'C', code, code_len) ||
-        send_all(s->ctl, frame.ptr, frame.len, deadline)) {
+        send_all(sb, s->ctl, frame.ptr, frame.len, deadline)) {
         reason = R_CRASHED;
         killed = true;
     }
@@ -937,9 +961,10 @@ ad_err ad_sandbox_exec(ad_sandbox *sb, const char *session_key, const char *code
         int r = pump(s, &pr, &c, &o, deadline, true);
         if (r == 0)
             break;
-        if (r < 0) {
+        if (r < 0 || r == 3) {
             reason = R_CRASHED;
             killed = true;
+            closing = r == 3;
             break;
         }
         if (now_s() >= next_disk) {
@@ -970,10 +995,21 @@ ad_err ad_sandbox_exec(ad_sandbox *sb, const char *session_key, const char *code
                      "\n[sandbox: execution interrupted after %u s; the session's "
                      "state is kept]\n",
                      sb->timeout);
+        if (s->out < 0) {
+            /* Every copy of the output pipe was closed: later cells could
+             * print nothing, so start afresh next time. */
+            stop_interp(s);
+            add_note(&o, "\n[sandbox: the code closed the session's output; the Python "
+                         "process was stopped and the next execution starts a new session]\n");
+        }
     } else {
         if (s->out >= 0)
             (void)drain_out(s->out, &o, DRAIN_MAX);
         stop_interp(s);
+        if (closing || atomic_load(&sb->closing)) {
+            err = AD_ESTATE; /* shutting down: no result, nothing more to run */
+            goto out;
+        }
         if (reason == R_TIMEOUT)
             add_note(&o,
                      "\n[sandbox: execution timed out after %u s and the Python process "
@@ -1075,6 +1111,17 @@ void ad_sandbox_end(ad_sandbox *sb, const char *session_key)
     pthread_mutex_unlock(&sb->mu);
 }
 
+void ad_sandbox_interrupt(ad_sandbox *sb, const char *session_key)
+{
+    if (!sb || !session_key)
+        return;
+    pthread_mutex_lock(&sb->mu);
+    session *s = find(sb, session_key);
+    if (s && s->busy)
+        atomic_store(&s->intr, true); /* the cell's pump sees it within DISK_POLL_MS */
+    pthread_mutex_unlock(&sb->mu);
+}
+
 void ad_sandbox_metrics(ad_sandbox *sb, ad_buf *out)
 {
     pthread_mutex_lock(&sb->mu);
@@ -1157,6 +1204,7 @@ ad_err ad_sandbox_new(const ad_config *cfg, ad_logger *log, ad_sandbox **out)
 {
     ad_err rc = AD_EIO;
     ad_sandbox *sb = ad_calloc(1, sizeof *sb);
+    atomic_init(&sb->closing, false);
     sb->log = log;
     sb->basefd = -1;
     sb->cpu = cfg->sandbox_cpu_seconds ? cfg->sandbox_cpu_seconds : 120;
@@ -1242,10 +1290,21 @@ out:
     return rc;
 }
 
+void ad_sandbox_shutdown(ad_sandbox *sb)
+{
+    if (!sb)
+        return;
+    atomic_store(&sb->closing, true);
+    pthread_mutex_lock(&sb->mu);
+    pthread_cond_broadcast(&sb->cv); /* wakes executions waiting for a busy session */
+    pthread_mutex_unlock(&sb->mu);
+}
+
 void ad_sandbox_free(ad_sandbox *sb)
 {
     if (!sb)
         return;
+    ad_sandbox_shutdown(sb);
     pthread_mutex_lock(&sb->mu);
     sb->stop = true;
     pthread_cond_broadcast(&sb->cv);

@@ -39,7 +39,17 @@ typedef struct ad_sandbox ad_sandbox; /* one per server; thread-safe */
  * are removed here. The driver is cfg->share_dir/sandbox/driver.py.
  * AD_EIO when the directories or the driver cannot be set up (logged). */
 ad_err ad_sandbox_new(const ad_config *cfg, ad_logger *log, ad_sandbox **out);
-void ad_sandbox_free(ad_sandbox *sb); /* kills every session; NULL is fine */
+/* Frees everything. No ad_sandbox_exec may be running or start any more
+ * (join the callers' threads first); kills every session; NULL is fine. */
+void ad_sandbox_free(ad_sandbox *sb);
+
+/* Starts shutting down; returns at once and may be called from any thread,
+ * any number of times. Every execution in progress is stopped within about
+ * 250 ms (its interpreter killed) and returns AD_ESTATE, and every later
+ * ad_sandbox_exec returns AD_ESTATE without running anything. Call it before
+ * joining the threads that call ad_sandbox_exec, so that joining does not
+ * wait for running cells (up to the execution timeout); then ad_sandbox_free. */
+void ad_sandbox_shutdown(ad_sandbox *sb);
 
 /* A host file copied into /mnt/data/NAME before the code runs (skipped when
  * an identical file is already there). name: one path component. */
@@ -78,8 +88,9 @@ typedef struct ad_sbx_result {
  * An execution that fails inside Python is AD_OK with exit_reason "error";
  * a non-OK return means the sandbox itself could not run it (AD_EINVAL bad
  * key or input name, AD_ETOOBIG code too long, AD_ENOTFOUND input file
- * missing, AD_ESTATE all sessions busy, AD_EINTERNAL the sandbox could not
- * start -- logged). On error *res holds nothing to free. */
+ * missing, AD_ESTATE all sessions busy or the sandbox is shutting down,
+ * AD_EINTERNAL the sandbox could not start -- logged). On error *res holds
+ * nothing to free. */
 ad_err ad_sandbox_exec(ad_sandbox *sb, const char *session_key, const char *code,
                        const ad_sbx_input *in, size_t nin, ad_sbx_result *res);
 void ad_sbx_result_free(ad_sbx_result *r);
@@ -87,6 +98,12 @@ void ad_sbx_result_free(ad_sbx_result *r);
 /* Ends the session (thread deleted): kills the interpreter, removes its files.
  * A running execution ends as "crashed". Unknown keys are ignored. */
 void ad_sandbox_end(ad_sandbox *sb, const char *session_key);
+
+/* Interrupts the cell running in the session, if any (SIGINT, as the
+ * timeout does): the execution ends soon with what it printed, the
+ * session's state is kept. Non-blocking (an event loop may call it); for a
+ * run cancelled or expired while its code runs. Unknown keys are ignored. */
+void ad_sandbox_interrupt(ad_sandbox *sb, const char *session_key);
 
 /* Appends Prometheus text: executions by exit reason, the duration
  * histogram, live sessions, interpreter starts. */

@@ -15,10 +15,12 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sandbox/sandbox.h"
@@ -363,6 +365,62 @@ static void test_output_bounded(void **state)
     ad_sbx_result_free(&r);
 }
 
+static void test_signals_and_pipes(void **state)
+{
+    (void)state;
+    /* assistd (here: this test process) is not visible, so it cannot be
+     * signalled; the sandbox's own init ignores signals from inside. */
+    char code[512];
+    snprintf(code, sizeof code,
+             "import os, signal\n"
+             "for p in (%d, %d):\n"
+             "    try:\n        os.kill(p, signal.SIGKILL); print('KILLED', p)\n"
+             "    except ProcessLookupError:\n        print('no such process')\n"
+             "os.kill(os.getppid(), signal.SIGKILL)\n"
+             "os.kill(1, signal.SIGTERM)\n"
+             "import time; time.sleep(0.3)\nprint('parent', os.getppid())",
+             (int)getpid(), (int)getppid());
+    expect("sess-c", "kept = 5", "ok", NULL);
+    ad_sbx_result r = run("sess-c", code);
+    if (strstr(r.logs, "KILLED") || !strstr(r.logs, "no such process"))
+        fail_msg("signals escaped: %s", r.logs);
+    ad_sbx_result_free(&r);
+    /* kill(-1) reaches nothing outside the sandbox (the kernel finds no
+     * process it may signal). (Session key shared with test_crash_restarts: the main
+     * sandbox has 8 slots and test_bad_calls needs sess-a to stay.) */
+    expect("sess-c", "import os, signal\nos.kill(-1, signal.SIGKILL)", "error", "No such process");
+    r = run("sess-c", "kept = 6\nprint('after kill -1')");
+    assert_non_null(strstr(r.logs, "after kill -1"));
+    ad_sbx_result_free(&r);
+    /* Closing stdout and stderr silences that cell only: the next cell's
+     * output arrives and the state is kept. */
+    expect("sess-c", "import os\nos.close(1)\nos.close(2)\nprint('lost')", "error", NULL);
+    r = run("sess-c", "print('heard', kept)");
+    assert_false(r.state_lost);
+    assert_non_null(strstr(r.logs, "heard 6"));
+    ad_sbx_result_free(&r);
+    /* Closing every descriptor (the protocol socket and the output pipe
+     * included) ends the session, which restarts and prints again. */
+    expect("sess-c", "import os\nos.closerange(0, 4096)\nimport time; time.sleep(0.3)", "crashed",
+           NULL);
+    r = run("sess-c", "print('heard again')");
+    assert_true(r.state_lost);
+    assert_non_null(strstr(r.logs, "heard again"));
+    ad_sbx_result_free(&r);
+    /* A frame header announcing a huge payload, and a flood of bytes on the
+     * protocol socket: refused at once (bounded), this session only. */
+    expect("sess-c",
+           "import os, stat\n"
+           "for fd in range(3, 64):\n"
+           "    try:\n"
+           "        if stat.S_ISSOCK(os.fstat(fd).st_mode):\n"
+           "            os.write(fd, b'I 999999999999\\n' + b'x' * (1 << 20))\n"
+           "    except OSError:\n        pass\n"
+           "import time; time.sleep(0.5)",
+           "crashed", NULL);
+    expect("sess-c", "print('fine')", "ok", "fine");
+}
+
 static void test_bad_calls(void **state)
 {
     (void)state;
@@ -453,6 +511,68 @@ static void test_limits_small(void **state)
     sb = saved;
 }
 
+/* ---- shutdown ---- */
+
+typedef struct bg_exec {
+    ad_sandbox *sb;
+    const char *key, *code;
+    ad_err rc;
+    ad_sbx_result res;
+} bg_exec;
+
+static void *bg_exec_main(void *arg)
+{
+    bg_exec *b = arg;
+    b->rc = ad_sandbox_exec(b->sb, b->key, b->code, NULL, 0, &b->res);
+    return NULL;
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void test_shutdown(void **state)
+{
+    (void)state;
+    ad_config cfg;
+    cfg_init(&cfg);
+    cfg.sandbox_timeout = 60;
+    ad_sandbox *s2;
+    assert_int_equal(ad_sandbox_new(&cfg, &logger, &s2), AD_OK);
+    /* Warm a session, then run a long cell and a second one queued behind it
+     * on the same session. */
+    ad_sbx_result r;
+    assert_int_equal(
+        ad_sandbox_exec(s2, "sd", "open('/mnt/data/mark', 'w').write('m')", NULL, 0, &r), AD_OK);
+    ad_sbx_result_free(&r);
+    bg_exec a = {s2, "sd", "import time\nwhile True:\n    time.sleep(0.01)\n", AD_OK, {0}};
+    bg_exec b = {s2, "sd", "print('never')", AD_OK, {0}};
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, bg_exec_main, &a), 0);
+    usleep(500 * 1000);
+    assert_int_equal(pthread_create(&tb, NULL, bg_exec_main, &b), 0);
+    usleep(500 * 1000);
+    double t0 = mono_s();
+    ad_sandbox_shutdown(s2);
+    ad_sandbox_shutdown(s2); /* idempotent */
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    double took = mono_s() - t0;
+    if (took > 2.0)
+        fail_msg("shutdown took %.2f s", took);
+    assert_int_equal(a.rc, AD_ESTATE);
+    assert_int_equal(b.rc, AD_ESTATE);
+    assert_null(a.res.logs);
+    assert_null(b.res.logs);
+    /* Nothing runs any more. */
+    assert_int_equal(ad_sandbox_exec(s2, "sd", "print(1)", NULL, 0, &r), AD_ESTATE);
+    assert_int_equal(ad_sandbox_exec(s2, "other", "print(1)", NULL, 0, &r), AD_ESTATE);
+    ad_sandbox_free(s2);
+}
+
 /* ---- parser and collector ---- */
 
 typedef struct seen {
@@ -534,9 +654,11 @@ int main(void)
         cmocka_unit_test(test_isolation),
         cmocka_unit_test(test_fork_bomb),
         cmocka_unit_test(test_output_bounded),
+        cmocka_unit_test(test_signals_and_pipes),
         cmocka_unit_test(test_bad_calls),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_limits_small),
+        cmocka_unit_test(test_shutdown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
