@@ -104,6 +104,7 @@ static void cleanup(ad_server *srv)
 {
     /* Streams end first, so that no connection stays suspended, then the
      * front stops, then the model calls and the store. */
+    ad_sandbox_shutdown(srv->sandbox); /* running cells end within ~250 ms */
     ad_engine_stop(srv->engine);
     ad_http_stop(srv);
     ad_ingest_stop(srv); /* after the front: no handler queues work any more */
@@ -163,8 +164,9 @@ int main(int argc, char **argv)
         ad_log(&srv.log, AD_LOG_ERROR, "cannot prepare data directory %s", srv.cfg.data_dir);
         goto out;
     }
-    /* One connection per HTTP thread, plus a few for background work. */
-    if (ad_store_open(srv.cfg.data_dir, srv.cfg.threads + 8, &srv.log, &srv.store))
+    /* One connection per HTTP thread, plus ten for background work (see
+     * docs/ARCHITECTURE.md, Storage). */
+    if (ad_store_open(srv.cfg.data_dir, srv.cfg.threads + 10, &srv.log, &srv.store))
         goto out;
     sweep_blobs(&srv);
     /* Without a working sandbox the server still serves; code_interpreter

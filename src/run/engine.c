@@ -39,6 +39,7 @@
 #include "run/tokenizer.h"
 #include "run/tools.h"
 #include "run/upstream.h"
+#include "sandbox/sandbox.h"
 #include "store/store.h"
 #include "util/alloc.h"
 #include "util/id.h"
@@ -745,8 +746,24 @@ static void finish(job *j, end_args *a)
     job_end(j);
 }
 
+/* A run that ends (or a server that stops) while its code_interpreter call
+ * executes interrupts the code: the execution would otherwise go on to the
+ * sandbox timeout, holding a pool thread and the thread's session (the next
+ * run's code would wait for it). Its late result is dropped by tool_done. */
+static void interrupt_tools(job *j)
+{
+    if (!j->tools_pending)
+        return;
+    for (int i = 0; i < j->ncalls; i++)
+        if (j->calls[i].name.len && j->calls[i].kind == AD_TOOL_CODE_INTERPRETER) {
+            ad_sandbox_interrupt(j->e->srv->sandbox, j->thread_id);
+            return;
+        }
+}
+
 static void finish_cancelled(job *j)
 {
+    interrupt_tools(j);
     fail_open_parts(j, "cancelled", "run_cancelled", NULL, NULL);
     end_args a = {.status = "cancelled"};
     finish(j, &a);
@@ -754,6 +771,7 @@ static void finish_cancelled(job *j)
 
 static void finish_expired(job *j)
 {
+    interrupt_tools(j);
     fail_open_parts(j, "expired", "run_expired", NULL, NULL);
     end_args a = {.status = "expired"};
     finish(j, &a);
@@ -1355,7 +1373,7 @@ ad_err ad_engine_new(ad_server *srv, ad_engine **out)
         return rc;
     }
     e->db = ad_store_acquire(srv->store);
-    rc = ad_toolpool_new(srv, e->up, 2, tool_done, e, &e->pool);
+    rc = ad_toolpool_new(srv, e->up, AD_TOOL_THREADS, tool_done, e, &e->pool);
     if (rc) {
         ad_upstream_free(e->up);
         ad_store_release(srv->store, e->db);

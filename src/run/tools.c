@@ -19,6 +19,7 @@
 #include "run/tools.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,7 +181,19 @@ static void fs_fail(ad_tool_work *w, const char *code, const char *msg)
     w->model_text = ad_strdup(msg);
 }
 
-static void exec_file_search(ad_server *srv, ad_db *db, ad_tool_work *w)
+/* Waits for the stores to finish indexing (up to WAIT_READY_MS, as OpenAI),
+ * in one-second slices so that a shutdown (*stop) does not wait the rest. */
+static ad_err wait_ready(ad_server *srv, ad_db *db, const ad_tool_work *w, const char **sids,
+                         size_t ns, const atomic_bool *stop, bool *expired)
+{
+    ad_err rc = AD_ESTATE;
+    for (long waited = 0; waited < WAIT_READY_MS && rc == AD_ESTATE && !atomic_load(stop);
+         waited += 1000)
+        rc = ad_vector_stores_wait_ready(srv, db, w->project, sids, ns, 1000, expired);
+    return rc;
+}
+
+static void exec_file_search(ad_server *srv, ad_db *db, ad_tool_work *w, const atomic_bool *stop)
 {
     json_t *args = json_loads(w->arguments ? w->arguments : "", 0, NULL);
     const char *queries[MAX_QUERIES];
@@ -224,8 +237,7 @@ static void exec_file_search(ad_server *srv, ad_db *db, ad_tool_work *w)
                              "to search.");
     } else {
         bool expired = false;
-        ad_err rc =
-            ad_vector_stores_wait_ready(srv, db, w->project, sids, ns, WAIT_READY_MS, &expired);
+        ad_err rc = wait_ready(srv, db, w, sids, ns, stop, &expired);
         if (expired) {
             fs_fail(w, "server_error", "A vector store of this run has expired.");
             goto out;
@@ -412,8 +424,8 @@ static void exec_code(ad_server *srv, ad_db *db, ad_tool_work *w)
         goto out;
     }
     if (res.state_lost)
-        ad_buf_addstr(&text, "[The Python session had to be restarted: variables, imports and "
-                             "files from earlier cells are gone.]\n");
+        ad_buf_addstr(&text, "[The Python session had to be restarted: variables and imports "
+                             "from earlier cells are gone; files in /mnt/data are kept.]\n");
     if (res.logs_len)
         ad_buf_add(&text, res.logs, res.logs_len);
     if (res.logs_len)
@@ -462,7 +474,7 @@ struct ad_toolpool {
     pthread_cond_t cv;
     ad_tool_work *head, *tail; /* waiting to run */
     ad_tool_work *finished;    /* run, waiting for the loop (drain) */
-    bool stopping;
+    atomic_bool stopping;      /* written under mu; read without it by waits */
     int nthreads;
     pthread_t threads[8];
 };
@@ -505,7 +517,7 @@ static void *worker(void *arg)
         w->next = NULL;
         ad_db *db = ad_store_acquire(p->srv->store);
         if (w->kind == AD_TOOL_FILE_SEARCH)
-            exec_file_search(p->srv, db, w);
+            exec_file_search(p->srv, db, w, &p->stopping);
         else
             exec_code(p->srv, db, w);
         ad_store_release(p->srv->store, db);
@@ -678,15 +690,6 @@ static ad_err collect_step(void *ud, const char *id, const char *json, size_t le
     return AD_OK;
 }
 
-/* Code points in text[0..n). */
-static size_t cps(const char *text, size_t n)
-{
-    size_t c = 0;
-    for (size_t i = 0; i < n; i++)
-        c += ((unsigned char)text[i] & 0xC0) != 0x80;
-    return c;
-}
-
 static bool is_digit(char c)
 {
     return c >= '0' && c <= '9';
@@ -778,12 +781,12 @@ json_t *ad_tools_annotate(ad_db *db, const char *project, const char *run_id, co
                 }
             }
             if (json_is_string(fid)) {
-                size_t s = cps(text, i);
-                json_array_append_new(out, json_pack("{s:s,s:s%,s:{s:O},s:I,s:I}", "type",
-                                                     "file_citation", "text", text + i, end,
-                                                     "file_citation", "file_id", fid, "start_index",
-                                                     (json_int_t)s, "end_index",
-                                                     (json_int_t)(s + cps(text + i, end))));
+                size_t s = ad_utf8_count(text, i);
+                json_array_append_new(
+                    out, json_pack("{s:s,s:s%,s:{s:O},s:I,s:I}", "type", "file_citation", "text",
+                                   text + i, end, "file_citation", "file_id", fid, "start_index",
+                                   (json_int_t)s, "end_index",
+                                   (json_int_t)(s + ad_utf8_count(text + i, end))));
             }
             i += end;
             continue;
@@ -804,12 +807,12 @@ json_t *ad_tools_annotate(ad_db *db, const char *project, const char *run_id, co
                 nm[nlen] = '\0';
                 json_t *fid = json_object_get(c.files, nm);
                 if (json_is_string(fid)) {
-                    size_t s = cps(text, i);
-                    json_array_append_new(out, json_pack("{s:s,s:s%,s:{s:O},s:I,s:I}", "type",
-                                                         "file_path", "text", text + i, j - i,
-                                                         "file_path", "file_id", fid, "start_index",
-                                                         (json_int_t)s, "end_index",
-                                                         (json_int_t)(s + cps(text + i, j - i))));
+                    size_t s = ad_utf8_count(text, i);
+                    json_array_append_new(
+                        out, json_pack("{s:s,s:s%,s:{s:O},s:I,s:I}", "type", "file_path", "text",
+                                       text + i, j - i, "file_path", "file_id", fid, "start_index",
+                                       (json_int_t)s, "end_index",
+                                       (json_int_t)(s + ad_utf8_count(text + i, j - i))));
                 }
             }
             i = j > i ? j : i + 1;

@@ -38,6 +38,12 @@
 #include "util/buf.h"
 #include "util/id.h"
 
+/* Pool threads: a search may wait up to 60 s for a store still indexing and
+ * code may run for the sandbox's timeout, so a few slow calls must not hold
+ * every other run's tools. Each thread holds a store connection while busy
+ * (main.c sizes the pool of connections for it). */
+#define AD_TOOL_THREADS 4
+
 #define AD_TOOL_FILE_SEARCH_NAME "file_search"
 #define AD_TOOL_CODE_NAME        "code_interpreter"
 
