@@ -5,24 +5,13 @@
 // finished run and everything it produced survive byte for byte. Expiry
 // (--run-ttl / ASSISTD_RUN_TTL): a run still active at expires_at expires,
 // with its open step and message.
-import test, { after } from 'node:test';
+import test from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { startServer, openai, raw, errorOf, runAssistd, KEY } from './lib/server.mjs';
-import { startUpstream } from './lib/upstream.mjs';
+import { openai, raw, errorOf, runAssistd, KEY } from './lib/server.mjs';
+import { setupRuns, withRestarts } from './lib/runs.mjs';
 
-const dirs = [];
-after(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
-
-function freshDir() {
-  const d = mkdtempSync(path.join(tmpdir(), 'assistd-runs-durable-'));
-  dirs.push(d);
-  return d;
-}
-
-const start = (up, dataDir, args = [], env = {}) => startServer({ dataDir, args, env: { OPENAI_BASE_URL: up.url, OPENAI_API_KEY: 'up-key', ...env } });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // Retrieves the run until its status is `status` (or time runs out).
@@ -84,10 +73,9 @@ async function listAll(s, urlPath) {
 }
 
 test('kill -9 during a streaming run: failed at restart, partial message closed once, thread usable', async () => {
-  const up = await startUpstream({ apiKey: 'up-key' });
-  const dataDir = freshDir();
-  let s = await start(up, dataDir);
-  try {
+  await withRestarts(async (t) => {
+    const { up } = t;
+    let s = t.s;
     const client = openai(s);
     const a = await client.beta.assistants.create({ model: 'gpt-4o' });
     const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'tell me a long story' }] });
@@ -97,12 +85,12 @@ test('kill -9 during a streaming run: failed at restart, partial message closed 
       (t) => t.includes('event: thread.message.delta'));
     const runId = /"id":"(run_[^"]+)"/.exec(st.text)[1];
     const msgId = /event: thread.message.created\ndata: \{"id":"(msg_[^"]+)"/.exec(st.text)[1];
-    await s.kill9();
+    await t.kill9();
     await st.rest;
     assert.ok(!st.text.includes('event: done'), 'the stream was cut by the kill, not ended');
     await up.waitForAbort(0);
 
-    s = await start(up, dataDir);
+    s = await t.start();
     const c2 = openai(s);
     const run = await c2.beta.threads.runs.retrieve(runId, { thread_id: thread.id });
     assert.equal(run.status, 'failed');
@@ -141,21 +129,16 @@ test('kill -9 during a streaming run: failed at restart, partial message closed 
     assert.equal(up.requests.length, 2);
     // A restarted process fails the run once: another restart changes nothing.
     const before = await raw(s, 'GET', `/v1/threads/${thread.id}/runs/${runId}`);
-    await s.stop({ keepData: true });
-    s = await start(up, dataDir);
+    s = await t.restart({ clean: true });
     const later = await raw(s, 'GET', `/v1/threads/${thread.id}/runs/${runId}`);
     assert.equal(later.text, before.text);
-  } finally {
-    await s.stop({ keepData: true });
-    await up.close();
-  }
+  });
 });
 
 test('kill -9 before the model answered at all: the run fails, no message appears', async () => {
-  const up = await startUpstream({ apiKey: 'up-key' });
-  const dataDir = freshDir();
-  let s = await start(up, dataDir);
-  try {
+  await withRestarts(async (t) => {
+    const { up } = t;
+    let s = t.s;
     const client = openai(s);
     const a = await client.beta.assistants.create({ model: 'gpt-4o' });
     const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'hi' }] });
@@ -164,10 +147,10 @@ test('kill -9 before the model answered at all: the run fails, no message appear
       (t) => t.includes('event: thread.run.in_progress'));
     const runId = /"id":"(run_[^"]+)"/.exec(st.text)[1];
     await up.waitForRequest(0);
-    await s.kill9();
+    await t.kill9();
     await st.rest;
 
-    s = await start(up, dataDir);
+    s = await t.start();
     const run = await openai(s).beta.threads.runs.retrieve(runId, { thread_id: thread.id });
     assert.equal(run.status, 'failed');
     assert.equal(run.last_error.code, 'server_error');
@@ -179,17 +162,13 @@ test('kill -9 before the model answered at all: the run fails, no message appear
     // Messages can be added again (no active run).
     const m = await openai(s).beta.threads.messages.create(thread.id, { role: 'user', content: 'still there?' });
     assert.equal(m.role, 'user');
-  } finally {
-    await s.stop({ keepData: true });
-    await up.close();
-  }
+  });
 });
 
 test('kill -9 while a run waits for tool outputs: after restart the outputs are accepted and the run completes', async () => {
-  const up = await startUpstream({ apiKey: 'up-key' });
-  const dataDir = freshDir();
-  let s = await start(up, dataDir);
-  try {
+  await withRestarts(async (t) => {
+    const { up } = t;
+    let s = t.s;
     const client = openai(s);
     const a = await client.beta.assistants.create({ model: 'gpt-4o', tools: [tool] });
     const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'legacy?' }] });
@@ -200,9 +179,7 @@ test('kill -9 while a run waits for tool outputs: after restart the outputs are 
     const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id }, { pollIntervalMs: 20 });
     assert.equal(run.status, 'requires_action');
     const waiting = await raw(s, 'GET', `/v1/threads/${thread.id}/runs/${run.id}`);
-    await s.kill9();
-
-    s = await start(up, dataDir);
+    s = await t.restart();
     const c2 = openai(s);
     // Unchanged by the restart.
     const again = await raw(s, 'GET', `/v1/threads/${thread.id}/runs/${run.id}`);
@@ -224,17 +201,13 @@ test('kill -9 while a run waits for tool outputs: after restart the outputs are 
       { role: 'assistant', content: null, tool_calls: [{ id: call.id, type: 'function', function: { name: 'getVulnerabilityCount', arguments: '{"systemName":"legacy"}' } }] },
       { role: 'tool', tool_call_id: call.id, content: '{"count":104}' },
     ]);
-  } finally {
-    await s.stop({ keepData: true });
-    await up.close();
-  }
+  });
 });
 
 test('kill -9 after a run completed: run, steps and messages are intact byte for byte', async () => {
-  const up = await startUpstream({ apiKey: 'up-key' });
-  const dataDir = freshDir();
-  let s = await start(up, dataDir);
-  try {
+  await withRestarts(async (t) => {
+    const { up } = t;
+    let s = t.s;
     const client = openai(s);
     const a = await client.beta.assistants.create({ model: 'gpt-4o', tools: [tool] });
     const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'prod?' }] });
@@ -257,9 +230,7 @@ test('kill -9 after a run completed: run, steps and messages are intact byte for
     ];
     const before = [];
     for (const p of paths) before.push((await raw(s, 'GET', p)).text);
-    await s.kill9();
-
-    s = await start(up, dataDir);
+    s = await t.restart();
     for (let i = 0; i < paths.length; i++) {
       const r = await raw(s, 'GET', paths[i]);
       assert.equal(r.status, 200);
@@ -269,17 +240,12 @@ test('kill -9 after a run completed: run, steps and messages are intact byte for
     up.script({ text: 'ok' });
     const next = await openai(s).beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id }, { pollIntervalMs: 20 });
     assert.equal(next.status, 'completed');
-  } finally {
-    await s.stop({ keepData: true });
-    await up.close();
-  }
+  });
 });
 
 test('--run-ttl: a run left waiting for tool outputs expires with its step; late outputs are refused', async () => {
-  const up = await startUpstream({ apiKey: 'up-key' });
-  const s = await start(up, freshDir(), ['--run-ttl', '1']);
+  const { up, s, client, close } = await setupRuns({ args: ['--run-ttl', '1'] });
   try {
-    const client = openai(s);
     const a = await client.beta.assistants.create({ model: 'gpt-4o', tools: [tool] });
     const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'staging?' }] });
     up.script({ tool_calls: [{ name: 'getVulnerabilityCount', arguments: '{"systemName":"staging"}' }] });
@@ -315,16 +281,13 @@ test('--run-ttl: a run left waiting for tool outputs expires with its step; late
     assert.equal(m.role, 'user');
     assert.equal(up.requests.length, 1);
   } finally {
-    await s.stop();
-    await up.close();
+    await close();
   }
 });
 
 test('ASSISTD_RUN_TTL: createAndPoll returns a run that expired while the model was still working', async () => {
-  const up = await startUpstream({ apiKey: 'up-key' });
-  const s = await start(up, freshDir(), [], { ASSISTD_RUN_TTL: '1' });
+  const { up, s, client, close } = await setupRuns({ env: { ASSISTD_RUN_TTL: '1' } });
   try {
-    const client = openai(s);
     const a = await client.beta.assistants.create({ model: 'gpt-4o' });
     const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'slow' }] });
     // One piece, then silence: the message is open when the run expires.
@@ -348,25 +311,23 @@ test('ASSISTD_RUN_TTL: createAndPoll returns a run that expired while the model 
     const names = [...r.text.matchAll(/^event: (.+)$/gm)].map((x) => x[1]);
     assert.deepEqual(names, ['thread.run.created', 'thread.run.queued', 'thread.run.in_progress', 'thread.run.expired', 'done']);
   } finally {
-    await s.stop();
-    await up.close();
+    await close();
   }
 });
 
 test('a run waiting for tool outputs whose expires_at passed while the server was down expires at restart', async () => {
-  const up = await startUpstream({ apiKey: 'up-key' });
-  const dataDir = freshDir();
-  let s = await start(up, dataDir, ['--run-ttl', '1']);
-  try {
+  await withRestarts(async (t) => {
+    const { up } = t;
+    let s = t.s;
     const client = openai(s);
     const a = await client.beta.assistants.create({ model: 'gpt-4o', tools: [tool] });
     const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'prod?' }] });
     up.script({ tool_calls: [{ name: 'getVulnerabilityCount', arguments: '{"systemName":"production"}' }] });
     const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id }, { pollIntervalMs: 20 });
     assert.equal(run.status, 'requires_action');
-    await s.kill9();
+    await t.kill9();
     await sleep(1500);
-    s = await start(up, dataDir, ['--run-ttl', '1']);
+    s = await t.start();
     // Outputs sent at once are refused whether the restart's expiry or the
     // handler gets there first.
     const call = run.required_action.submit_tool_outputs.tool_calls[0];
@@ -379,10 +340,7 @@ test('a run waiting for tool outputs whose expires_at passed while the server wa
     assert.equal(exp.status, 'expired');
     const steps = await openai(s).beta.threads.runs.steps.list(run.id, { thread_id: thread.id });
     assert.deepEqual(steps.data.map((x) => x.status), ['expired']);
-  } finally {
-    await s.stop({ keepData: true });
-    await up.close();
-  }
+  }, { args: ['--run-ttl', '1'] });
 });
 
 test('--run-ttl and --sse-heartbeat take whole seconds from 1', async () => {
@@ -402,4 +360,78 @@ test('--run-ttl and --sse-heartbeat take whole seconds from 1', async () => {
   const e = await runAssistd([], { env: { ASSISTD_RUN_TTL: '0' } });
   assert.equal(e.code, 2);
   assert.match(e.stderr, /invalid value for ASSISTD_RUN_TTL/);
+});
+
+// The thread's sandbox directories (DATA/sandbox/s-*) holding `name`.
+function sandboxFiles(dataDir, name) {
+  const root = path.join(dataDir, 'sandbox');
+  if (!existsSync(root)) return [];
+  return readdirSync(root).map((d) => path.join(root, d, name)).filter((f) => existsSync(f));
+}
+
+// Processes whose command line binds a session directory of dataDir.
+function sandboxProcesses(dataDir) {
+  const needle = path.join(dataDir, 'sandbox') + '/';
+  const out = [];
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(needle)) out.push(pid);
+    } catch { /* exited meanwhile */ }
+  }
+  return out;
+}
+
+test('kill -9 while code_interpreter executes: failed at restart with last_error, step failed, the thread runs code again', async () => {
+  await withRestarts(async (t) => {
+    const { up } = t;
+    let s = t.s;
+    const client = openai(s);
+    const a = await client.beta.assistants.create({ model: 'gpt-4o', tools: [{ type: 'code_interpreter' }] });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'take your time' }] });
+    const src = 'open("/mnt/data/started", "w").write("1")\nimport time\ntime.sleep(30)';
+    up.script({ tool_calls: [{ name: 'code_interpreter', arguments: JSON.stringify({ code: src }) }] });
+    const run = await client.beta.threads.runs.create(thread.id, { assistant_id: a.id });
+    // The cell is running inside the sandbox (it wrote its marker).
+    const end = Date.now() + 30000;
+    while (!sandboxFiles(t.dataDir, 'started').length) {
+      assert.ok(Date.now() < end, 'the code never started');
+      await sleep(50);
+    }
+    const busy = await client.beta.threads.runs.retrieve(run.id, { thread_id: thread.id });
+    assert.equal(busy.status, 'in_progress');
+    assert.ok(sandboxProcesses(t.dataDir).length > 0, 'the interpreter is found by its session directory');
+    await t.kill9();
+    // The interpreter (bwrap --die-with-parent) does not outlive the server.
+    const gone = Date.now() + 5000;
+    while (sandboxProcesses(t.dataDir).length) {
+      assert.ok(Date.now() < gone, `sandbox processes survived kill -9: ${sandboxProcesses(t.dataDir)}`);
+      await sleep(50);
+    }
+
+    s = await t.start();
+    const c2 = openai(s);
+    const failed = await c2.beta.threads.runs.retrieve(run.id, { thread_id: thread.id });
+    assert.equal(failed.status, 'failed');
+    assert.deepEqual(failed.last_error, { code: 'server_error', message: 'The run was interrupted by a restart of the server.' });
+    assert.equal(typeof failed.failed_at, 'number');
+    assert.equal(failed.required_action, null);
+    const steps = await listAll(s, `/v1/threads/${thread.id}/runs/${run.id}/steps`);
+    assert.deepEqual(steps.map((x) => [x.type, x.status]), [['tool_calls', 'failed']]);
+    assert.deepEqual(steps[0].last_error, { code: 'server_error', message: 'The run was interrupted by a restart of the server.' });
+    const call = steps[0].step_details.tool_calls[0];
+    assert.equal(call.type, 'code_interpreter');
+    assert.equal(call.code_interpreter.input, src);
+    // No reply was written and the model was called once.
+    const msgs = await listAll(s, `/v1/threads/${thread.id}/messages`);
+    assert.deepEqual(msgs.map((m) => m.role), ['user']);
+    assert.equal(up.requests.length, 1);
+
+    // The thread is free and its code runs again in a new interpreter.
+    up.script({ tool_calls: [{ name: 'code_interpreter', arguments: JSON.stringify({ code: 'print(6 * 7)' }) }] }, { text: '42' });
+    const again = await c2.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id }, { pollIntervalMs: 25 });
+    assert.equal(again.status, 'completed', JSON.stringify(again.last_error));
+    const st = (await listAll(s, `/v1/threads/${thread.id}/runs/${again.id}/steps`)).find((x) => x.type === 'tool_calls');
+    assert.deepEqual(st.step_details.tool_calls[0].code_interpreter.outputs, [{ type: 'logs', logs: '42\n' }]);
+  });
 });

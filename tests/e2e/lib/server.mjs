@@ -44,7 +44,9 @@ export async function startServer(opts = {}) {
     proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`assistd exited ${code}:\n${log}`)); });
   });
   proc.removeAllListeners('exit');
-  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+  // 'close', not 'exit': 'exit' can precede the last stderr data, and with
+  // it a sanitizer report the checks below must see.
+  const exited = new Promise((resolve) => proc.on('close', (code, signal) => resolve({ code, signal })));
   const url = `http://127.0.0.1:${port}`;
   const server = {
     url, port, dataDir, proc,
@@ -57,9 +59,16 @@ export async function startServer(opts = {}) {
       if (r.code !== 0) throw new Error(`assistd exited with ${r.code ?? r.signal}:\n${log.slice(-4000)}`);
       return r;
     },
+    // SIGKILL, for crash tests. Fails if the process had already died
+    // (a crash before the kill would make the test prove nothing) or if the
+    // sanitizers reported anything before it.
     async kill9() {
+      const running = proc.exitCode === null && proc.signalCode === null;
       proc.kill('SIGKILL');
-      await exited;
+      const r = await exited;
+      if (SANITIZER.test(log)) throw new Error(`sanitizer report:\n${log}`);
+      if (!running || r.signal !== 'SIGKILL') throw new Error(`assistd had exited (${r.code ?? r.signal}) before kill -9:\n${log.slice(-4000)}`);
+      return r;
     },
   };
   return server;
