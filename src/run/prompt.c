@@ -178,105 +178,198 @@ static json_t *chat_message(ad_db *db, const char *data_dir, const char *project
     return m;
 }
 
-/* Appends the turns of this run's steps. */
-static ad_err append_steps(ad_db *db, const char *data_dir, const char *project, const char *run_id,
-                           json_t *messages)
+/* History is cut in units: chat messages that go or stay together. A unit
+ * is one thread message, or a model answer's tool calls with their outputs
+ * (merged into the answer's text message when the answer had text, as the
+ * model produced them), so a call is never sent without its output or an
+ * output without its call. Units are JSON objects {"msgs": [...], "n": N},
+ * N the thread messages in them (0 for a tool group). */
+static json_t *unit_new(json_t *first, int n)
+{
+    json_t *u = json_pack("{s:[],s:i}", "msgs", "n", n);
+    json_array_append_new(json_object_get(u, "msgs"), first);
+    return u;
+}
+
+/* The tool calls of a tool_calls step as an assistant turn's tool_calls and
+ * one tool message per call; calls not answered yet are left out. */
+static void step_calls(ad_db *db, const char *project, const json_t *d, json_t *tc, json_t *outs)
+{
+    size_t k;
+    json_t *c;
+    json_array_foreach(json_object_get(d, "tool_calls"), k, c)
+    {
+        json_t *fn = json_object_get(c, "function");
+        const char *ctype = json_string_value(json_object_get(c, "type"));
+        if (ctype && (!strcmp(ctype, "code_interpreter") || !strcmp(ctype, "file_search"))) {
+            /* A built-in call: what the model sent and read is kept apart
+             * from the public step (tools.h). */
+            json_t *io = NULL;
+            if (ad_tools_callio_get(db, project, json_string_value(json_object_get(c, "id")), &io))
+                continue; /* not run yet */
+            json_array_append_new(tc,
+                                  json_pack("{s:O,s:s,s:{s:s,s:O}}", "id", json_object_get(c, "id"),
+                                            "type", "function", "function", "name",
+                                            !strcmp(ctype, "file_search") ? AD_TOOL_FILE_SEARCH_NAME
+                                                                          : AD_TOOL_CODE_NAME,
+                                            "arguments", json_object_get(io, "arguments")));
+            json_array_append_new(outs, json_pack("{s:s,s:O,s:O}", "role", "tool", "tool_call_id",
+                                                  json_object_get(c, "id"), "content",
+                                                  json_object_get(io, "output")));
+            json_decref(io);
+            continue;
+        }
+        if (!fn || !ctype || strcmp(ctype, "function") != 0)
+            continue;
+        json_t *out = json_object_get(fn, "output");
+        if (!json_is_string(out))
+            continue; /* not answered yet */
+        json_array_append_new(tc, json_pack("{s:O,s:s,s:{s:O,s:O}}", "id", json_object_get(c, "id"),
+                                            "type", "function", "function", "name",
+                                            json_object_get(fn, "name"), "arguments",
+                                            json_object_get(fn, "arguments")));
+        json_array_append_new(outs, json_pack("{s:s,s:O,s:O}", "role", "tool", "tool_call_id",
+                                              json_object_get(c, "id"), "content", out));
+    }
+}
+
+/* Appends to units the turns of a run's steps, in step order. keep == NULL
+ * takes every step (the run being built). Otherwise (an earlier run of the
+ * thread) only messages whose id is in keep are sent, and tool calls only
+ * when the answer that followed them is; every message sent is recorded in
+ * emitted. */
+static ad_err run_units(ad_db *db, const char *data_dir, const char *project, const char *run_id,
+                        const json_t *keep, json_t *emitted, json_t *units)
 {
     json_t *steps = list_all(db, project, "step", run_id);
     if (!steps)
         return AD_EDB;
     size_t i;
     json_t *st;
-    ad_err rc = AD_OK;
     ad_buf b;
     ad_buf_init(&b, JSON_MAX);
-    bool prev_was_text = false; /* the previous step added an assistant message */
+    json_t *pending = json_array(); /* tool groups waiting for their answer */
+    json_t *prev_text = NULL;       /* the unit of the step just before, if a message */
+    bool last_kept = keep == NULL;
     json_array_foreach(steps, i, st)
     {
         json_t *d = json_object_get(st, "step_details");
         const char *type = json_string_value(json_object_get(d, "type"));
-        bool was_text = prev_was_text;
-        prev_was_text = false;
+        json_t *was_text = prev_text;
+        prev_text = NULL;
         if (type && !strcmp(type, "message_creation")) {
             const char *mid = json_string_value(
                 json_object_get(json_object_get(d, "message_creation"), "message_id"));
-            ad_buf_reset(&b);
-            if (!mid || ad_db_get(db, project, "message", mid, &b))
+            if (!mid)
                 continue;
-            json_t *msg = json_loadb(b.ptr, b.len, 0, NULL);
-            if (msg) {
-                json_array_append_new(messages, chat_message(db, data_dir, project, msg));
-                prev_was_text = true;
+            if (keep && !json_object_get(keep, mid)) {
+                json_array_clear(pending); /* its calls go with it */
+                last_kept = false;
+                continue;
             }
+            ad_buf_reset(&b);
+            if (ad_db_get(db, project, "message", mid, &b))
+                continue; /* deleted */
+            json_t *msg = json_loadb(b.ptr, b.len, 0, NULL);
+            if (!msg)
+                continue;
+            json_array_extend(units, pending);
+            json_array_clear(pending);
+            json_t *u = unit_new(chat_message(db, data_dir, project, msg), 1);
+            json_array_append_new(units, u);
+            if (emitted)
+                json_object_set_new(emitted, mid, json_true());
+            prev_text = u;
+            last_kept = true;
             json_decref(msg);
         } else if (type && !strcmp(type, "tool_calls")) {
-            json_t *calls = json_object_get(d, "tool_calls");
             json_t *tc = json_array();
             json_t *outs = json_array();
-            size_t k;
-            json_t *c;
-            json_array_foreach(calls, k, c)
-            {
-                json_t *fn = json_object_get(c, "function");
-                const char *ctype = json_string_value(json_object_get(c, "type"));
-                if (ctype &&
-                    (!strcmp(ctype, "code_interpreter") || !strcmp(ctype, "file_search"))) {
-                    /* A built-in call: what the model sent and read is kept
-                     * apart from the public step (tools.h). */
-                    json_t *io = NULL;
-                    if (ad_tools_callio_get(db, project,
-                                            json_string_value(json_object_get(c, "id")), &io))
-                        continue; /* not run yet */
-                    json_array_append_new(
-                        tc, json_pack("{s:O,s:s,s:{s:s,s:O}}", "id", json_object_get(c, "id"),
-                                      "type", "function", "function", "name",
-                                      !strcmp(ctype, "file_search") ? AD_TOOL_FILE_SEARCH_NAME
-                                                                    : AD_TOOL_CODE_NAME,
-                                      "arguments", json_object_get(io, "arguments")));
-                    json_array_append_new(outs,
-                                          json_pack("{s:s,s:O,s:O}", "role", "tool", "tool_call_id",
-                                                    json_object_get(c, "id"), "content",
-                                                    json_object_get(io, "output")));
-                    json_decref(io);
-                    continue;
-                }
-                if (!fn || !ctype || strcmp(ctype, "function") != 0)
-                    continue;
-                json_t *out = json_object_get(fn, "output");
-                if (!json_is_string(out))
-                    continue; /* not answered yet */
-                json_array_append_new(tc, json_pack("{s:O,s:s,s:{s:O,s:O}}", "id",
-                                                    json_object_get(c, "id"), "type", "function",
-                                                    "function", "name", json_object_get(fn, "name"),
-                                                    "arguments", json_object_get(fn, "arguments")));
-                json_array_append_new(outs,
-                                      json_pack("{s:s,s:O,s:O}", "role", "tool", "tool_call_id",
-                                                json_object_get(c, "id"), "content", out));
-            }
+            step_calls(db, project, d, tc, outs);
             /* Text and calls from one model answer were one assistant turn
              * (the engine makes a message_creation step, then the
              * tool_calls step): send them back as one message, as the model
              * produced them -- some chat templates refuse two assistant
              * turns in a row. */
-            json_t *prev = json_array_get(messages, json_array_size(messages) - 1);
-            bool merge = was_text && prev &&
-                         !strcmp(json_string_value(json_object_get(prev, "role")), "assistant") &&
-                         !json_object_get(prev, "tool_calls");
-            if (json_array_size(tc) && merge) {
-                json_object_set_new(prev, "tool_calls", tc);
-                json_array_extend(messages, outs);
-            } else if (json_array_size(tc)) {
-                json_array_append_new(messages, json_pack("{s:s,s:n,s:o}", "role", "assistant",
-                                                          "content", "tool_calls", tc));
-                json_array_extend(messages, outs);
-            } else {
+            json_t *msgs = was_text ? json_object_get(was_text, "msgs") : NULL;
+            json_t *prev = json_array_get(msgs, 0);
+            if (!json_array_size(tc)) {
                 json_decref(tc);
+            } else if (prev && !json_object_get(prev, "tool_calls")) {
+                json_object_set_new(prev, "tool_calls", tc);
+                json_array_extend(msgs, outs);
+            } else {
+                json_t *u = unit_new(
+                    json_pack("{s:s,s:n,s:o}", "role", "assistant", "content", "tool_calls", tc),
+                    0);
+                json_array_extend(json_object_get(u, "msgs"), outs);
+                json_array_append_new(keep ? pending : units, u);
             }
             json_decref(outs);
         }
     }
+    if (last_kept)
+        json_array_extend(units, pending);
+    json_decref(pending);
     ad_buf_free(&b);
     json_decref(steps);
+    return AD_OK;
+}
+
+/* The thread's history as units: its messages not made by this run, cut by
+ * truncation_strategy last_messages, with the tool calls earlier runs made
+ * between them (the model sees the code it ran and what it read, as on
+ * OpenAI). *cut counts the messages last_messages left out. */
+static ad_err history_units(ad_db *db, const char *data_dir, const char *project, const json_t *run,
+                            json_t *units, size_t *cut)
+{
+    const char *run_id = json_string_value(json_object_get(run, "id"));
+    json_t *all =
+        list_all(db, project, "message", json_string_value(json_object_get(run, "thread_id")));
+    if (!all)
+        return AD_EDB;
+    json_t *history = json_array();
+    size_t i;
+    json_t *m;
+    json_array_foreach(all, i, m)
+    {
+        const char *rid = json_string_value(json_object_get(m, "run_id"));
+        if (!rid || strcmp(rid, run_id) != 0)
+            json_array_append(history, m);
+    }
+    json_decref(all);
+    size_t first = 0;
+    json_t *ts = json_object_get(run, "truncation_strategy");
+    const char *ttype = json_string_value(json_object_get(ts, "type"));
+    json_t *last = json_object_get(ts, "last_messages");
+    if (ttype && !strcmp(ttype, "last_messages") && json_is_integer(last) &&
+        json_integer_value(last) > 0 && (size_t)json_integer_value(last) < json_array_size(history))
+        first = json_array_size(history) - (size_t)json_integer_value(last);
+    *cut = first;
+    json_t *keep = json_object();
+    for (i = first; i < json_array_size(history); i++) {
+        const char *id = json_string_value(json_object_get(json_array_get(history, i), "id"));
+        if (id)
+            json_object_set_new(keep, id, json_true());
+    }
+    json_t *expanded = json_object();
+    json_t *emitted = json_object();
+    ad_err rc = AD_OK;
+    for (i = first; i < json_array_size(history) && !rc; i++) {
+        m = json_array_get(history, i);
+        const char *id = json_string_value(json_object_get(m, "id"));
+        const char *rid = json_string_value(json_object_get(m, "run_id"));
+        if (rid && !json_object_get(expanded, rid)) {
+            json_object_set_new(expanded, rid, json_true());
+            rc = run_units(db, data_dir, project, rid, keep, emitted, units);
+        }
+        if (!rc && !(id && json_object_get(emitted, id)))
+            json_array_append_new(units, unit_new(chat_message(db, data_dir, project, m), 1));
+    }
+    json_decref(keep);
+    json_decref(expanded);
+    json_decref(emitted);
+    json_decref(history);
     return rc;
 }
 
@@ -390,38 +483,13 @@ ad_prompt_status ad_prompt_build(ad_db *db, const char *data_dir, const char *pr
         return AD_PROMPT_COMPLETION_BUDGET;
     }
 
-    json_t *all = list_all(db, project, "message", thread_id);
-    if (!all) {
-        snprintf(err, errsize, "The thread's messages could not be read.");
-        return AD_PROMPT_ERROR;
-    }
-    /* The thread's history: messages not produced by this run. */
-    json_t *history = json_array();
+    json_t *hist = json_array(); /* units, oldest first */
+    json_t *tail = json_array(); /* this run's units */
     size_t i;
     json_t *m;
-    json_array_foreach(all, i, m)
-    {
-        const char *rid = json_string_value(json_object_get(m, "run_id"));
-        if (!rid || strcmp(rid, run_id) != 0)
-            json_array_append(history, m);
-    }
-    json_decref(all);
-    size_t first = 0;
-    json_t *ts = json_object_get(run, "truncation_strategy");
-    const char *ttype = json_string_value(json_object_get(ts, "type"));
-    json_t *last = json_object_get(ts, "last_messages");
-    if (ttype && !strcmp(ttype, "last_messages") && json_is_integer(last) &&
-        json_integer_value(last) > 0 && (size_t)json_integer_value(last) < json_array_size(history))
-        first = json_array_size(history) - (size_t)json_integer_value(last);
-    out->dropped = first;
-    json_t *hist = json_array();
-    for (i = first; i < json_array_size(history); i++)
-        json_array_append_new(hist,
-                              chat_message(db, data_dir, project, json_array_get(history, i)));
-    json_decref(history);
-    json_t *tail = json_array();
-    if (append_steps(db, data_dir, project, run_id, tail)) {
-        snprintf(err, errsize, "The run's steps could not be read.");
+    if (history_units(db, data_dir, project, run, hist, &out->dropped) ||
+        run_units(db, data_dir, project, run_id, NULL, NULL, tail)) {
+        snprintf(err, errsize, "The thread's messages or the run's steps could not be read.");
         json_decref(hist);
         json_decref(tail);
         return AD_PROMPT_ERROR;
@@ -455,17 +523,26 @@ ad_prompt_status ad_prompt_build(ad_db *db, const char *data_dir, const char *pr
     size_t fixed = AD_TOKENIZER_REPLY_PRIMING + tools_tokens(tok, tools);
     if (sys)
         fixed += message_tokens(tok, sys);
-    json_array_foreach(tail, i, m) fixed += message_tokens(tok, m);
+    json_t *u;
+    json_array_foreach(tail, i, u)
+    {
+        size_t k;
+        json_array_foreach(json_object_get(u, "msgs"), k, m) fixed += message_tokens(tok, m);
+    }
     size_t nh = json_array_size(hist);
     size_t *cost = ad_calloc(nh + 1, sizeof *cost);
     size_t hist_total = 0;
-    for (i = 0; i < nh; i++) {
-        cost[i] = message_tokens(tok, json_array_get(hist, i));
+    json_array_foreach(hist, i, u)
+    {
+        size_t k;
+        json_array_foreach(json_object_get(u, "msgs"), k, m) cost[i] += message_tokens(tok, m);
         hist_total += cost[i];
     }
     size_t keep_from = 0, total = fixed + hist_total;
     while (keep_from + 1 < nh && (int64_t)total > limit) {
         total -= cost[keep_from];
+        out->dropped +=
+            (size_t)json_integer_value(json_object_get(json_array_get(hist, keep_from), "n"));
         keep_from++;
     }
     ad_free(cost);
@@ -485,15 +562,17 @@ ad_prompt_status ad_prompt_build(ad_db *db, const char *data_dir, const char *pr
         json_decref(tools);
         return by_mpt ? AD_PROMPT_PROMPT_BUDGET : AD_PROMPT_TOO_LONG;
     }
-    out->dropped += keep_from;
     out->prompt_tokens = total;
 
     json_t *messages = json_array();
     if (sys)
         json_array_append_new(messages, sys);
     for (i = keep_from; i < nh; i++)
-        json_array_append(messages, json_array_get(hist, i));
-    json_array_extend(messages, tail);
+        json_array_extend(messages, json_object_get(json_array_get(hist, i), "msgs"));
+    json_array_foreach(tail, i, u)
+    {
+        json_array_extend(messages, json_object_get(u, "msgs"));
+    }
     json_decref(hist);
     json_decref(tail);
 

@@ -8,9 +8,14 @@
  *   history:   the thread's messages in order, oldest first, as user and
  *              assistant turns -- text, and images as image parts (image_url
  *              as given, image_file as a data: URL of the file's bytes) --
- *              cut by the run's truncation_strategy (last_messages keeps the
- *              newest N), then, oldest first, until the prompt fits its
- *              budget (below);
+ *              with the tool calls earlier runs made before their answers
+ *              (function calls with their outputs, built-in calls with what
+ *              the model read), as OpenAI's model saw them; cut by the run's
+ *              truncation_strategy (last_messages keeps the newest N
+ *              messages, and an earlier run's calls only with the answer
+ *              that followed them), then, oldest first, until the prompt
+ *              fits its budget (below) -- a call and its output are dropped
+ *              together;
  *   this run:  its steps in order: a message_creation step becomes the
  *              assistant's text, a tool_calls step with outputs becomes an
  *              assistant turn with tool_calls followed by one tool message

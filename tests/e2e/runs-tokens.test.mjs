@@ -160,3 +160,72 @@ test('max_completion_tokens counts over the whole run: each call may use what ea
     await t.close();
   }
 });
+
+// An earlier run that called a function and then answered: its call turn and
+// the output follow the question and precede the answer.
+async function callThenAnswer(up, client, a, thread, output) {
+  up.script({ tool_calls: [{ name: 'lookup', arguments: '{}' }] }, { text: 'ok' });
+  let run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id }, poll);
+  assert.equal(run.status, 'requires_action');
+  const id = run.required_action.submit_tool_outputs.tool_calls[0].id;
+  run = await client.beta.threads.runs.submitToolOutputsAndPoll(run.id, { thread_id: thread.id, tool_outputs: [{ tool_call_id: id, output }] }, poll);
+  assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+  return id;
+}
+const shape = (msgs) => msgs.map((m) => m.role + (m.tool_calls ? '+calls' : ''));
+
+test('later runs see an earlier run\'s function calls with their outputs, before the answer they led to', async () => {
+  const t = await setupRuns();
+  try {
+    const { up, client } = t;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o', tools: [tool] });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'q1' }] });
+    const id = await callThenAnswer(up, client, a, thread, 'result');
+    await client.beta.threads.messages.create(thread.id, { role: 'user', content: 'next' });
+    up.script('fine');
+    await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id }, poll);
+    const sent = up.requests[2].body.messages;
+    assert.deepEqual(shape(sent), ['user', 'assistant+calls', 'tool', 'assistant', 'user']);
+    assert.deepEqual(sent[1].tool_calls, [{ id, type: 'function', function: { name: 'lookup', arguments: '{}' } }]);
+    assert.deepEqual(sent[2], { role: 'tool', tool_call_id: id, content: 'result' });
+    assert.deepEqual([sent[0].content, sent[3].content, sent[4].content], ['q1', 'ok', 'next']);
+
+    // last_messages counts messages; the calls go with the answer they led to.
+    await client.beta.threads.messages.create(thread.id, { role: 'user', content: 'again' });
+    up.script('fine');
+    await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id, truncation_strategy: { type: 'last_messages', last_messages: 4 } }, poll);
+    assert.deepEqual(shape(up.requests[3].body.messages), ['assistant+calls', 'tool', 'assistant', 'user', 'assistant', 'user']);
+    up.script('fine');
+    await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id, truncation_strategy: { type: 'last_messages', last_messages: 3 } }, poll);
+    // The newest 3 messages: the second 'fine', 'again' and the third 'fine'.
+    assert.deepEqual(shape(up.requests[4].body.messages), ['assistant', 'user', 'assistant']);
+    assert.deepEqual(up.requests[4].body.messages.map((m) => m.content), ['fine', 'again', 'fine']);
+  } finally {
+    await t.close();
+  }
+});
+
+test('an earlier run\'s function call and its output are truncated together', async () => {
+  // Window 1000: 938 for the prompt. Fixed: priming 3 + system 5 = 8, plus
+  // the tool definition's JSON. History units: "q1" (5); the earlier run's
+  // call turn (3 + 1, plus 3 + the call id -- 29 random characters -- +
+  // "lookup" + "{}": ~20-30) with its output (3 + 1 + 800 + the id); the
+  // answer "ok" (5); the new question (3 + 1 + 60). Measured: the tools, the
+  // call turn and the id in the output come to ~75, so the run that got the
+  // output needed ~892 and the next one ~961 with q1: q1 goes, and it is
+  // still ~956 > 938: the call and its output must go, together. Dropping the
+  // call turn alone would fit (~926-936) but leave an output no call asked
+  // for, which chat-completions APIs refuse.
+  await withWindow(1000, async ({ up, client }) => {
+    const a = await client.beta.assistants.create({ model: 'small', instructions: 'sys', tools: [tool] });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'q1' }] });
+    await callThenAnswer(up, client, a, thread, words(800));
+    await client.beta.threads.messages.create(thread.id, { role: 'user', content: words(60) });
+    up.script('fine');
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id }, poll);
+    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+    const sent = up.requests[2].body.messages;
+    assert.deepEqual(shape(sent), ['system', 'assistant', 'user']);
+    assert.deepEqual(sent.map((m) => m.content), ['sys', 'ok', words(60)]);
+  });
+});
