@@ -3,7 +3,7 @@
 #   make run    install missing Debian/npm dependencies, build, start the server
 #   make test   install, build under ASan+UBSan, run unit, black-box and fuzz tests
 #
-# Other targets: all (release build), asan, unit, e2e, fuzz, fuzz-long, lint, bench, bench-runs, clean.
+# Other targets: all (release build + playground), asan, playground, unit, e2e, browser, fuzz, fuzz-long, lint, bench, bench-runs, bench-sandbox, clean.
 
 CC      ?= gcc
 FUZZCC  ?= clang
@@ -18,6 +18,12 @@ INCS    := -Isrc
 SHARE   := -DAD_SHARE_DIR='"$(CURDIR)/share"'
 # Build output; helpers working in one checkout may each use their own.
 BUILD   ?= build
+# The playground (playground/, a vite app) is built into $(BUILD)/playground,
+# which is also the compiled default of --playground-dir.
+PG_OUT  := $(abspath $(BUILD))/playground
+PG_SRC  := $(sort $(wildcard playground/src/*)) playground/index.html playground/vite.config.js \
+           playground/package.json playground/package-lock.json
+SHARE   += -DAD_PLAYGROUND_DIR='"$(PG_OUT)"'
 
 CFLAGS_REL  := $(CSTD) $(WARN) -O2 -g $(INCS) $(SHARE) $(PKGCFLAGS)
 CFLAGS_ASAN := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
@@ -43,9 +49,23 @@ else
 Q := @
 endif
 
-.PHONY: all asan run test deps unit e2e fuzz fuzz-build fuzz-long lint bench bench-runs clean tokenizer tokenizer-check
+.PHONY: all asan run test deps unit e2e browser playground fuzz fuzz-build fuzz-long lint bench bench-runs bench-sandbox clean tokenizer tokenizer-check
 
-all: $(BUILD)/assistd
+all: $(BUILD)/assistd playground
+
+# npm ci only when the lock file is newer than node_modules; vite only when a
+# source changed; every text asset also gets a .gz sibling (served when the
+# client accepts gzip).
+playground: $(BUILD)/playground/index.html
+
+$(BUILD)/playground/index.html: $(PG_SRC)
+	@echo "  VITE    $(BUILD)/playground"
+	$(Q)cd playground && { [ node_modules/.package-lock.json -nt package-lock.json ] || \
+	  npm ci --no-audit --no-fund --loglevel=error; }
+	$(Q)cd playground && npx --no-install vite build --logLevel warn --outDir "$(PG_OUT)" --emptyOutDir
+	$(Q)find "$(PG_OUT)" -type f \( -name '*.js' -o -name '*.css' -o -name '*.html' -o -name '*.svg' \
+	  -o -name '*.json' \) -exec gzip -9 -k -f {} +
+	$(Q)touch $@
 
 $(BUILD)/assistd: $(REL_OBJ) $(BUILD)/rel/src/main.o
 	@echo "  LD      $@"
@@ -76,7 +96,7 @@ deps:
 	@scripts/deps.sh
 
 run: deps
-	$(MAKE) $(BUILD)/assistd
+	$(MAKE) $(BUILD)/assistd playground
 	./$(BUILD)/assistd
 
 test: deps
@@ -89,6 +109,9 @@ unit: $(UNIT_BIN)
 
 e2e: $(BUILD)/asan/assistd
 	BUILD=$(BUILD) scripts/run-tests.sh e2e
+
+browser: $(BUILD)/asan/assistd playground
+	BUILD=$(BUILD) scripts/run-tests.sh browser
 
 # libFuzzer targets: clang, with ASan+UBSan, linking the library sources directly.
 FUZZ_CFLAGS := $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined $(INCS) $(SHARE) $(PKGCFLAGS)
@@ -125,6 +148,14 @@ bench: $(BUILD)/assistd
 # Streaming runs against a scripted upstream (bench/runs.sh; results in bench/RESULTS.md).
 bench-runs: $(BUILD)/assistd
 	BENCH_ASSISTD=$(CURDIR)/$(BUILD)/assistd BENCH_TOOLS=$(CURDIR)/$(BUILD)/bench bench/runs.sh
+
+# code_interpreter: cold starts with/without spares, warm round trips, memory (bench/sandbox.sh).
+$(BUILD)/bench/sandbox_bench: bench/sandbox_bench.c $(REL_OBJ)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS_REL) -o $@ $< $(REL_OBJ) $(PKGLIBS)
+
+bench-sandbox: $(BUILD)/bench/sandbox_bench
+	bench/sandbox.sh $(CURDIR)/$(BUILD)/bench/sandbox_bench
 
 clean:
 	rm -rf $(BUILD)

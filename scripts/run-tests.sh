@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# run-tests.sh [unit|e2e|fuzz ...] -- runs the test stages (all by default)
+# run-tests.sh [unit|e2e|browser|fuzz ...] -- runs the test stages (all by default)
 # against the ASan+UBSan build and prints one closing line:
 #   N passed, N failed
 # Unit tests are the cmocka binaries in build/asan/unit, black-box tests the
 # node:test files in tests/e2e driving build/asan/assistd through the official
-# openai SDK, fuzz the libFuzzer targets in build/fuzz for FUZZ_SECONDS each.
+# openai SDK, browser the playground in headless Chromium (tests/browser),
+# fuzz the libFuzzer targets in build/fuzz for FUZZ_SECONDS each.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(unit e2e fuzz)
+[ ${#stages[@]} -gt 0 ] || stages=(unit e2e browser fuzz)
 FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 BUILD=${BUILD:-build}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}
@@ -45,6 +46,21 @@ run_e2e() {
   echo "e2e: $p passed, $f failed"
 }
 
+# The playground in headless Chromium (tests/browser), against the same binary.
+run_browser() {
+  [ -d tests/browser/node_modules ] || { echo "browser: tests/browser/node_modules missing (run make deps)"; failed=$((failed + 1)); return; }
+  export ASSISTD_BIN=${ASSISTD_BIN:-$PWD/$BUILD/asan/assistd}
+  (cd tests/browser && BUILD="$BUILD" node --test --test-concurrency=1 --test-reporter=spec *.test.mjs) >"$log/browser.out" 2>&1
+  status=$?
+  p=$(grep -E '^ℹ pass [0-9]+' "$log/browser.out" | awk '{print $3}' | tail -1)
+  f=$(grep -E '^ℹ fail [0-9]+' "$log/browser.out" | awk '{print $3}' | tail -1)
+  p=${p:-0}; f=${f:-0}
+  if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+  passed=$((passed + p)); failed=$((failed + f))
+  if [ "$f" -ne 0 ]; then cat "$log/browser.out"; else grep -E '^(✔|✖|▶|playground)' "$log/browser.out"; fi
+  echo "browser: $p passed, $f failed (screenshots in $BUILD/screenshots)"
+}
+
 run_fuzz() {
   for fz in "$BUILD"/fuzz/fuzz_*; do
     [ -x "$fz" ] || continue
@@ -66,6 +82,7 @@ for s in "${stages[@]}"; do
   case "$s" in
     unit) run_unit ;;
     e2e) run_e2e ;;
+    browser) run_browser ;;
     fuzz) run_fuzz ;;
     *) echo "unknown stage $s"; exit 2 ;;
   esac

@@ -5,12 +5,15 @@
  * served at the root.
  */
 #include "api/api.h"
+#include "http/static.h"
 
 #define BETA AD_R_BETA
 
 const ad_route ad_routes[] = {
     {"GET", "/healthz", ad_h_health, AD_R_ROOT | AD_R_PUBLIC, "healthz"},
     {"GET", "/metrics", ad_h_metrics, AD_R_ROOT | AD_R_PUBLIC, "metrics"},
+    {"GET", "/playground", ad_h_playground, AD_R_ROOT | AD_R_PUBLIC, "playground"},
+    {"HEAD", "/playground", ad_h_playground, AD_R_ROOT | AD_R_PUBLIC, "playground.head"},
 
     {"GET", "/models", ad_h_models_list, 0, "models.list"},
     {"GET", "/models/{}", ad_h_models_get, 0, "models.retrieve"},

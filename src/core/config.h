@@ -24,6 +24,11 @@
 #define AD_SHARE_DIR "share"
 #endif
 
+/* The build sets this to where it puts the built playground. */
+#ifndef AD_PLAYGROUND_DIR
+#define AD_PLAYGROUND_DIR "build/playground"
+#endif
+
 typedef struct ad_config {
     char listen_host[256];
     int listen_port;
@@ -32,7 +37,9 @@ typedef struct ad_config {
     char keys_file[1024]; /* lines "KEY [PROJECT]" */
     char models[4096];    /* comma-separated model ids for /v1/models */
     char config[1024];    /* model backends file (run/backends.h); "" for zero config */
-    char share_dir[1024]; /* read-only data files (tokenizer/, sandbox/, playground/) */
+    char share_dir[1024]; /* read-only data files (tokenizer/, sandbox/) */
+    /* built playground served at /playground (http/static.h) */
+    char playground_dir[1024];
     uint64_t max_json_body;
     uint64_t max_upload_bytes; /* POST /files */
     uint64_t max_part_bytes;   /* POST /uploads/{id}/parts */
@@ -51,6 +58,7 @@ typedef struct ad_config {
     unsigned sandbox_idle;         /* seconds before an idle session is ended */
     unsigned sandbox_max_sessions; /* live sessions; least recently used evicted */
     unsigned sandbox_timeout;      /* wall-clock seconds per execution */
+    unsigned sandbox_spares;       /* pre-started interpreters for new sessions (0: none) */
     bool require_beta;             /* OpenAI-Beta: assistants=v2 on /v1 assistants routes */
     bool access_log;
     ad_log_level log_level;

@@ -16,6 +16,12 @@ bool ad_url_split(const char *url, ad_shape *shape, const char **path)
         *path = url;
         return true;
     }
+    /* The playground's files: one root route, the handler reads req->url. */
+    if (!strcmp(url, "/playground") || ad_str_has_prefix(url, "/playground/")) {
+        *shape = AD_SHAPE_ROOT;
+        *path = "/playground";
+        return true;
+    }
     if (ad_str_has_prefix(url, "/v1/")) {
         *shape = AD_SHAPE_OPENAI;
         *path = url + 3;

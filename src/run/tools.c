@@ -423,9 +423,8 @@ static void exec_code(ad_server *srv, ad_db *db, ad_tool_work *w)
         ad_buf_printf(&text, "The code could not be run (%s).", ad_strerror(rc));
         goto out;
     }
-    if (res.state_lost)
-        ad_buf_addstr(&text, "[The Python session had to be restarted: variables and imports "
-                             "from earlier cells are gone; files in /mnt/data are kept.]\n");
+    /* res.state_lost: the logs begin with the sandbox's notice of what was
+     * lost (a restart keeps /mnt/data, an evicted or idle session does not). */
     if (res.logs_len)
         ad_buf_add(&text, res.logs, res.logs_len);
     if (res.logs_len)

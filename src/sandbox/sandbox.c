@@ -20,7 +20,7 @@
  *
  * Processes limit: RLIMIT_NPROC is not enforced for root, and bwrap run by
  * root maps the sandbox user to host root. So when assistd is root the child
- * switches to an unprivileged host uid, AD_SBX_UID_BASE + the session's
+ * switches to an unprivileged host uid, its range's base + the session's
  * slot, before executing bwrap (which then builds an unprivileged user
  * namespace): every process of a session, and only of that session, counts
  * against that uid's RLIMIT_NPROC, and a sandbox escape would land as an
@@ -41,8 +41,34 @@
  *
  * Threads: one background thread forks every bwrap (bwrap's --die-with-parent
  * is tied to the thread that forked it, so it must be a thread that lives as
- * long as the sandbox) and ends idle sessions. Callers of ad_sandbox_exec
- * own their session while it is marked busy; the table is under one mutex.
+ * long as the sandbox), ends idle sessions and keeps the spares filled. The
+ * table of slots is under one mutex, but nothing slow happens under it:
+ * whoever takes a slot out of the table (an execution marks its session
+ * busy; the background thread marks a slot PREP while it starts a spare;
+ * whoever ends a session marks it DYING) owns the slot's processes, pipes
+ * and directory and works on them unlocked -- the kill, the wait for the
+ * PID namespace to empty and the rm -rf included. Other threads only set
+ * the session's atomic flags (intr, doomed) and the owner acts on them
+ * within DISK_POLL_MS, so no pid is ever signalled by a thread that may be
+ * reaping it.
+ *
+ * Spares: starting an interpreter costs about a second, nearly all of it
+ * importing numpy, pandas and matplotlib. So the table has `spares` slots
+ * more than the session limit, and the background thread keeps up to
+ * `spares` interpreters pre-started in free slots. A spare is started
+ * exactly as a session's interpreter would be -- its slot's uid, a fresh
+ * empty directory of its own as /mnt/data, the same limits -- and has run
+ * nothing but the driver's imports, so handing it to a new session (it just
+ * gets the session's key) gives that session what a cold start would have.
+ * Spares are not sessions: the session limit, LRU eviction and the idle
+ * timeout count live sessions only. They are started after the first
+ * execution (a server that never runs code starts no interpreter) and
+ * stopped when no new session was wanted for the idle timeout.
+ *
+ * Reset notice: when a session ends by eviction or idleness, its key is
+ * remembered (a bounded ring); the next execution under that key starts a
+ * new session and its output begins with a notice that the earlier state
+ * (variables and files) was reset, so the model does not just see NameError.
  *
  * Shutdown: ad_sandbox_shutdown sets an atomic flag that every wait of an
  * execution checks at least every DISK_POLL_MS; the execution then stops its
@@ -64,6 +90,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -99,19 +126,30 @@ static const char *const reason_names[NREASONS] = {
 static const double buckets[] = {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
 #define NBUCKETS (sizeof buckets / sizeof buckets[0])
 
+/* Slot states (under sb->mu). FREE: nothing. PREP: the background thread is
+ * starting a spare in it. SPARE: a pre-started interpreter, no key. LIVE: a
+ * session. DYING: a thread is tearing it down, unlocked. */
+enum { SL_FREE, SL_PREP, SL_SPARE, SL_LIVE, SL_DYING };
+/* How a key's previous session ended (the reset notice). */
+enum { GONE_NONE, GONE_EVICTED, GONE_IDLE };
+
 typedef struct session {
-    bool used;
+    int st;
     char key[KEY_MAX];
     unsigned slot;
     char dir[AD_ID_MAX]; /* name under the sandbox base */
     int dirfd;
+    /* pid..ready belong to the slot's owner (see the design comment). */
     pid_t pid;  /* bwrap, 0 when no interpreter runs */
     pid_t init; /* host pid of the sandbox's PID 1 (bwrap's child), 0 if unknown */
     pid_t py;   /* host pid of the interpreter, 0 if unknown */
     int ctl, out;
+    bool ready;        /* the driver's ready frame was read */
     bool started_once; /* an interpreter ran in this session before */
-    bool busy, doomed;
-    atomic_bool intr; /* ad_sandbox_interrupt: end the running cell (the owner signals) */
+    bool busy;
+    int gone;           /* GONE_*: the key's previous session, for the notice */
+    atomic_bool doomed; /* ad_sandbox_end on a busy session: the owner ends it */
+    atomic_bool intr;   /* ad_sandbox_interrupt: end the running cell (the owner signals) */
     uint64_t lru;
     double last_used; /* monotonic seconds */
 } session;
@@ -126,11 +164,14 @@ typedef struct spawn_req {
 struct ad_sandbox {
     ad_logger *log;
     unsigned cpu, timeout, idle, procs, nofile, nmax;
+    unsigned nspare, nslots; /* spares wanted; table size = nmax + nspare */
     uint64_t mem, fsize, disk;
     char base[1024];
     char outdir[1100];
     int basefd;
     bool as_root;
+    uid_t uid_base; /* first slot's uid when root (claim_uids) */
+    int uid_lock;   /* holds the flock on the claimed uid range; -1 */
     ad_buf bpf;
     char *driver;
     size_t driver_len;
@@ -142,11 +183,19 @@ struct ad_sandbox {
     spawn_req *reqs;
     session *s;
     uint64_t lru_clock;
+    /* spares: filled while armed; armed by an execution, disarmed after
+     * `idle` seconds without a new session */
+    bool armed;
+    double last_demand, spare_retry;
+    /* keys of sessions ended by eviction or idleness (a ring) */
+    char (*gone_key)[KEY_MAX];
+    int *gone_why;
+    size_t gone_cap, gone_pos;
     /* metrics */
     uint64_t by_reason[NREASONS];
     uint64_t hist[NBUCKETS];
     double sum_s;
-    uint64_t count, starts;
+    uint64_t count, starts, handouts;
 };
 
 static double now_s(void)
@@ -158,7 +207,48 @@ static double now_s(void)
 
 static uid_t slot_uid(const ad_sandbox *sb, const session *s)
 {
-    return sb->as_root ? (uid_t)(AD_SBX_UID_BASE + s->slot) : (uid_t)-1;
+    return sb->as_root ? (uid_t)(sb->uid_base + s->slot) : (uid_t)-1;
+}
+
+/* Every server on a host needs uids of its own: RLIMIT_NPROC counts all
+ * processes of a uid host-wide, so two servers sharing slot uids would let
+ * one's fork bomb starve the other's sessions (and the black-box tests run
+ * several servers at once). A server claims range K -- uids AD_SBX_UID_BASE +
+ * K * UID_STRIDE onwards -- by holding an flock on UID_LOCK_DIR/uids.K for
+ * its lifetime; the kernel drops the lock when the process dies, even by
+ * kill -9, so a crashed server's range is free again. */
+#define UID_STRIDE   65536u
+#define UID_RANGES   2048u
+#define UID_LOCK_DIR "/run/assistd-sandbox"
+
+static ad_err claim_uids(ad_sandbox *sb)
+{
+    if (sb->nslots > UID_STRIDE) {
+        ad_log(sb->log, AD_LOG_ERROR, "sandbox: at most %u sessions and spares", UID_STRIDE);
+        return AD_EINVAL;
+    }
+    if (mkdir(UID_LOCK_DIR, 0700) != 0 && errno != EEXIST) {
+        ad_log(sb->log, AD_LOG_ERROR, "sandbox: cannot create %s: %s", UID_LOCK_DIR,
+               strerror(errno));
+        return AD_EIO;
+    }
+    for (unsigned k = 0; k < UID_RANGES; k++) {
+        char path[64];
+        snprintf(path, sizeof path, UID_LOCK_DIR "/uids.%u", k);
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0) {
+            ad_log(sb->log, AD_LOG_ERROR, "sandbox: cannot open %s: %s", path, strerror(errno));
+            return AD_EIO;
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            sb->uid_lock = fd;
+            sb->uid_base = AD_SBX_UID_BASE + k * UID_STRIDE;
+            return AD_OK;
+        }
+        close(fd);
+    }
+    ad_log(sb->log, AD_LOG_ERROR, "sandbox: all %u uid ranges are taken", UID_RANGES);
+    return AD_EIO;
 }
 
 /* ---- starting and stopping interpreters ---- */
@@ -408,6 +498,7 @@ static void stop_interp(session *s)
         }
     }
     s->pid = s->py = s->init = 0;
+    s->ready = false;
     if (s->ctl >= 0)
         close(s->ctl);
     if (s->out >= 0)
@@ -415,7 +506,9 @@ static void stop_interp(session *s)
     s->ctl = s->out = -1;
 }
 
-static void destroy_session(ad_sandbox *sb, session *s)
+/* The slow part of ending a slot: kill, wait, remove the directory. Called
+ * unlocked by the slot's owner (state DYING or PREP, or at free). */
+static void teardown(ad_sandbox *sb, session *s)
 {
     stop_interp(s);
     if (s->dirfd >= 0)
@@ -423,10 +516,70 @@ static void destroy_session(ad_sandbox *sb, session *s)
     s->dirfd = -1;
     if (s->dir[0])
         ad_sbx_rm_rf_at(sb->basefd, s->dir);
-    unsigned slot = s->slot;
-    memset(s, 0, sizeof *s);
-    s->slot = slot;
+    s->dir[0] = '\0';
+}
+
+/* Under sb->mu, after teardown: the slot is FREE again. */
+static void release_slot(ad_sandbox *sb, session *s)
+{
+    s->st = SL_FREE;
+    s->key[0] = '\0';
+    s->busy = s->started_once = s->ready = false;
+    s->gone = GONE_NONE;
+    s->pid = s->init = s->py = 0;
     s->ctl = s->out = s->dirfd = -1;
+    atomic_store(&s->doomed, false);
+    atomic_store(&s->intr, false);
+    pthread_cond_broadcast(&sb->cv);
+}
+
+/* Under sb->mu: marks a slot DYING, tears it down unlocked, frees it. */
+static void end_slot(ad_sandbox *sb, session *s)
+{
+    s->st = SL_DYING;
+    pthread_mutex_unlock(&sb->mu);
+    teardown(sb, s);
+    pthread_mutex_lock(&sb->mu);
+    release_slot(sb, s);
+}
+
+/* A fresh, empty directory for slot s (its /mnt/data), owned by the slot's
+ * uid. Called by the slot's owner. */
+static ad_err make_dir(ad_sandbox *sb, session *s)
+{
+    uid_t uid = slot_uid(sb, s);
+    ad_id_new(s->dir, "s-");
+    if (mkdirat(sb->basefd, s->dir, 0700) != 0 ||
+        (uid != (uid_t)-1 && fchownat(sb->basefd, s->dir, uid, (gid_t)uid, 0) != 0) ||
+        (s->dirfd = openat(sb->basefd, s->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) <
+            0) {
+        ad_log(sb->log, AD_LOG_ERROR, "sandbox: cannot create %s/%s: %s", sb->base, s->dir,
+               strerror(errno));
+        return AD_EIO;
+    }
+    return AD_OK;
+}
+
+/* ---- the ring of keys whose session was evicted or idled out (under mu) ---- */
+
+static void gone_add(ad_sandbox *sb, const char *key, int why)
+{
+    ad_strlcpy(sb->gone_key[sb->gone_pos], key, KEY_MAX);
+    sb->gone_why[sb->gone_pos] = why;
+    sb->gone_pos = (sb->gone_pos + 1) % sb->gone_cap;
+}
+
+/* GONE_* for key (and forgets it). */
+static int gone_take(ad_sandbox *sb, const char *key)
+{
+    for (size_t i = 0; i < sb->gone_cap; i++) {
+        if (sb->gone_why[i] != GONE_NONE && !strcmp(sb->gone_key[i], key)) {
+            int why = sb->gone_why[i];
+            sb->gone_why[i] = GONE_NONE;
+            return why;
+        }
+    }
+    return GONE_NONE;
 }
 
 /* First pid listed in /proc/P/task/P/children, or 0. */
@@ -567,6 +720,8 @@ static int pump(session *s, ad_sbx_proto *pr, cell *c, ad_sbx_out *o, double dea
             return 0;
         if (atomic_load(&c->sb->closing))
             return 3;
+        if (atomic_load(&s->doomed))
+            return -1; /* ad_sandbox_end: stop as if the interpreter died */
         if (want_done && atomic_exchange(&s->intr, false))
             return 1; /* as at the deadline: the owner sends SIGINT */
         double left = deadline - now_s();
@@ -620,14 +775,11 @@ static ad_err send_all(const ad_sandbox *sb, int fd, const char *p, size_t n, do
     return AD_OK;
 }
 
-/* Starts the interpreter and waits for its ready frame. */
-static ad_err start_interp(ad_sandbox *sb, session *s)
+/* Waits for the ready frame of the interpreter just started in s (cold, or
+ * a spare being handed out). On failure the interpreter is stopped. */
+static ad_err wait_ready(ad_sandbox *sb, session *s)
 {
-    ad_err rc = spawn(sb, s);
-    if (rc) {
-        ad_log(sb->log, AD_LOG_ERROR, "sandbox: cannot start bwrap for session %s", s->key);
-        return rc;
-    }
+    ad_err rc = AD_OK;
     ad_sbx_proto pr;
     ad_sbx_proto_init(&pr, MAX_FRAME);
     ad_sbx_out o;
@@ -654,10 +806,22 @@ static ad_err start_interp(ad_sandbox *sb, session *s)
     } else {
         s->init = first_child(s->pid);
         s->py = s->init > 0 ? first_child(s->init) : 0;
+        s->ready = true;
     }
     ad_sbx_out_free(&o);
     ad_sbx_proto_free(&pr);
     return rc;
+}
+
+/* Starts the interpreter (on the background thread) and waits until ready. */
+static ad_err start_interp(ad_sandbox *sb, session *s)
+{
+    ad_err rc = spawn(sb, s);
+    if (rc) {
+        ad_log(sb->log, AD_LOG_ERROR, "sandbox: cannot start bwrap for session %s", s->key);
+        return rc;
+    }
+    return wait_ready(sb, s);
 }
 
 /* ---- sessions ---- */
@@ -675,14 +839,16 @@ static bool key_ok(const char *k)
 
 static session *find(ad_sandbox *sb, const char *key)
 {
-    for (unsigned i = 0; i < sb->nmax; i++)
-        if (sb->s[i].used && !sb->s[i].doomed && !strcmp(sb->s[i].key, key))
+    for (unsigned i = 0; i < sb->nslots; i++)
+        if (sb->s[i].st == SL_LIVE && !atomic_load(&sb->s[i].doomed) && !strcmp(sb->s[i].key, key))
             return &sb->s[i];
     return NULL;
 }
 
-/* Under sb->mu: a session for key, created (evicting the least recently
- * used idle one when full) and marked busy. NULL when every slot is busy. */
+/* Under sb->mu: a session for key, created (in a spare's slot when one is
+ * there; evicting the least recently used idle session when the limit is
+ * reached) and marked busy. NULL when every session is busy. The lock is
+ * dropped while an evicted session is torn down. */
 static session *acquire(ad_sandbox *sb, const char *key, ad_err *err)
 {
     for (;;) {
@@ -700,37 +866,54 @@ static session *acquire(ad_sandbox *sb, const char *key, ad_err *err)
             atomic_store(&s->intr, false);
             return s;
         }
-        session *slot = NULL, *lru = NULL;
-        for (unsigned i = 0; i < sb->nmax && !slot; i++) {
-            if (!sb->s[i].used)
-                slot = &sb->s[i];
-            else if (!sb->s[i].busy && (!lru || sb->s[i].lru < lru->lru))
-                lru = &sb->s[i];
+        unsigned live = 0;
+        session *lru = NULL, *spare = NULL, *slot = NULL;
+        for (unsigned i = 0; i < sb->nslots; i++) {
+            session *x = &sb->s[i];
+            if (x->st == SL_LIVE) {
+                live++;
+                if (!x->busy && (!lru || x->lru < lru->lru))
+                    lru = x;
+            } else if (x->st == SL_SPARE && !spare) {
+                spare = x;
+            } else if (x->st == SL_FREE && !slot) {
+                slot = x;
+            }
         }
-        if (!slot && lru) {
+        if (live >= sb->nmax) {
+            if (!lru) {
+                *err = AD_ESTATE;
+                return NULL;
+            }
             ad_log(sb->log, AD_LOG_INFO, "sandbox: session %s evicted (least recently used)",
                    lru->key);
-            destroy_session(sb, lru);
-            slot = lru;
+            gone_add(sb, lru->key, GONE_EVICTED);
+            end_slot(sb, lru);
+            continue;
         }
+        if (spare)
+            slot = spare;
         if (!slot) {
-            *err = AD_ESTATE;
-            return NULL;
+            /* Only possible while slots are being prepared or torn down. */
+            pthread_cond_wait(&sb->cv, &sb->mu);
+            continue;
         }
-        slot->used = true;
+        bool fresh = slot->st == SL_FREE;
+        slot->st = SL_LIVE;
         slot->busy = true;
+        slot->started_once = false;
+        atomic_store(&slot->doomed, false);
         atomic_store(&slot->intr, false);
         ad_strlcpy(slot->key, key, sizeof slot->key);
-        ad_id_new(slot->dir, "s-");
+        slot->gone = gone_take(sb, key);
+        if (!fresh) {
+            sb->handouts++;
+            pthread_cond_broadcast(&sb->cv); /* the background thread refills */
+            return slot;
+        }
         slot->ctl = slot->out = slot->dirfd = -1;
-        uid_t uid = slot_uid(sb, slot);
-        if (mkdirat(sb->basefd, slot->dir, 0700) != 0 ||
-            (uid != (uid_t)-1 && fchownat(sb->basefd, slot->dir, uid, (gid_t)uid, 0) != 0) ||
-            (slot->dirfd = openat(sb->basefd, slot->dir,
-                                  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
-            ad_log(sb->log, AD_LOG_ERROR, "sandbox: cannot create %s/%s: %s", sb->base, slot->dir,
-                   strerror(errno));
-            destroy_session(sb, slot);
+        if (make_dir(sb, slot)) {
+            end_slot(sb, slot);
             *err = AD_EIO;
             return NULL;
         }
@@ -742,10 +925,73 @@ size_t ad_sandbox_live(ad_sandbox *sb)
 {
     size_t n = 0;
     pthread_mutex_lock(&sb->mu);
-    for (unsigned i = 0; i < sb->nmax; i++)
-        n += sb->s[i].used && !sb->s[i].doomed;
+    for (unsigned i = 0; i < sb->nslots; i++)
+        n += sb->s[i].st == SL_LIVE && !atomic_load(&sb->s[i].doomed);
     pthread_mutex_unlock(&sb->mu);
     return n;
+}
+
+/* Background thread, unlocked, slot in PREP: a fresh directory and an
+ * interpreter started in it (its ready frame is read when it is handed out). */
+static ad_err prep_spare(ad_sandbox *sb, session *s)
+{
+    ad_err rc = make_dir(sb, s);
+    if (!rc)
+        rc = do_spawn(sb, s);
+    return rc;
+}
+
+/* Background thread, under sb->mu (dropped while working): ends idle
+ * sessions, stops the spares when unused, starts the missing ones. */
+static void housekeep(ad_sandbox *sb)
+{
+    double now = now_s();
+    for (unsigned i = 0; i < sb->nslots; i++) {
+        session *s = &sb->s[i];
+        if (s->st == SL_LIVE && !s->busy && now - s->last_used >= sb->idle) {
+            ad_log(sb->log, AD_LOG_INFO, "sandbox: session %s ended after %u s idle", s->key,
+                   sb->idle);
+            gone_add(sb, s->key, GONE_IDLE);
+            end_slot(sb, s);
+        }
+    }
+    if (!sb->nspare || !sb->armed)
+        return;
+    bool stopping = atomic_load(&sb->closing) || sb->stop;
+    if (stopping || now - sb->last_demand >= sb->idle) {
+        sb->armed = false; /* re-armed by the next execution */
+        for (unsigned i = 0; i < sb->nslots; i++)
+            if (sb->s[i].st == SL_SPARE)
+                end_slot(sb, &sb->s[i]);
+        return;
+    }
+    if (now < sb->spare_retry)
+        return;
+    unsigned have = 0;
+    for (unsigned i = 0; i < sb->nslots; i++)
+        have += sb->s[i].st == SL_SPARE || sb->s[i].st == SL_PREP;
+    for (unsigned i = 0; i < sb->nslots && have < sb->nspare && !sb->reqs; i++) {
+        session *s = &sb->s[i];
+        if (s->st != SL_FREE)
+            continue;
+        s->st = SL_PREP;
+        s->ctl = s->out = s->dirfd = -1;
+        pthread_mutex_unlock(&sb->mu);
+        ad_err rc = prep_spare(sb, s);
+        if (rc)
+            teardown(sb, s);
+        pthread_mutex_lock(&sb->mu);
+        if (rc) {
+            release_slot(sb, s);
+            sb->spare_retry = now_s() + 10;
+            ad_log(sb->log, AD_LOG_WARN, "sandbox: cannot start a spare interpreter");
+            return;
+        }
+        s->st = SL_SPARE;
+        sb->starts++;
+        have++;
+        pthread_cond_broadcast(&sb->cv);
+    }
 }
 
 static void *bg_main(void *arg)
@@ -762,15 +1008,7 @@ static void *bg_main(void *arg)
             r->done = true;
             pthread_cond_broadcast(&sb->cv);
         }
-        double now = now_s();
-        for (unsigned i = 0; i < sb->nmax; i++) {
-            session *s = &sb->s[i];
-            if (s->used && !s->busy && now - s->last_used >= sb->idle) {
-                ad_log(sb->log, AD_LOG_INFO, "sandbox: session %s ended after %u s idle", s->key,
-                       sb->idle);
-                destroy_session(sb, s);
-            }
-        }
+        housekeep(sb);
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_nsec += 250 * 1000000L;
@@ -778,7 +1016,7 @@ static void *bg_main(void *arg)
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000L;
         }
-        if (!sb->reqs)
+        if (!sb->reqs && !sb->stop)
             pthread_cond_timedwait(&sb->cv, &sb->mu, &ts);
     }
     pthread_mutex_unlock(&sb->mu);
@@ -906,7 +1144,11 @@ ad_err ad_sandbox_exec(ad_sandbox *sb, const char *session_key, const char *code
     double t0 = now_s();
     ad_err err = AD_OK;
     pthread_mutex_lock(&sb->mu);
+    sb->armed = sb->nspare > 0;
+    sb->last_demand = t0;
     session *s = acquire(sb, session_key, &err);
+    if (s && !s->started_once && !s->ready)
+        pthread_cond_broadcast(&sb->cv); /* a new session: the spares may need a refill */
     pthread_mutex_unlock(&sb->mu);
     if (!s)
         return err;
@@ -922,6 +1164,14 @@ ad_err ad_sandbox_exec(ad_sandbox *sb, const char *session_key, const char *code
     cell c = {.sb = sb, .s = s, .ready = true};
     bool start_failed = false;
 
+    if (s->pid > 0 && !s->ready) {
+        /* A spare handed to this new session: its ready frame is there, or
+         * comes when its imports end. If it died, start cold instead. */
+        err = wait_ready(sb, s);
+        if (err == AD_ESTATE)
+            goto out;
+        err = AD_OK;
+    }
     if (s->pid == 0) {
         res->state_lost = s->started_once;
         err = start_interp(sb, s);
@@ -929,11 +1179,20 @@ ad_err ad_sandbox_exec(ad_sandbox *sb, const char *session_key, const char *code
             start_failed = err != AD_ESTATE;
             goto out;
         }
-        s->started_once = true;
         if (res->state_lost)
             add_note(&o, "[sandbox: the Python session was restarted; variables, imports "
                          "and definitions from earlier executions are lost, files in "
                          "/mnt/data are kept]\n");
+    }
+    s->started_once = true;
+    if (s->gone != GONE_NONE) {
+        res->state_lost = true;
+        add_note(&o,
+                 "[sandbox: code execution state was reset: this thread's earlier Python "
+                 "session ended (%s), so its variables, imports and the files it wrote to "
+                 "/mnt/data are gone; this is a new session]\n",
+                 s->gone == GONE_IDLE ? "idle timeout" : "too many sessions; least recently used");
+        s->gone = GONE_NONE;
     }
     for (size_t i = 0; i < nin; i++) {
         ad_err e = ad_sbx_copy_in(s->dirfd, in[i].name, in[i].host_path, slot_uid(sb, s),
@@ -1051,8 +1310,8 @@ out:
     s->busy = false;
     s->last_used = now_s();
     s->lru = ++sb->lru_clock;
-    if (s->doomed || (start_failed && !s->started_once))
-        destroy_session(sb, s);
+    if (atomic_load(&s->doomed) || (start_failed && !s->started_once))
+        end_slot(sb, s); /* unlocks while tearing down */
     if (!err) {
         double secs = res->duration_ms / 1000.0;
         sb->by_reason[reason]++;
@@ -1098,15 +1357,14 @@ void ad_sbx_result_free(ad_sbx_result *r)
 void ad_sandbox_end(ad_sandbox *sb, const char *session_key)
 {
     pthread_mutex_lock(&sb->mu);
+    (void)gone_take(sb, session_key);
     session *s = find(sb, session_key);
     if (s) {
-        if (s->busy) {
-            s->doomed = true; /* the running exec sees EOF and destroys it */
-            if (s->pid > 0)
-                kill(s->pid, SIGKILL);
-        } else {
-            destroy_session(sb, s);
-        }
+        if (s->busy)
+            atomic_store(&s->doomed, true); /* its owner stops it within DISK_POLL_MS
+                                               and ends the session */
+        else
+            end_slot(sb, s); /* unlocks while tearing down */
     }
     pthread_mutex_unlock(&sb->mu);
 }
@@ -1125,9 +1383,18 @@ void ad_sandbox_interrupt(ad_sandbox *sb, const char *session_key)
 void ad_sandbox_metrics(ad_sandbox *sb, ad_buf *out)
 {
     pthread_mutex_lock(&sb->mu);
-    size_t live = 0;
-    for (unsigned i = 0; i < sb->nmax; i++)
-        live += sb->s[i].used && !sb->s[i].doomed;
+    size_t live = 0, spares = 0, ready = 0;
+    for (unsigned i = 0; i < sb->nslots; i++) {
+        session *s = &sb->s[i];
+        live += s->st == SL_LIVE && !atomic_load(&s->doomed);
+        if (s->st == SL_SPARE) {
+            /* Ready when its ready frame is waiting to be read (nobody
+             * reads a spare's socket before it is handed out). */
+            struct pollfd pf = {.fd = s->ctl, .events = POLLIN};
+            spares++;
+            ready += poll(&pf, 1, 0) == 1 && (pf.revents & POLLIN);
+        }
+    }
     (void)ad_buf_addstr(out, "# HELP assistd_sandbox_executions_total code_interpreter "
                              "executions by exit reason.\n"
                              "# TYPE assistd_sandbox_executions_total counter\n");
@@ -1152,8 +1419,20 @@ void ad_sandbox_metrics(ad_sandbox *sb, ad_buf *out)
                         "# HELP assistd_sandbox_interpreter_starts_total Python interpreters "
                         "started.\n"
                         "# TYPE assistd_sandbox_interpreter_starts_total counter\n"
-                        "assistd_sandbox_interpreter_starts_total %llu\n",
-                        live, (unsigned long long)sb->starts);
+                        "assistd_sandbox_interpreter_starts_total %llu\n"
+                        "# HELP assistd_sandbox_spares Pre-started interpreters waiting "
+                        "for a new session.\n"
+                        "# TYPE assistd_sandbox_spares gauge\n"
+                        "assistd_sandbox_spares %zu\n"
+                        "# HELP assistd_sandbox_spares_ready Spares whose imports are done.\n"
+                        "# TYPE assistd_sandbox_spares_ready gauge\n"
+                        "assistd_sandbox_spares_ready %zu\n"
+                        "# HELP assistd_sandbox_spare_handouts_total New sessions given a "
+                        "pre-started interpreter.\n"
+                        "# TYPE assistd_sandbox_spare_handouts_total counter\n"
+                        "assistd_sandbox_spare_handouts_total %llu\n",
+                        live, (unsigned long long)sb->starts, spares, ready,
+                        (unsigned long long)sb->handouts);
     pthread_mutex_unlock(&sb->mu);
 }
 
@@ -1207,6 +1486,7 @@ ad_err ad_sandbox_new(const ad_config *cfg, ad_logger *log, ad_sandbox **out)
     atomic_init(&sb->closing, false);
     sb->log = log;
     sb->basefd = -1;
+    sb->uid_lock = -1;
     sb->cpu = cfg->sandbox_cpu_seconds ? cfg->sandbox_cpu_seconds : 120;
     sb->timeout = cfg->sandbox_timeout ? cfg->sandbox_timeout : 120;
     sb->idle = cfg->sandbox_idle ? cfg->sandbox_idle : 3600;
@@ -1216,6 +1496,8 @@ ad_err ad_sandbox_new(const ad_config *cfg, ad_logger *log, ad_sandbox **out)
     sb->mem = cfg->sandbox_memory ? cfg->sandbox_memory : 2ull << 30;
     sb->fsize = cfg->sandbox_file_size ? cfg->sandbox_file_size : 512ull << 20;
     sb->disk = cfg->sandbox_disk ? cfg->sandbox_disk : 1ull << 30;
+    sb->nspare = cfg->sandbox_spares < 8 ? cfg->sandbox_spares : 8;
+    sb->nslots = sb->nmax + sb->nspare;
     sb->as_root = geteuid() == 0;
     pthread_mutex_init(&sb->mu, NULL);
     pthread_condattr_t ca;
@@ -1223,11 +1505,16 @@ ad_err ad_sandbox_new(const ad_config *cfg, ad_logger *log, ad_sandbox **out)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&sb->cv, &ca);
     pthread_condattr_destroy(&ca);
-    sb->s = ad_calloc(sb->nmax, sizeof *sb->s);
-    for (unsigned i = 0; i < sb->nmax; i++) {
+    sb->s = ad_calloc(sb->nslots, sizeof *sb->s);
+    for (unsigned i = 0; i < sb->nslots; i++) {
         sb->s[i].slot = i;
         sb->s[i].ctl = sb->s[i].out = sb->s[i].dirfd = -1;
+        atomic_init(&sb->s[i].doomed, false);
+        atomic_init(&sb->s[i].intr, false);
     }
+    sb->gone_cap = sb->nslots * 4 < 64 ? 64 : (size_t)sb->nslots * 4;
+    sb->gone_key = ad_calloc(sb->gone_cap, sizeof *sb->gone_key);
+    sb->gone_why = ad_calloc(sb->gone_cap, sizeof *sb->gone_why);
     ad_buf_init(&sb->bpf, 1 << 20);
 
     char path[1200];
@@ -1273,6 +1560,8 @@ ad_err ad_sandbox_new(const ad_config *cfg, ad_logger *log, ad_sandbox **out)
     }
     if (mkdir(sb->outdir, 0700) != 0 && errno != EEXIST)
         goto out;
+    if (sb->as_root && claim_uids(sb) != AD_OK)
+        goto out;
     if (sb->as_root && !traversable(sb->base)) {
         ad_log(log, AD_LOG_ERROR,
                "sandbox: %s must be reachable by unprivileged users (chmod o+x on it and its "
@@ -1311,15 +1600,19 @@ void ad_sandbox_free(ad_sandbox *sb)
     pthread_mutex_unlock(&sb->mu);
     if (sb->bg_started)
         pthread_join(sb->bg, NULL);
-    for (unsigned i = 0; i < sb->nmax; i++)
-        if (sb->s[i].used)
-            destroy_session(sb, &sb->s[i]);
+    for (unsigned i = 0; i < sb->nslots; i++)
+        if (sb->s[i].st != SL_FREE)
+            teardown(sb, &sb->s[i]);
     if (sb->basefd >= 0)
         close(sb->basefd);
+    if (sb->uid_lock >= 0)
+        close(sb->uid_lock); /* after every interpreter of the range is gone */
     pthread_mutex_destroy(&sb->mu);
     pthread_cond_destroy(&sb->cv);
     ad_buf_free(&sb->bpf);
     ad_free(sb->driver);
     ad_free(sb->s);
+    ad_free(sb->gone_key);
+    ad_free(sb->gone_why);
     ad_free(sb);
 }

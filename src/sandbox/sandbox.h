@@ -6,8 +6,10 @@
  * bubblewrap (own user, PID, IPC, UTS, cgroup, mount and network namespaces,
  * read-only system directories, a private /tmp, the session's own directory
  * as /mnt/data), a seccomp filter, resource limits and, when assistd runs as
- * root, an unprivileged host uid per session slot. See sandbox.c for the
- * design and README "code_interpreter sandbox" for the limits.
+ * root, an unprivileged host uid per session slot. New sessions are handed
+ * a pre-started spare interpreter when one is ready (cfg->sandbox_spares).
+ * See sandbox.c for the design and README "code_interpreter sandbox" for
+ * the limits.
  *
  * Ownership:
  *  - ad_sandbox is created by ad_sandbox_new and owned by the server;
@@ -74,8 +76,10 @@ typedef struct ad_sbx_result {
     size_t nfiles;
     const char *exit_reason; /* static: "ok", "error", "timeout", "killed-memory",
                                 "killed-disk", "crashed" */
-    bool state_lost;         /* the interpreter was restarted and earlier state is gone
-                                (false for a brand-new session) */
+    bool state_lost;         /* earlier state is gone and logs begin with a notice saying
+                                so: the interpreter was restarted (files kept), or the
+                                key's session had been evicted or idled out (files gone).
+                                False for a brand-new session and after ad_sandbox_end */
     double duration_ms;
 } ad_sbx_result;
 
@@ -96,7 +100,10 @@ ad_err ad_sandbox_exec(ad_sandbox *sb, const char *session_key, const char *code
 void ad_sbx_result_free(ad_sbx_result *r);
 
 /* Ends the session (thread deleted): kills the interpreter, removes its files.
- * A running execution ends as "crashed". Unknown keys are ignored. */
+ * A running execution is stopped by its own thread within about 250 ms and
+ * ends as "crashed"; an idle one is torn down by the caller (blocking for
+ * the kill and the rm -rf, but never while holding the sandbox's lock).
+ * Unknown keys are ignored. */
 void ad_sandbox_end(ad_sandbox *sb, const char *session_key);
 
 /* Interrupts the cell running in the session, if any (SIGINT, as the
@@ -106,7 +113,8 @@ void ad_sandbox_end(ad_sandbox *sb, const char *session_key);
 void ad_sandbox_interrupt(ad_sandbox *sb, const char *session_key);
 
 /* Appends Prometheus text: executions by exit reason, the duration
- * histogram, live sessions, interpreter starts. */
+ * histogram, live sessions, interpreter starts, spares (started, ready) and
+ * spare handouts. */
 void ad_sandbox_metrics(ad_sandbox *sb, ad_buf *out);
 
 /* Live sessions (for tests and metrics). */

@@ -6,7 +6,9 @@
  * One sandbox with default-like limits (short timeout) serves most tests and
  * reuses a few sessions, because starting an interpreter with numpy, pandas
  * and matplotlib preloaded costs about a second. A second sandbox with tiny
- * limits (2 sessions, 1 s idle, 8 MiB disk) covers quota, eviction and idle.
+ * limits (2 sessions, 6 s idle, 8 MiB disk) covers quota, eviction and idle
+ * (and the reset notice after them); others cover spare interpreters, the
+ * execution log and metrics, and ending a session while its code runs.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -451,6 +453,29 @@ static void test_metrics(void **state)
     ad_buf_free(&b);
 }
 
+/* ---- executions on other threads ---- */
+
+typedef struct bg_exec {
+    ad_sandbox *sb;
+    const char *key, *code;
+    ad_err rc;
+    ad_sbx_result res;
+} bg_exec;
+
+static void *bg_exec_main(void *arg)
+{
+    bg_exec *b = arg;
+    b->rc = ad_sandbox_exec(b->sb, b->key, b->code, NULL, 0, &b->res);
+    return NULL;
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* ---- the small sandbox: quota, eviction, idle ---- */
 
 static void test_limits_small(void **state)
@@ -459,7 +484,7 @@ static void test_limits_small(void **state)
     ad_config cfg;
     cfg_init(&cfg);
     cfg.sandbox_max_sessions = 2;
-    cfg.sandbox_idle = 2;
+    cfg.sandbox_idle = 6; /* long enough for cold starts on a loaded machine */
     cfg.sandbox_disk = 8ull << 20;
     cfg.sandbox_file_size = 4ull << 20;
     ad_sandbox *small;
@@ -500,39 +525,265 @@ static void test_limits_small(void **state)
     expect("q1", "print(z)", "ok", "1");
     expect("q3", "z = 3", "ok", NULL);
     assert_int_equal(ad_sandbox_live(sb), 2);
+    /* The evicted session's next execution is told its state was reset
+     * (rather than meeting a bare NameError). */
     r = run("q2", "print('z' in globals())");
     assert_non_null(strstr(r.logs, "False"));
-    assert_false(r.state_lost); /* a new session, not a restarted one */
+    assert_true(r.state_lost);
+    if (!strstr(r.logs, "code execution state was reset") || !strstr(r.logs, "least recently used"))
+        fail_msg("no reset notice: %s", r.logs);
     ad_sbx_result_free(&r);
-    /* Idle sessions end. */
-    sleep(3);
+    /* Only once: the new session goes on normally. */
+    expect("q2", "z = 22", "ok", NULL);
+    r = run("q2", "print(z)");
+    assert_false(r.state_lost);
+    assert_string_equal(r.logs, "22\n");
+    ad_sbx_result_free(&r);
+    /* Idle sessions end, and say so when their thread comes back. */
+    sleep(7);
     assert_int_equal(ad_sandbox_live(sb), 0);
+    r = run("q2", "z");
+    assert_true(r.state_lost);
+    if (!strstr(r.logs, "code execution state was reset") || !strstr(r.logs, "idle timeout") ||
+        !strstr(r.logs, "NameError"))
+        fail_msg("no idle reset notice: %s", r.logs);
+    ad_sbx_result_free(&r);
+    /* A session ended because its thread was deleted starts afresh silently. */
+    ad_sandbox_end(sb, "q2");
+    r = run("q2", "print('fresh')");
+    assert_false(r.state_lost);
+    assert_string_equal(r.logs, "fresh\n");
+    ad_sbx_result_free(&r);
     ad_sandbox_free(small);
     sb = saved;
 }
 
+/* A sandbox of its own in DATADIR/NAME (each sandbox owns its directory). */
+static ad_sandbox *own_sandbox(const char *name, ad_config *cfg, ad_logger *lg)
+{
+    snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s/%s", datadir, name);
+    assert_int_equal(mkdir(cfg->data_dir, 0755), 0);
+    ad_sandbox *x;
+    assert_int_equal(ad_sandbox_new(cfg, lg, &x), AD_OK);
+    return x;
+}
+
+/* The value of a metric line "NAME VALUE" in the sandbox's metrics, or -1. */
+static long metric(ad_sandbox *x, const char *name)
+{
+    ad_buf b;
+    ad_buf_init(&b, 1 << 16);
+    ad_sandbox_metrics(x, &b);
+    char pat[160];
+    snprintf(pat, sizeof pat, "\n%s ", name);
+    const char *p = strstr(ad_buf_str(&b), pat);
+    long v = p ? strtol(p + strlen(pat), NULL, 10) : -1;
+    ad_buf_free(&b);
+    return v;
+}
+
+static bool wait_metric(ad_sandbox *x, const char *name, long want, int seconds)
+{
+    for (int i = 0; i < seconds * 20; i++) {
+        if (metric(x, name) == want)
+            return true;
+        usleep(50 * 1000);
+    }
+    return false;
+}
+
+static ad_sbx_result run_in(ad_sandbox *x, const char *key, const char *code)
+{
+    ad_sbx_result r;
+    assert_int_equal(ad_sandbox_exec(x, key, code, NULL, 0, &r), AD_OK);
+    return r;
+}
+
+/* ---- spare interpreters ---- */
+
+static void test_spares(void **state)
+{
+    (void)state;
+    ad_config cfg;
+    cfg_init(&cfg);
+    cfg.sandbox_spares = 1;
+    cfg.sandbox_max_sessions = 2;
+    ad_sandbox *x = own_sandbox("spares", &cfg, &logger);
+    /* Nothing is pre-started before the first execution. */
+    usleep(300 * 1000);
+    assert_int_equal(metric(x, "assistd_sandbox_spares"), 0);
+    assert_int_equal(metric(x, "assistd_sandbox_interpreter_starts_total"), 0);
+    ad_sbx_result a =
+        run_in(x, "sp-a", "secret = 'only a'\nopen('/mnt/data/a.txt','w').write('a')");
+    assert_string_equal(a.exit_reason, "ok");
+    double cold_ms = a.duration_ms;
+    ad_sbx_result_free(&a);
+    /* After it, one spare is started in the background. */
+    assert_true(wait_metric(x, "assistd_sandbox_spares", 1, 20));
+    assert_true(wait_metric(x, "assistd_sandbox_spares_ready", 1, 20)); /* imports done */
+    /* A new session gets it: a clean interpreter (nothing but the driver ran
+     * in it), an empty /mnt/data of its own that is the directory assistd
+     * scans (the new file comes back), the preloaded libraries. */
+    ad_sbx_result b = run_in(x, "sp-b",
+                             "print(sorted(k for k in globals() if not k.startswith('__')))\n"
+                             "import os, sys\n"
+                             "print(os.listdir('/mnt/data'), os.getuid())\n"
+                             "print('numpy' in sys.modules, 'pandas' in sys.modules)\n"
+                             "open('/mnt/data/b.txt','w').write('b')\n");
+    if (strcmp(b.exit_reason, "ok") || !strstr(b.logs, "[]\n[] 1000\nTrue True\n") ||
+        b.state_lost || b.nfiles != 1 || strcmp(b.files[0].name, "b.txt"))
+        fail_msg("spare session: %s %s files=%zu", b.exit_reason, b.logs, b.nfiles);
+    double spare_ms = b.duration_ms;
+    ad_sbx_result_free(&b);
+    assert_int_equal(metric(x, "assistd_sandbox_spare_handouts_total"), 1);
+    if (!(spare_ms * 2 < cold_ms))
+        fail_msg("handing out a spare (%.1f ms) is not faster than a cold start (%.1f ms)",
+                 spare_ms, cold_ms);
+    /* Sessions stay apart. */
+    ad_sbx_result r =
+        run_in(x, "sp-a", "import os\nprint(secret, sorted(os.listdir('/mnt/data')))");
+    assert_string_equal(r.logs, "only a ['a.txt']\n");
+    ad_sbx_result_free(&r);
+    r = run_in(x, "sp-b", "print('secret' in globals())");
+    assert_string_equal(r.logs, "False\n");
+    ad_sbx_result_free(&r);
+    /* Spares are not sessions: the limit of 2 live sessions holds, a third
+     * new session evicts the least recently used (sp-a) and takes the
+     * refilled spare. */
+    assert_true(wait_metric(x, "assistd_sandbox_spares", 1, 20));
+    assert_int_equal(ad_sandbox_live(x), 2);
+    r = run_in(x, "sp-c", "print('c')");
+    assert_string_equal(r.logs, "c\n");
+    ad_sbx_result_free(&r);
+    assert_int_equal(ad_sandbox_live(x), 2);
+    assert_int_equal(metric(x, "assistd_sandbox_spare_handouts_total"), 2);
+    r = run_in(x, "sp-a", "print('secret' in globals())");
+    assert_true(r.state_lost);
+    assert_non_null(strstr(r.logs, "code execution state was reset"));
+    ad_sbx_result_free(&r);
+    ad_sandbox_free(x);
+}
+
+/* Spares stop when no new session is wanted for the idle time. */
+static void test_spares_stop_when_idle(void **state)
+{
+    (void)state;
+    ad_config cfg;
+    cfg_init(&cfg);
+    cfg.sandbox_spares = 2;
+    cfg.sandbox_idle = 3;
+    ad_sandbox *x = own_sandbox("spares-idle", &cfg, &logger);
+    ad_sbx_result r = run_in(x, "si", "print(1)");
+    ad_sbx_result_free(&r);
+    assert_true(wait_metric(x, "assistd_sandbox_spares", 2, 20));
+    assert_true(wait_metric(x, "assistd_sandbox_spares", 0, 10));
+    assert_true(wait_metric(x, "assistd_sandbox_sessions", 0, 5)); /* it idled out too */
+    /* No refill until the next new session. */
+    usleep(600 * 1000);
+    assert_int_equal(metric(x, "assistd_sandbox_spares"), 0);
+    ad_sandbox_free(x);
+}
+
+/* ---- observability: every execution logged and counted with its reason ---- */
+
+static void test_exec_log_and_metrics(void **state)
+{
+    (void)state;
+    char logpath[600];
+    snprintf(logpath, sizeof logpath, "%s/exec.log", datadir);
+    int fd = open(logpath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    ad_logger lg = {AD_LOG_INFO, fd};
+    ad_config cfg;
+    cfg_init(&cfg);
+    cfg.sandbox_timeout = 1;
+    ad_sandbox *x = own_sandbox("obs", &cfg, &lg);
+    const char *cells[][2] = {
+        {"print(1)", "ok"},
+        {"1/0", "error"},
+        {"while True:\n    pass\n", "timeout"},
+        {"b = bytearray(3 * 1024**3)", "killed-memory"},
+    };
+    for (size_t i = 0; i < 4; i++) {
+        ad_sbx_result r = run_in(x, "obs", cells[i][0]);
+        assert_string_equal(r.exit_reason, cells[i][1]);
+        assert_true(r.duration_ms > 0);
+        ad_sbx_result_free(&r);
+    }
+    assert_int_equal(metric(x, "assistd_sandbox_executions_total{reason=\"ok\"}"), 1);
+    assert_int_equal(metric(x, "assistd_sandbox_executions_total{reason=\"error\"}"), 1);
+    assert_int_equal(metric(x, "assistd_sandbox_executions_total{reason=\"timeout\"}"), 1);
+    assert_int_equal(metric(x, "assistd_sandbox_executions_total{reason=\"killed-memory\"}"), 1);
+    assert_int_equal(metric(x, "assistd_sandbox_execution_seconds_count"), 4);
+    /* The timeout took at least its second: the histogram saw it. */
+    assert_true(metric(x, "assistd_sandbox_execution_seconds_bucket{le=\"0.5\"}") <= 3);
+    ad_sandbox_free(x);
+    char buf[8192] = {0};
+    assert_true(pread(fd, buf, sizeof buf - 1, 0) > 0);
+    close(fd);
+    const char *want[] = {"exit=ok", "exit=error", "exit=timeout", "exit=killed-memory"};
+    const char *p = buf;
+    for (size_t i = 0; i < 4; i++) {
+        /* In order, each on an "exec N ms exit=R" line. */
+        const char *q = strstr(p, want[i]);
+        if (!q)
+            fail_msg("no %s after offset %td in the log:\n%s", want[i], p - buf, buf);
+        const char *line = q;
+        while (line > buf && line[-1] != '\n')
+            line--;
+        const char *ex = strstr(line, "sandbox: session obs exec ");
+        if (!ex || ex > q)
+            fail_msg("bad log line for %s:\n%s", want[i], buf);
+        double ms = strtod(ex + strlen("sandbox: session obs exec "), NULL);
+        assert_true(ms > 0 && (i != 2 || ms >= 1000));
+        p = q + strlen(want[i]);
+    }
+}
+
+/* ---- ending a session while its code runs (thread deleted) ---- */
+
+static void test_end_while_running(void **state)
+{
+    (void)state;
+    ad_config cfg;
+    cfg_init(&cfg);
+    cfg.sandbox_timeout = 60;
+    ad_sandbox *x = own_sandbox("end", &cfg, &logger);
+    ad_sbx_result r = run_in(x, "e1", "kept = 1");
+    ad_sbx_result_free(&r);
+    r = run_in(x, "e2", "other = 2");
+    ad_sbx_result_free(&r);
+    for (int round = 0; round < 3; round++) {
+        bg_exec b = {x, "e1", "import time\nwhile True:\n    time.sleep(0.01)\n", AD_OK, {0}};
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, bg_exec_main, &b), 0);
+        usleep(round == 0 ? 300 * 1000 : (useconds_t)(round * 20 * 1000));
+        double t0 = mono_s();
+        ad_sandbox_end(x, "e1"); /* from another thread, while the cell runs */
+        pthread_join(t, NULL);
+        if (mono_s() - t0 > 3.0)
+            fail_msg("the running cell took %.2f s to end", mono_s() - t0);
+        if (b.rc == AD_OK) {
+            if (round == 0)
+                assert_string_equal(b.res.exit_reason, "crashed");
+            ad_sbx_result_free(&b.res);
+        }
+        /* The key starts afresh, silently; the other session is untouched. */
+        r = run_in(x, "e1", "print('kept' in globals())");
+        assert_string_equal(r.logs, "False\n");
+        assert_false(r.state_lost);
+        ad_sbx_result_free(&r);
+        r = run_in(x, "e2", "print(other)");
+        assert_string_equal(r.logs, "2\n");
+        ad_sbx_result_free(&r);
+        r = run_in(x, "e1", "kept = 1");
+        ad_sbx_result_free(&r);
+    }
+    assert_int_equal(ad_sandbox_live(x), 2);
+    ad_sandbox_free(x);
+}
+
 /* ---- shutdown ---- */
-
-typedef struct bg_exec {
-    ad_sandbox *sb;
-    const char *key, *code;
-    ad_err rc;
-    ad_sbx_result res;
-} bg_exec;
-
-static void *bg_exec_main(void *arg)
-{
-    bg_exec *b = arg;
-    b->rc = ad_sandbox_exec(b->sb, b->key, b->code, NULL, 0, &b->res);
-    return NULL;
-}
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void test_shutdown(void **state)
 {
@@ -658,6 +909,10 @@ int main(void)
         cmocka_unit_test(test_bad_calls),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_limits_small),
+        cmocka_unit_test(test_spares),
+        cmocka_unit_test(test_spares_stop_when_idle),
+        cmocka_unit_test(test_exec_log_and_metrics),
+        cmocka_unit_test(test_end_while_running),
         cmocka_unit_test(test_shutdown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

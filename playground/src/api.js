@@ -1,0 +1,199 @@
+// The page's only way to the server: the public API under /v1 on the same
+// origin, with the user's key from sessionStorage. Every call is recorded
+// (method, path, status, duration, request and response bodies) and
+// announced to listeners, which is what the logs pane shows. Errors become
+// ApiError with OpenAI's message, so panes can print something readable.
+const KEY_SLOT = 'assistd.playground.key';
+// The page lives at ROOT/playground/, the API at ROOT/v1 (ROOT is "" unless a
+// proxy mounts assistd below a prefix).
+const BASE = new URL('../v1', window.location.href).pathname;
+
+export function apiBase() {
+  return BASE;
+}
+
+export function getKey() {
+  return sessionStorage.getItem(KEY_SLOT);
+}
+
+export function setKey(k) {
+  if (k === null) sessionStorage.removeItem(KEY_SLOT);
+  else sessionStorage.setItem(KEY_SLOT, k);
+}
+
+export class ApiError extends Error {
+  constructor(status, body, fallback) {
+    const e = body && typeof body === 'object' ? body.error : null;
+    const msg = (e && (e.message || e.code)) || fallback || `HTTP ${status}`;
+    super(msg);
+    this.status = status;
+    this.type = e?.type ?? null;
+    this.code = e?.code ?? null;
+    this.param = e?.param ?? null;
+  }
+}
+
+// "401 invalid_api_key: Incorrect API key provided." and the like.
+export function errorText(err) {
+  if (err instanceof ApiError) {
+    const tag = [err.status || null, err.code || err.type || null].filter(Boolean).join(' ');
+    const param = err.param ? ` (parameter: ${err.param})` : '';
+    return `${tag ? `${tag}: ` : ''}${err.message}${param}`;
+  }
+  if (err && err.name === 'TypeError') return `Network error: ${err.message}. Is assistd running?`;
+  return err?.message || String(err);
+}
+
+const listeners = new Set();
+export function onLog(fn) {
+  listeners.add(fn);
+  return () => listeners.delete(fn);
+}
+let logSeq = 0;
+function emit(entry) {
+  for (const fn of listeners) fn(entry);
+}
+
+function headers(extra = {}) {
+  const h = { 'OpenAI-Beta': 'assistants=v2', ...extra };
+  const k = getKey();
+  if (k) h.Authorization = `Bearer ${k}`;
+  return h;
+}
+
+function qs(query) {
+  if (!query) return '';
+  const p = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) {
+    if (v === undefined || v === null) continue;
+    if (Array.isArray(v)) for (const x of v) p.append(k, x);
+    else p.append(k, v);
+  }
+  const s = p.toString();
+  return s ? `?${s}` : '';
+}
+
+function describeForm(form) {
+  const out = {};
+  for (const [k, v] of form.entries()) out[k] = typeof v === 'string' ? v : `(file ${v.name}, ${v.size} bytes)`;
+  return out;
+}
+
+// request('GET', '/assistants', { query, json, form, raw })
+//   json: a body sent as JSON; form: a FormData; raw: return the Response
+//   (for streams and file bytes) instead of parsed JSON.
+export async function request(method, path, { query, json, form, raw = false, signal } = {}) {
+  const url = BASE + path + qs(query);
+  const entry = {
+    id: ++logSeq, method, path: path + qs(query), status: null, ms: null,
+    request: json ?? (form ? describeForm(form) : undefined), response: undefined, pending: true,
+  };
+  emit(entry);
+  const t0 = performance.now();
+  const init = { method, headers: headers(json !== undefined ? { 'Content-Type': 'application/json' } : {}), signal };
+  if (json !== undefined) init.body = JSON.stringify(json);
+  if (form) init.body = form;
+  let res;
+  try {
+    res = await fetch(url, init);
+  } catch (e) {
+    Object.assign(entry, { status: 0, ms: performance.now() - t0, response: { error: String(e) }, pending: false });
+    emit(entry);
+    throw e;
+  }
+  entry.status = res.status;
+  if (raw && res.ok) {
+    entry.ms = performance.now() - t0;
+    entry.pending = false;
+    entry.response = { note: `${res.headers.get('content-type') || 'body'} (not shown)` };
+    entry.res = res;
+    emit(entry);
+    return { res, entry, done: (resp) => { entry.ms = performance.now() - t0; if (resp !== undefined) entry.response = resp; emit(entry); } };
+  }
+  const text = await res.text();
+  let body;
+  try {
+    body = text ? JSON.parse(text) : undefined;
+  } catch {
+    body = text;
+  }
+  Object.assign(entry, { ms: performance.now() - t0, response: body, pending: false });
+  emit(entry);
+  if (!res.ok) throw new ApiError(res.status, body, typeof body === 'string' && body ? body.slice(0, 300) : `HTTP ${res.status} ${res.statusText}`);
+  return body;
+}
+
+// Server-Sent Events from a fetch Response: yields { event, data } with
+// data parsed as JSON when it is JSON ("[DONE]" stays a string).
+export async function* sse(res) {
+  const reader = res.body.getReader();
+  const dec = new TextDecoder();
+  let buf = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += dec.decode(value, { stream: true });
+    let cut;
+    while ((cut = buf.search(/\r?\n\r?\n/)) >= 0) {
+      const block = buf.slice(0, cut);
+      buf = buf.slice(cut + (buf[cut] === '\r' ? 4 : 2));
+      const ev = parseBlock(block);
+      if (ev) yield ev;
+    }
+  }
+  const ev = parseBlock(buf);
+  if (ev) yield ev;
+}
+
+function parseBlock(block) {
+  let event = 'message';
+  const data = [];
+  for (const line of block.split(/\r?\n/)) {
+    if (!line || line.startsWith(':')) continue;
+    const i = line.indexOf(':');
+    const name = i < 0 ? line : line.slice(0, i);
+    const val = i < 0 ? '' : line.slice(i + 1).replace(/^ /, '');
+    if (name === 'event') event = val;
+    else if (name === 'data') data.push(val);
+  }
+  if (!data.length) return null;
+  const text = data.join('\n');
+  let parsed = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch { /* "[DONE]" */ }
+  return { event, data: parsed };
+}
+
+// File bytes as a blob: URL (the content route needs the key, so an <img
+// src> cannot point at it directly). Cached per file id.
+const blobs = new Map();
+export function fileBlobUrl(fileId) {
+  if (!blobs.has(fileId)) {
+    blobs.set(fileId, (async () => {
+      const { res } = await request('GET', `/files/${encodeURIComponent(fileId)}/content`, { raw: true });
+      return URL.createObjectURL(await res.blob());
+    })().catch((e) => { blobs.delete(fileId); throw e; }));
+  }
+  return blobs.get(fileId);
+}
+
+const fileMeta = new Map();
+export function fileInfo(fileId) {
+  if (!fileMeta.has(fileId)) {
+    fileMeta.set(fileId, request('GET', `/files/${encodeURIComponent(fileId)}`).catch((e) => {
+      fileMeta.delete(fileId);
+      throw e;
+    }));
+  }
+  return fileMeta.get(fileId);
+}
+
+export async function uploadFile(file, purpose = 'assistants') {
+  const form = new FormData();
+  form.append('purpose', purpose);
+  form.append('file', file, file.name);
+  const f = await request('POST', '/files', { form });
+  fileMeta.set(f.id, Promise.resolve(f));
+  return f;
+}

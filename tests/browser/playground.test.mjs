@@ -1,0 +1,442 @@
+// The playground in a real headless Chromium (Debian's /usr/bin/chromium,
+// driven by playwright-core; no browser download), against the real ASan
+// assistd and the scripted upstream model of the black-box tests. Every
+// flow saves a screenshot to $BUILD/screenshots/ for a person to look at.
+//
+//   a. code interpreter: the seed's "3x + 11 = 14", streamed answer, code in the logs
+//   b. file search: upload, ingestion status, a citation revealing its quote
+//   c. function calling through the requires_action form
+//   d. Clear chat starts a new thread
+//   e. the layout (hidden/reordered panes) survives a reload; narrow window
+//   f. a wrong key shows a readable error
+// plus the static serving itself, and the first-render time (median of
+// several loads, printed for bench/RESULTS.md).
+import test, { before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, statSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const REPO = path.resolve(import.meta.dirname, '../..');
+const BUILD = path.resolve(REPO, process.env.BUILD || 'build');
+process.env.ASSISTD_BIN ||= path.join(BUILD, 'asan/assistd');
+const SHOTS = path.join(BUILD, 'screenshots');
+mkdirSync(SHOTS, { recursive: true });
+
+const { startServer, httpRequest, KEY } = await import('../e2e/lib/server.mjs');
+const { startUpstream } = await import('../e2e/lib/upstream.mjs');
+
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const LAPTOP = { width: 1366, height: 820 };
+
+let up;
+let srv;
+let browser;
+let base;
+
+before(async () => {
+  up = await startUpstream({ apiKey: 'up-key' });
+  srv = await startServer({
+    args: ['--models', 'gpt-4o,gpt-4o-mini'],
+    env: { OPENAI_BASE_URL: up.url, OPENAI_API_KEY: 'up-key' },
+  });
+  base = `${srv.url}/playground/`;
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+});
+
+after(async () => {
+  // Each step runs even if an earlier one fails (a sanitizer report in
+  // srv.stop() must not leave the upstream listening and the run hanging).
+  try {
+    await browser?.close();
+  } finally {
+    try {
+      await srv?.stop();
+    } finally {
+      await up?.close();
+    }
+  }
+});
+
+// A page with the key already in session storage (as after the key form).
+async function openPage({ key = KEY, viewport = LAPTOP } = {}) {
+  const context = await browser.newContext({ viewport, acceptDownloads: true });
+  if (key !== null) {
+    await context.addInitScript((k) => {
+      if (sessionStorage.getItem('assistd.playground.key') === null) sessionStorage.setItem('assistd.playground.key', k);
+    }, key);
+  }
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto(base);
+  if (key !== null) await page.waitForSelector('body[data-ready="1"]');
+  return { context, page, errors };
+}
+
+async function shot(page, name) {
+  const file = path.join(SHOTS, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: false });
+  return file;
+}
+
+async function newAssistant(page, { name, instructions = '', ci = false, fs = false, functions } = {}) {
+  await page.selectOption('#assistant-select', '');
+  await page.getByLabel('Name', { exact: true }).fill(name);
+  await page.getByLabel('Instructions').fill(instructions);
+  await page.getByLabel('Model').selectOption('gpt-4o');
+  if (ci) await page.check('#tool-ci');
+  if (fs) await page.check('#tool-fs');
+  if (functions !== undefined) await page.fill('#functions', functions);
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.waitForFunction(() => /^Saved asst_/.test(document.querySelector('.setup-form .status').textContent));
+  return page.evaluate(() => window.__pg.state.assistant.id);
+}
+
+async function say(page, text) {
+  await page.fill('#chat-input', text);
+  await page.getByRole('button', { name: 'Add and run' }).click();
+}
+
+const code = (src) => ({ tool_calls: [{ name: 'code_interpreter', arguments: JSON.stringify({ code: src }) }] });
+
+test('code interpreter: the seed question, a streamed answer, the executed code in the logs', async () => {
+  const { context, page, errors } = await openPage();
+  try {
+    await newAssistant(page, {
+      name: 'Math Tutor', ci: true,
+      instructions: 'You are a personal math tutor. Write and run code to answer math questions.',
+    });
+    const answer = 'Subtract 11 from both sides and divide by 3:\n\n```python\nx = (14 - 11) / 3\n```\n\nThe solution is **x = 1**.';
+    up.script(code('x = (14 - 11) / 3\nx'), { text: answer, delayMs: 15 });
+    // Record what the reply looked like while it streamed.
+    await page.evaluate(() => {
+      window.__seen = [];
+      new MutationObserver(() => {
+        const b = [...document.querySelectorAll('.msg-assistant .msg-body')].at(-1);
+        if (b) window.__seen.push(b.textContent);
+      }).observe(document.querySelector('.messages'), { subtree: true, childList: true, characterData: true });
+    });
+    await say(page, 'I need to solve the equation `3x + 11 = 14`. Can you help me?');
+    const reply = page.locator('.msg-assistant').last();
+    await reply.locator('strong', { hasText: 'x = 1' }).waitFor();
+    await reply.locator('pre code.language-python').waitFor();
+    const seen = await page.evaluate(() => window.__seen.filter((t) => t && t !== '\u2026'));
+    const partial = new Set(seen.filter((t) => !t.includes('The solution is x = 1.')));
+    assert.ok(partial.size >= 3, `the answer arrived in pieces (saw ${partial.size} partial renderings)`);
+
+    // The user's message, rendered with inline code.
+    await page.locator('.msg-user code', { hasText: '3x + 11 = 14' }).waitFor();
+    // Logs: the run completed with token usage, the code and its output.
+    const run = page.locator('#log-runs details.run').first();
+    await run.locator('.badge.st-completed').first().waitFor();
+    await run.locator('.tool-ci pre.code', { hasText: 'x = (14 - 11) / 3' }).waitFor();
+    await run.locator('.tool-ci pre.out', { hasText: '1.0' }).waitFor();
+    assert.match(await run.locator('summary .usage').textContent(), /tokens: \d+ prompt \+ \d+ completion = \d+/);
+    // Every API call is listed, the run's POST among them.
+    await page.locator('#log-calls .path', { hasText: /\/v1\/threads\/thread_\w+\/runs$/ }).first().waitFor();
+    assert.equal(await page.locator('#log-calls .code.bad').count(), 0);
+    // The request/response JSON of a call expands.
+    const assistantCall = page.locator('#log-calls li', { hasText: 'POST /v1/assistants' }).first();
+    await assistantCall.locator('summary').click();
+    await assistantCall.locator('pre.json', { hasText: '"code_interpreter"' }).first().waitFor();
+    await shot(page, 'a-code-interpreter');
+
+    // Same thread: a figure shown inline (fetched with the key) and a
+    // generated file offered as a download link.
+    const src = 'import matplotlib.pyplot as plt\nplt.plot([0, 1, 2], [11, 14, 17])\nplt.title("3x + 11")\nopen("/mnt/data/solution.csv", "w").write("x,value\\n1,14\\n")';
+    up.script(code(src), { text: 'Here is the line 3x + 11 and the table: [solution.csv](sandbox:/mnt/data/solution.csv).' });
+    await say(page, 'Plot it and give me a CSV.');
+    const reply2 = page.locator('.msg-assistant').nth(1);
+    const img = reply2.locator('img.gen-image');
+    await img.waitFor();
+    await page.waitForFunction(() => {
+      const i = document.querySelectorAll('.msg-assistant')[1]?.querySelector('img.gen-image');
+      return i && i.complete && i.naturalWidth > 100;
+    });
+    assert.match(await img.getAttribute('src'), /^blob:/);
+    const link = reply2.locator('a.file-link', { hasText: 'solution.csv' });
+    await link.waitFor();
+    const [download] = await Promise.all([page.waitForEvent('download'), link.click()]);
+    assert.equal(download.suggestedFilename(), 'solution.csv');
+    const chunks = [];
+    for await (const c of await download.createReadStream()) chunks.push(c);
+    assert.equal(Buffer.concat(chunks).toString(), 'x,value\n1,14\n');
+    // The logs show the image output of the step too.
+    await page.locator('#log-runs details.run').first().locator('.tool-ci img.gen-image').waitFor();
+    await shot(page, 'a-code-interpreter-files');
+
+    // An attachment on a message reaches the code interpreter under its name.
+    await page.setInputFiles('#chat-attach', { name: 'data.csv', mimeType: 'text/csv', buffer: Buffer.from('value\n1\n2\n3\n') });
+    await page.locator('form.composer .chip', { hasText: 'data.csv' }).waitFor();
+    up.script(code('import pandas as pd\nprint(pd.read_csv("/mnt/data/data.csv").value.sum())'), { text: 'The values add up to 6.' });
+    await say(page, 'Add up the values in the attached file.');
+    const mine = page.locator('.msg-user').last();
+    await mine.locator('.chip', { hasText: '\u{1F4CE} data.csv' }).waitFor();
+    await page.locator('.msg-assistant', { hasText: 'The values add up to 6.' }).waitFor();
+    await page.locator('#log-runs details.run').first().locator('.tool-ci pre.out', { hasText: /^6\n?$/ }).waitFor();
+    assert.equal(await page.locator('form.composer .chip').count(), 0);
+    const msgReq = up.requests.at(-1).body.messages.filter((m) => m.role === 'user').at(-1);
+    assert.match(JSON.stringify(msgReq.content), /Add up the values/);
+    assert.deepEqual(errors, []);
+  } catch (e) {
+    await shot(page, `failed-${Date.now()}`).catch(() => {});
+    throw e;
+  } finally {
+    await context.close();
+  }
+});
+
+const VAULT = [
+  'Vault runbook.',
+  '',
+  'To unseal the vault, three of the five key holders each enter their unseal key share. The vault stays sealed until the threshold of three shares is reached.',
+  '',
+  'Backups of the vault storage run every night at 02:00 and are kept for thirty days.',
+].join('\n');
+
+test('file search: upload into the vector store, then a citation reveals the file and its quote', async () => {
+  const { context, page, errors } = await openPage();
+  try {
+    await newAssistant(page, { name: 'Runbook helper', fs: true, instructions: 'Answer from the files.' });
+    await page.setInputFiles('#fs-upload', { name: 'vault_info.txt', mimeType: 'text/plain', buffer: Buffer.from(VAULT) });
+    const item = page.locator('#fs-files li', { hasText: 'vault_info.txt' });
+    await item.waitFor();
+    await page.locator('#fs-files li[data-status="completed"]').waitFor({ timeout: 30000 });
+    assert.match(await item.textContent(), /completed/);
+
+    up.script(
+      { tool_calls: [{ name: 'file_search', arguments: '{"queries":["unseal vault key shares"]}' }] },
+      { text: 'Three of the five key holders each enter their key share \u30100:0\u2020vault_info.txt\u3011. Backups run nightly \u30100:0\u2020vault_info.txt\u3011.' },
+    );
+    await say(page, 'How is the vault unsealed?');
+    const reply = page.locator('.msg-assistant').last();
+    const cite = reply.locator('button.cite').first();
+    await cite.waitFor();
+    assert.equal(await cite.textContent(), '[1]');
+    // The same marker twice is one reference; the raw marker is gone.
+    assert.equal(await reply.locator('.refs li').count(), 1);
+    assert.doesNotMatch(await reply.locator('.md').textContent(), /\u3010/);
+    await cite.click();
+    const ref = reply.locator('.refs details[data-ref="1"]');
+    assert.equal(await ref.getAttribute('open'), '');
+    await ref.locator('.ref-name', { hasText: 'vault_info.txt' }).waitFor();
+    await ref.locator('blockquote.quote', { hasText: 'three of the five key holders' }).waitFor();
+    // Logs: the search results with scores and their text.
+    const fs = page.locator('#log-runs details.run').first().locator('.tool-fs');
+    await fs.locator('.results li', { hasText: 'vault_info.txt' }).first().waitFor();
+    assert.match(await fs.locator('.score').first().textContent(), /^score [01]\.\d{3}$/);
+    await fs.locator('pre.quote', { hasText: 'unseal key share' }).first().waitFor();
+    await shot(page, 'b-file-search-citation');
+    assert.deepEqual(errors, []);
+  } catch (e) {
+    await shot(page, `failed-${Date.now()}`).catch(() => {});
+    throw e;
+  } finally {
+    await context.close();
+  }
+});
+
+test('function calling: invalid JSON is refused with a clear error; requires_action form round trip', async () => {
+  const { context, page, errors } = await openPage();
+  try {
+    await page.selectOption('#assistant-select', '');
+    await page.fill('#functions', '[{"name": "get weather"}]');
+    await page.locator('#functions-error', { hasText: 'Function 1: "name" must be 1-64 letters' }).waitFor();
+    assert.equal(await page.getByRole('button', { name: 'Save' }).isDisabled(), true);
+    assert.equal(await page.getAttribute('#functions', 'aria-invalid'), 'true');
+    await page.fill('#functions', '[{"name": "x"');
+    await page.locator('#functions-error', { hasText: 'Not valid JSON' }).waitFor();
+
+    const fns = JSON.stringify([{ name: 'get_weather', description: 'Current weather for a city',
+      parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } }]);
+    await newAssistant(page, { name: 'Weather bot', functions: fns });
+    assert.equal(await page.textContent('#functions-error'), '');
+
+    up.script({ tool_calls: [{ name: 'get_weather', arguments: '{"city":"Paris"}' }] }, { text: 'It is 21 \u00b0C and sunny in Paris.' });
+    await say(page, 'What is the weather in Paris?');
+    const form = page.locator('.action-form');
+    await form.waitFor();
+    assert.match(await form.locator('legend').textContent(), /get_weather call_/);
+    assert.match(await form.locator('pre').textContent(), /"city": "Paris"/);
+    await page.getByLabel('Output of get_weather').fill('{"temp_c": 21, "sky": "sunny"}');
+    await shot(page, 'c-requires-action-form');
+    await page.getByRole('button', { name: 'Submit outputs' }).click();
+    await page.locator('.msg-assistant', { hasText: 'It is 21 \u00b0C and sunny in Paris.' }).waitFor();
+    assert.equal(await form.count(), 0);
+    // The upstream got the output typed into the form.
+    const last = up.requests.at(-1).body.messages.find((m) => m.role === 'tool');
+    assert.equal(last.content, '{"temp_c": 21, "sky": "sunny"}');
+    // Logs show the call and its output.
+    const fn = page.locator('#log-runs details.run').first().locator('.tool-fn');
+    await fn.locator('pre.out', { hasText: '"temp_c": 21' }).waitFor();
+    await shot(page, 'c-function-calling');
+    assert.deepEqual(errors, []);
+  } catch (e) {
+    await shot(page, `failed-${Date.now()}`).catch(() => {});
+    throw e;
+  } finally {
+    await context.close();
+  }
+});
+
+test('Clear chat starts a new thread; reload keeps the layout and the chat', async () => {
+  const { context, page, errors } = await openPage();
+  try {
+    await page.fill('#chat-input', 'First thread, no run.');
+    await page.getByRole('button', { name: 'Add', exact: true }).click();
+    await page.locator('.msg-user', { hasText: 'First thread, no run.' }).waitFor();
+    const first = await page.textContent('#thread-id');
+    assert.match(first, /^thread_/);
+
+    // Reload: the chat comes back from the API (the thread is per session).
+    await page.reload();
+    await page.waitForSelector('body[data-ready="1"]');
+    await page.locator('.msg-user', { hasText: 'First thread, no run.' }).waitFor();
+    assert.equal(await page.textContent('#thread-id'), first);
+
+    await page.getByRole('button', { name: 'Clear chat' }).click();
+    assert.equal(await page.locator('.messages .msg').count(), 0);
+    await page.fill('#chat-input', 'Second thread.');
+    await page.getByRole('button', { name: 'Add', exact: true }).click();
+    await page.locator('.msg-user', { hasText: 'Second thread.' }).waitFor();
+    const second = await page.textContent('#thread-id');
+    assert.match(second, /^thread_/);
+    assert.notEqual(second, first);
+    await shot(page, 'd-clear-chat');
+
+    // Layout: hide the logs, move the chat to the left, reload.
+    await page.uncheck('#show-logs');
+    assert.equal(await page.isHidden('#pane-logs'), true);
+    await page.getByRole('button', { name: 'Move Chat left' }).click();
+    // Keyboard: focus stays on the moved pane's button; Enter moves it again (no-op at the edge).
+    await page.keyboard.press('Enter');
+    assert.equal(await page.getAttribute('#panes', 'data-order'), 'chat,setup,logs');
+    await page.reload();
+    await page.waitForSelector('body[data-ready="1"]');
+    assert.equal(await page.getAttribute('#panes', 'data-order'), 'chat,setup,logs');
+    assert.equal(await page.isHidden('#pane-logs'), true);
+    assert.equal(await page.isChecked('#show-logs'), false);
+    const ids = await page.$$eval('#panes > section', (s) => s.map((x) => x.id));
+    assert.deepEqual(ids, ['pane-chat', 'pane-setup', 'pane-logs']);
+    await shot(page, 'e-layout-after-reload');
+
+    // A narrow window stacks the panes; everything stays reachable.
+    await page.check('#show-logs');
+    await page.setViewportSize({ width: 480, height: 900 });
+    const boxes = await page.$$eval('#panes > section', (s) => s.map((x) => x.getBoundingClientRect()).map((r) => ({ x: r.x, w: r.width })));
+    for (const b of boxes) assert.ok(b.w <= 480 && b.x >= 0, JSON.stringify(boxes));
+    await shot(page, 'e-narrow');
+    assert.deepEqual(errors, []);
+  } catch (e) {
+    await shot(page, `failed-${Date.now()}`).catch(() => {});
+    throw e;
+  } finally {
+    await context.close();
+  }
+});
+
+test('a wrong API key shows a readable error and asks for the key again', async () => {
+  const { context, page, errors } = await openPage({ key: null });
+  try {
+    // The server has keys: the key form comes up by itself.
+    await page.getByLabel('API key').waitFor();
+    await page.getByLabel('API key').fill('sk-wrong');
+    await page.getByRole('button', { name: 'Connect' }).click();
+    const banner = page.getByRole('alert');
+    await banner.waitFor();
+    const text = await banner.textContent();
+    assert.match(text, /401 invalid_api_key: Incorrect API key provided/);
+    assert.equal(await page.isVisible('form.keyform'), true);
+    await shot(page, 'f-wrong-key');
+    // The right key then works.
+    await page.getByLabel('API key').fill(KEY);
+    await page.getByRole('button', { name: 'Connect' }).click();
+    await page.waitForSelector('body[data-ready="1"]');
+    assert.equal(await banner.isHidden(), true);
+    // A failed API call later is shown too: saving an assistant deleted meanwhile.
+    await page.evaluate(() => window.__pg.setup.edit({ id: 'asst_gone', name: 'Gone', model: 'gpt-4o', tools: [] }));
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByRole('alert').filter({ hasText: "Saving the assistant: 404 invalid_request_error: No assistant found with id 'asst_gone'." }).waitFor();
+    assert.match(await page.textContent('.setup-form .status'), /Not saved: 404/);
+    assert.deepEqual(errors, []);
+  } catch (e) {
+    await shot(page, `failed-${Date.now()}`).catch(() => {});
+    throw e;
+  } finally {
+    await context.close();
+  }
+});
+
+test('static serving: redirect, caching, gzip, traversal, HEAD, no key needed', async () => {
+  const r1 = await fetch(`${srv.url}/playground`, { redirect: 'manual' });
+  assert.equal(r1.status, 308);
+  assert.equal(r1.headers.get('location'), '/playground/');
+  const r2 = await fetch(base, { headers: { 'Accept-Encoding': 'identity' } });
+  assert.equal(r2.status, 200);
+  assert.equal(r2.headers.get('content-type'), 'text/html; charset=utf-8');
+  assert.equal(r2.headers.get('cache-control'), 'no-cache');
+  const html = await r2.text();
+  const js = /src="\.\/(assets\/[^"]+\.js)"/.exec(html)[1];
+  const r3 = await fetch(base + js);  // fetch sends Accept-Encoding: gzip and decodes
+  assert.equal(r3.status, 200);
+  assert.equal(r3.headers.get('content-encoding'), 'gzip');
+  assert.equal(r3.headers.get('cache-control'), 'public, max-age=31536000, immutable');
+  assert.equal(r3.headers.get('content-type'), 'text/javascript; charset=utf-8');
+  assert.equal((await r3.arrayBuffer()).byteLength, statSync(path.join(BUILD, 'playground', js)).size);
+  const r4 = await fetch(base + js, { method: 'HEAD', headers: { 'Accept-Encoding': 'identity' } });
+  assert.equal(r4.status, 200);
+  assert.equal(Number(r4.headers.get('content-length')), statSync(path.join(BUILD, 'playground', js)).size);
+  // Raw paths (fetch would resolve the dot segments itself).
+  for (const p of ['assets/%2e%2e/index.html', '%2e%2e/%2e%2e/etc/passwd', 'assets/../index.html', '../healthz',
+    'nope.js', '.hidden', 'assets', 'assets/', '%2e%2e%00/x', '..%00']) {
+    const r = await httpRequest(srv, { path: `/playground/${p}` });
+    assert.equal(r.status, 404, p);
+    const e = r.json.error;
+    assert.deepEqual(Object.keys(e).sort(), ['code', 'message', 'param', 'type']);
+  }
+  const r5 = await fetch(base, { method: 'POST' });
+  assert.equal(r5.status, 405);
+  // GET and HEAD are counted apart (one series per label set).
+  const metrics = await (await fetch(`${srv.url}/metrics`)).text();
+  assert.match(metrics, /assistd_http_requests_total\{route="playground",status="200"\} \d+/);
+  assert.match(metrics, /assistd_http_requests_total\{route="playground.head",status="200"\} 1\n/);
+  assert.match(metrics, /assistd_http_requests_total\{route="playground",status="308"\} 1\n/);
+
+  // Without a built playground the server still starts and says how to build it.
+  const other = await startServer({ args: ['--playground-dir', path.join(srv.dataDir, 'no-such-dir')] });
+  try {
+    const r = await fetch(`${other.url}/playground/`);
+    assert.equal(r.status, 404);
+    const e = (await r.json()).error;
+    assert.equal(e.code, 'playground_not_built');
+    assert.match(e.message, /Build it with `make`/);
+    assert.equal((await fetch(`${other.url}/healthz`)).status, 200);
+  } finally {
+    await other.stop();
+  }
+});
+
+test('first render: navigation start to a populated setup pane, median of 7 loads', async () => {
+  const times = [];
+  const context = await browser.newContext({ viewport: LAPTOP });
+  await context.addInitScript((k) => sessionStorage.setItem('assistd.playground.key', k), KEY);
+  try {
+    for (let i = 0; i < 7; i++) {
+      const page = await context.newPage();
+      await page.goto(base);
+      await page.waitForSelector('body[data-ready="1"]');
+      times.push(await page.evaluate(() => window.__pgReady));
+      await page.close();
+    }
+  } finally {
+    await context.close();
+  }
+  const sorted = [...times].sort((a, b) => a - b);
+  const median = sorted[Math.floor(sorted.length / 2)];
+  const dir = path.join(BUILD, 'playground', 'assets');
+  const gz = readdirSync(dir).filter((f) => f.endsWith('.js.gz')).reduce((s, f) => s + statSync(path.join(dir, f)).size, 0);
+  console.log(`playground first render: median ${median.toFixed(0)} ms over ${times.length} loads (${sorted.map((t) => t.toFixed(0)).join(', ')} ms); JS ${gz} bytes gzipped`);
+  assert.ok(median < 1000, `first render ${median} ms`);
+  assert.ok(gz < 300 * 1024, `JS ${gz} bytes gzipped`);
+});
