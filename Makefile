@@ -157,6 +157,10 @@ $(BUILD)/bench/sandbox_bench: bench/sandbox_bench.c $(REL_OBJ)
 bench-sandbox: $(BUILD)/bench/sandbox_bench
 	bench/sandbox.sh $(CURDIR)/$(BUILD)/bench/sandbox_bench
 
+# file_search: NFCorpus quality, ingestion rate, search latency (bench/search.sh).
+bench-search: $(BUILD)/assistd
+	BUILD=$(BUILD) bench/search.sh
+
 clean:
 	rm -rf $(BUILD)
 

@@ -8,6 +8,12 @@ const KEY_SLOT = 'assistd.playground.key';
 // proxy mounts assistd below a prefix).
 const BASE = new URL('../v1', window.location.href).pathname;
 
+// include[] values for run steps: OpenAI's file_search result content, and
+// assistd's own file_search queries (the queries each call searched).
+export const INCLUDE_CONTENT = 'step_details.tool_calls[*].file_search.results[*].content';
+export const INCLUDE_QUERIES = 'step_details.tool_calls[*].file_search.queries';
+export const STEP_INCLUDE = [INCLUDE_CONTENT, INCLUDE_QUERIES];
+
 export function apiBase() {
   return BASE;
 }

@@ -5,24 +5,26 @@
 // quote comes from the run's file_search step, read with the include[]
 // that returns result content), generated files become download links,
 // code-interpreter images are fetched with the key and shown inline. A run
-// that stops in requires_action shows a form for the function outputs.
-import { request, sse, fileBlobUrl, fileInfo, uploadFile, errorText } from './api.js';
+// that stops in requires_action shows a form for the function outputs; a
+// streaming run can be stopped with Cancel run.
+import { request, sse, fileBlobUrl, fileInfo, uploadFile, errorText, STEP_INCLUDE } from './api.js';
 import { h, clear, pretty, uid } from './dom.js';
 import { renderText, renderPlain } from './markdown.js';
 import { state, on, emit, throttled } from './state.js';
 
 const THREAD_SLOT = 'assistd.playground.thread';
-const INCLUDE_CONTENT = 'step_details.tool_calls[*].file_search.results[*].content';
 const MARKER = /^\u3010(\d+):(\d+)\u2020([^\u3011]*)\u3011$/;
 
 export function createChat(root, { logs }) {
   let threadId = sessionStorage.getItem(THREAD_SLOT);
   let busy = false;
+  let activeRun = null; // the run being streamed, while it can be cancelled
   const threadLabel = h('span', { class: 'thread-id', id: 'thread-id' });
   const clearBtn = h('button', { type: 'button', class: 'secondary', onclick: () => clearChat() }, 'Clear chat');
   const list = h('div', { class: 'messages', role: 'log', 'aria-live': 'polite', 'aria-label': 'Conversation' });
   const actionBox = h('div', { class: 'action-box' });
   const runStatus = h('div', { class: 'status', role: 'status', 'aria-live': 'polite' });
+  const cancelBtn = h('button', { type: 'button', class: 'danger', id: 'cancel-run', hidden: true, onclick: () => cancelActive() }, 'Cancel run');
   const input = h('textarea', { id: 'chat-input', rows: 3, placeholder: 'Type a message. Ctrl+Enter: Add and run.' });
   const attach = h('input', { type: 'file', multiple: true, id: 'chat-attach' });
   const chips = h('ul', { class: 'chips', 'aria-label': 'Attachments' });
@@ -32,7 +34,8 @@ export function createChat(root, { logs }) {
     h('label', { for: 'chat-input' }, 'Message'), input,
     h('div', { class: 'row' }, h('label', { for: 'chat-attach', class: 'inline' }, 'Attach files'), attach), chips,
     h('div', { class: 'row' }, addBtn, runBtn));
-  root.append(h('div', { class: 'row thread-row' }, h('span', {}, 'Thread: '), threadLabel, clearBtn), list, actionBox, runStatus, form);
+  root.append(h('div', { class: 'row thread-row' }, h('span', {}, 'Thread: '), threadLabel, clearBtn), list, actionBox,
+    h('div', { class: 'row run-row' }, runStatus, cancelBtn), form);
 
   form.addEventListener('submit', (e) => {
     e.preventDefault();
@@ -215,7 +218,7 @@ export function createChat(root, { logs }) {
   const searchesByRun = new Map();
   function runSearches(runId) {
     if (!searchesByRun.has(runId)) {
-      const p = request('GET', `/threads/${threadId}/runs/${runId}/steps`, { query: { order: 'asc', limit: 100, 'include[]': [INCLUDE_CONTENT] } })
+      const p = request('GET', `/threads/${threadId}/runs/${runId}/steps`, { query: { order: 'asc', limit: 100, 'include[]': STEP_INCLUDE } })
         .then((steps) => {
           logs.steps(runId, steps.data);
           const calls = [];
@@ -286,6 +289,29 @@ export function createChat(root, { logs }) {
     });
     actionBox.append(form);
     inputs[0]?.ta.focus();
+  }
+
+  // The Cancel run button: shown while a streamed run is queued or in
+  // progress; the stream then reports cancelling and cancelled.
+  function syncCancel() {
+    cancelBtn.hidden = !activeRun;
+    cancelBtn.disabled = !activeRun || activeRun.status === 'cancelling';
+  }
+
+  async function cancelActive() {
+    const run = activeRun;
+    if (!run || run.status === 'cancelling') return;
+    cancelBtn.disabled = true;
+    runStatus.textContent = `Cancelling run ${run.id}\u2026`;
+    try {
+      await request('POST', `/threads/${run.thread_id}/runs/${run.id}/cancel`, { json: {} });
+    } catch (e) {
+      // The run may have ended meanwhile; only a live run's failure matters.
+      if (activeRun === run) {
+        cancelBtn.disabled = false;
+        emit('error', e, 'Cancelling the run');
+      }
+    }
   }
 
   async function cancelRun(run) {
@@ -367,41 +393,49 @@ export function createChat(root, { logs }) {
     const names = [];
     let lastRun = null;
     const live = new Map(); // message id -> re-render scheduler
-    for await (const ev of sse(res)) {
-      names.push(ev.event);
-      const d = ev.data;
-      if (ev.event.startsWith('thread.run.step.')) {
-        logs.stepEvent(ev.event, d);
-      } else if (ev.event.startsWith('thread.run.')) {
-        lastRun = d;
-        logs.run(d);
-        runStatus.textContent = `Run ${d.id}: ${d.status.replace('_', ' ')}`;
-        if (d.status === 'requires_action') showAction(d);
-        if (d.status === 'failed' || d.status === 'expired') {
-          emit('error', `Run ${d.status}: ${d.last_error ? `${d.last_error.code}: ${d.last_error.message}` : 'no details'}`);
+    try {
+      for await (const ev of sse(res)) {
+        names.push(ev.event);
+        const d = ev.data;
+        if (ev.event.startsWith('thread.run.step.')) {
+          logs.stepEvent(ev.event, d);
+        } else if (ev.event.startsWith('thread.run.')) {
+          lastRun = d;
+          activeRun = ['queued', 'in_progress', 'cancelling'].includes(d.status) ? d : null;
+          syncCancel();
+          logs.run(d);
+          runStatus.textContent = `Run ${d.id}: ${d.status.replace('_', ' ')}`;
+          if (d.status === 'requires_action') showAction(d);
+          if (d.status === 'failed' || d.status === 'expired') {
+            emit('error', `Run ${d.status}: ${d.last_error ? `${d.last_error.code}: ${d.last_error.message}` : 'no details'}`);
+          }
+          if (d.status === 'cancelled') runStatus.textContent = `Run ${d.id} cancelled.`;
+          if (d.status === 'completed') runStatus.textContent = `Run ${d.id} completed${d.usage ? ` (${d.usage.total_tokens} tokens)` : ''}.`;
+        } else if (ev.event === 'thread.message.created') {
+          const b = bubble(d);
+          b.parts = [];
+          b.final = false;
+          renderLive(b);
+          live.set(d.id, throttled(() => renderLive(b)));
+        } else if (ev.event === 'thread.message.delta') {
+          const b = bubbles.get(d.id);
+          if (!b) continue;
+          for (const c of d.delta?.content || []) {
+            const p = b.parts[c.index] || (b.parts[c.index] = { type: c.type, text: '' });
+            if (c.type === 'text' && c.text?.value) p.text += c.text.value;
+            if (c.type === 'image_file') p.file_id = c.image_file.file_id;
+          }
+          live.get(d.id)?.();
+        } else if (ev.event === 'thread.message.completed' || ev.event === 'thread.message.incomplete') {
+          live.delete(d.id);
+          renderFinal(d);
+        } else if (ev.event === 'error') {
+          emit('error', `Stream error: ${d?.error?.message || d?.message || pretty(d)}`);
         }
-        if (d.status === 'completed') runStatus.textContent = `Run ${d.id} completed${d.usage ? ` (${d.usage.total_tokens} tokens)` : ''}.`;
-      } else if (ev.event === 'thread.message.created') {
-        const b = bubble(d);
-        b.parts = [];
-        b.final = false;
-        renderLive(b);
-        live.set(d.id, throttled(() => renderLive(b)));
-      } else if (ev.event === 'thread.message.delta') {
-        const b = bubbles.get(d.id);
-        if (!b) continue;
-        for (const c of d.delta?.content || []) {
-          const p = b.parts[c.index] || (b.parts[c.index] = { type: c.type, text: '' });
-          if (c.type === 'text' && c.text?.value) p.text += c.text.value;
-          if (c.type === 'image_file') p.file_id = c.image_file.file_id;
-        }
-        live.get(d.id)?.();
-      } else if (ev.event === 'thread.message.completed' || ev.event === 'thread.message.incomplete') {
-        live.delete(d.id);
-        renderFinal(d);
-      } else if (ev.event === 'error') {
-        emit('error', `Stream error: ${d?.error?.message || d?.message || pretty(d)}`);
       }
+    } finally {
+      activeRun = null;
+      syncCancel();
     }
     done({ events: names, run: lastRun });
     if (lastRun && ['completed', 'failed', 'cancelled', 'incomplete', 'expired'].includes(lastRun.status)) {

@@ -1,9 +1,10 @@
 // Logs pane: every API call the page made (method, path, status, duration,
 // expandable request and response JSON), and for every run its status,
 // token usage and steps -- code interpreter input and outputs, file_search
-// results with scores and quoted text, function calls with arguments and
-// outputs -- updated live from the stream's step events and completed from
-// GET .../steps once the run ends.
+// queries (assistd's include[] extension) and results with scores and quoted
+// text, function calls with arguments and outputs -- updated live from the
+// stream's step events and completed from GET .../steps (with both include[]
+// values, api.js STEP_INCLUDE) once the run ends.
 import { onLog, fileBlobUrl } from './api.js';
 import { h, clear, pretty } from './dom.js';
 import { throttled } from './state.js';
@@ -166,6 +167,12 @@ export function createLogs(root) {
       } else if (tc.type === 'file_search') {
         const fsr = tc.file_search || {};
         const box = h('div', { class: 'tool tool-fs' }, h('div', { class: 'tool-name' }, 'File search'));
+        // queries: assistd's include[] extension, present once the call ran.
+        if (Array.isArray(fsr.queries)) {
+          box.append(h('div', { class: 'muted' }, fsr.queries.length === 1 ? 'Query' : 'Queries'));
+          if (fsr.queries.length) box.append(h('ul', { class: 'queries', 'aria-label': 'Search queries' }, ...fsr.queries.map((q) => h('li', { class: 'query' }, q))));
+          else box.append(h('div', { class: 'muted' }, 'No query: nothing was searched.'));
+        }
         if (fsr.ranking_options) box.append(h('div', { class: 'muted' }, `ranker ${fsr.ranking_options.ranker}, score threshold ${fsr.ranking_options.score_threshold}`));
         const results = fsr.results || [];
         if (!results.length) box.append(h('div', { class: 'muted' }, st.status === 'completed' ? 'No results.' : 'Searching\u2026'));

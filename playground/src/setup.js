@@ -1,6 +1,7 @@
 // Assistant setup pane: pick, create, update and delete assistants; edit
-// their name, instructions, model, sampling, response format, built-in
-// tools and function definitions (JSON, validated as you type); upload
+// their name, instructions, model, sampling, response format (a
+// json_schema one with its schema object as JSON), built-in tools and
+// function definitions (both JSON, validated as you type); upload
 // files into the assistant's vector store (file_search) or its
 // code_interpreter files, with ingestion status polled until done.
 import { request, uploadFile, fileInfo, errorText } from './api.js';
@@ -50,6 +51,32 @@ export function parseFunctions(text) {
   return { tools };
 }
 
+// Parses the json_schema editor: the object OpenAI takes as
+// response_format.json_schema ({name, description?, schema?, strict?}).
+// Returns { schema } or { error }.
+export function parseJsonSchema(text) {
+  if (!text.trim()) return { error: 'Enter the schema object, e.g. {"name": "answer", "schema": {"type": "object"}, "strict": true}.' };
+  let v;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    return { error: `Not valid JSON: ${e.message}` };
+  }
+  if (!v || typeof v !== 'object' || Array.isArray(v)) return { error: 'Expected an object with "name" and "schema".' };
+  if (typeof v.name !== 'string' || !NAME_RE.test(v.name)) {
+    return { error: `"name" must be 1-64 letters, digits, _ or - (got ${JSON.stringify(v.name ?? null)}).` };
+  }
+  if (v.description !== undefined && typeof v.description !== 'string') return { error: '"description" must be a string.' };
+  if (v.schema !== undefined && (typeof v.schema !== 'object' || v.schema === null || Array.isArray(v.schema))) {
+    return { error: '"schema" must be a JSON Schema object.' };
+  }
+  if (v.strict !== undefined && v.strict !== null && typeof v.strict !== 'boolean') return { error: '"strict" must be true or false.' };
+  const allowed = new Set(['name', 'description', 'schema', 'strict']);
+  const extra = Object.keys(v).find((k) => !allowed.has(k));
+  if (extra) return { error: `Unknown key "${extra}" (expected name, description, schema, strict).` };
+  return { schema: v };
+}
+
 export function createSetup(root) {
   const select = h('select', { id: 'assistant-select' });
   const newBtn = h('button', { type: 'button', class: 'secondary', onclick: () => edit(null) }, 'New assistant');
@@ -59,7 +86,13 @@ export function createSetup(root) {
   const temperature = h('input', { type: 'number', min: 0, max: 2, step: 0.01, placeholder: '1' });
   const topP = h('input', { type: 'number', min: 0, max: 1, step: 0.01, placeholder: '1' });
   const format = h('select', {},
-    h('option', { value: 'auto' }, 'auto'), h('option', { value: 'text' }, 'text'), h('option', { value: 'json_object' }, 'json_object'));
+    h('option', { value: 'auto' }, 'auto'), h('option', { value: 'text' }, 'text'), h('option', { value: 'json_object' }, 'json_object'),
+    h('option', { value: 'json_schema' }, 'json_schema'));
+  const schema = h('textarea', { id: 'json-schema', rows: 6, spellcheck: 'false', class: 'mono', 'aria-describedby': 'json-schema-error',
+    placeholder: '{"name": "answer", "schema": {"type": "object", "properties": {}}, "strict": true}' });
+  const schemaErr = h('div', { class: 'field-error', id: 'json-schema-error', role: 'status', 'aria-live': 'polite' });
+  const schemaBox = h('div', { class: 'field', hidden: true },
+    h('label', { for: 'json-schema' }, 'JSON schema (name, schema, strict)'), schema, schemaErr);
   const ci = h('input', { type: 'checkbox', id: 'tool-ci' });
   const fs = h('input', { type: 'checkbox', id: 'tool-fs' });
   const fns = h('textarea', { rows: 6, spellcheck: 'false', class: 'mono', placeholder: '[{"name": "get_weather", "description": "...", "parameters": {"type": "object", "properties": {}}}]' });
@@ -84,6 +117,7 @@ export function createSetup(root) {
     field('Model', model).wrap,
     h('div', { class: 'row2' }, field('Temperature', temperature).wrap, field('Top P', topP).wrap),
     field('Response format', format).wrap,
+    schemaBox,
     h('fieldset', { class: 'tools' }, h('legend', {}, 'Tools'),
       h('label', { for: 'tool-ci', class: 'toggle' }, ci, ' Code interpreter'),
       ciBox,
@@ -104,14 +138,25 @@ export function createSetup(root) {
     e.preventDefault();
     save();
   });
+  const validateSchema = () => {
+    const on = format.value === 'json_schema';
+    schemaBox.hidden = !on;
+    const r = on ? parseJsonSchema(schema.value) : {};
+    schemaErr.textContent = r.error || '';
+    schema.setAttribute('aria-invalid', r.error ? 'true' : 'false');
+    return r;
+  };
   const validate = () => {
     const r = parseFunctions(fns.value);
     fnErr.textContent = r.error || '';
     fns.setAttribute('aria-invalid', r.error ? 'true' : 'false');
-    saveBtn.disabled = !!r.error;
+    const rs = validateSchema();
+    saveBtn.disabled = !!(r.error || rs.error);
     return r;
   };
   fns.addEventListener('input', validate);
+  schema.addEventListener('input', validate);
+  format.addEventListener('change', validate);
   const syncBoxes = () => {
     ciBox.hidden = !ci.checked;
     fsBox.hidden = !fs.checked;
@@ -151,6 +196,7 @@ export function createSetup(root) {
     topP.value = a?.top_p ?? '';
     const rf = a?.response_format;
     format.value = !rf || rf === 'auto' ? 'auto' : rf.type || 'auto';
+    schema.value = rf?.type === 'json_schema' && rf.json_schema ? JSON.stringify(rf.json_schema, null, 2) : '';
     const tools = a?.tools || [];
     ci.checked = tools.some((t) => t.type === 'code_interpreter');
     fs.checked = tools.some((t) => t.type === 'file_search');
@@ -167,6 +213,8 @@ export function createSetup(root) {
   function body() {
     const r = validate();
     if (r.error) throw new Error(`Functions: ${r.error}`);
+    const rs = validateSchema();
+    if (rs.error) throw new Error(`JSON schema: ${rs.error}`);
     const tools = [];
     if (ci.checked) tools.push({ type: 'code_interpreter' });
     if (fs.checked) tools.push({ type: 'file_search' });
@@ -182,7 +230,9 @@ export function createSetup(root) {
     const p = num(topP, 0, 1, 'Top P');
     if (t !== undefined) b.temperature = t;
     if (p !== undefined) b.top_p = p;
-    b.response_format = format.value === 'auto' ? 'auto' : { type: format.value };
+    if (format.value === 'auto') b.response_format = 'auto';
+    else if (format.value === 'json_schema') b.response_format = { type: 'json_schema', json_schema: rs.schema };
+    else b.response_format = { type: format.value };
     const tr = state.assistant?.tool_resources;
     if (tr) b.tool_resources = tr;
     return b;

@@ -14,6 +14,12 @@
  * A run is stored with kind "run", parent = its thread, aux = "active"
  * while queued, in progress, waiting for tool outputs or cancelling; steps
  * with kind "step", parent = their run.
+ *
+ * Steps are shown as stored, except that file_search result content is
+ * left out unless include[] names it (OpenAI's value), and that include[]
+ * may also name assistd's own "step_details.tool_calls[*].file_search.queries"
+ * to get the queries each file_search call searched (read from the call's
+ * private callio row, which OpenAI's step object has no field for).
  */
 #include "api/api.h"
 
@@ -31,6 +37,8 @@
 #define POLL_AFTER_MS   "200" /* openai-poll-after-ms for the SDK pollers */
 #define JSON_MAX        (64u * 1024 * 1024)
 #define INCLUDE_CONTENT "step_details.tool_calls[*].file_search.results[*].content"
+/* assistd's own: the queries each file_search call searched (run steps). */
+#define INCLUDE_QUERIES "step_details.tool_calls[*].file_search.queries"
 
 static ad_err first_id(void *ud, const char *id, const char *json, size_t len)
 {
@@ -54,28 +62,36 @@ bool ad_api_active_run(ad_req *req, const char *thread_id, char out[AD_ID_MAX])
     return out[0] != '\0';
 }
 
-/* The first include[] value that is not the one supported, if any. */
+static bool known_include(const char *v)
+{
+    return v && (!strcmp(v, INCLUDE_CONTENT) || !strcmp(v, INCLUDE_QUERIES));
+}
+
+/* The first include[] value that is not a supported one, if any. */
 static enum MHD_Result find_bad_include(void *cls, enum MHD_ValueKind kind, const char *key,
                                         const char *value)
 {
     const char **bad = cls;
     (void)kind;
-    if (key && !strcmp(key, "include[]") && (!value || strcmp(value, INCLUDE_CONTENT) != 0)) {
+    if (key && !strcmp(key, "include[]") && !known_include(value)) {
         *bad = value ? value : "";
         return MHD_NO; /* stop at the first */
     }
     return MHD_YES;
 }
 
-/* include[] (repeatable; the key and value arrive percent-decoded) may only
- * name file_search result content. */
+/* include[] (repeatable; the key and value arrive percent-decoded) may name
+ * file_search result content (OpenAI's: on createRun, the streamed step
+ * events then carry it) and file_search queries (assistd's: only the step
+ * endpoints add them; run creation accepts and ignores it). */
 static bool include_ok(ad_req *req)
 {
     const char *bad = NULL;
     MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, find_bad_include, &bad);
     if (bad) {
         ad_reply_error(req, 400, "invalid_request_error", "include", "invalid_value",
-                       "Invalid value: '%.128s'. Supported values are: '" INCLUDE_CONTENT "'.",
+                       "Invalid value: '%.128s'. Supported values are: '" INCLUDE_CONTENT
+                       "' and '" INCLUDE_QUERIES "'.",
                        bad);
         return false;
     }
@@ -251,7 +267,10 @@ static void send_event(ad_sse *sse, const char *event, const json_t *obj)
 
 /* Commits, then answers (JSON or a stream) and hands the run to the engine.
  * thread is announced first when not NULL (createThreadAndRun). */
-static void start(ad_req *req, const json_t *body, json_t *thread, json_t *run)
+static bool wants_step_content(ad_req *req);
+
+/* flags: AD_ENGINE_* for the stream (run/engine.h). */
+static void start(ad_req *req, const json_t *body, json_t *thread, json_t *run, unsigned flags)
 {
     ad_db *db = ad_req_db(req);
     ad_err rc = ad_db_commit(db);
@@ -269,11 +288,11 @@ static void start(ad_req *req, const json_t *body, json_t *thread, json_t *run)
         send_event(sse, "thread.run.created", run);
         send_event(sse, "thread.run.queued", run);
         ad_sse_respond(req, sse);
-        ad_engine_run(req->srv->engine, req->project, thread_id, run_id, sse);
+        ad_engine_run(req->srv->engine, req->project, thread_id, run_id, sse, flags);
         ad_sse_unref(sse);
     } else {
         poll_header(req);
-        ad_engine_run(req->srv->engine, req->project, thread_id, run_id, NULL);
+        ad_engine_run(req->srv->engine, req->project, thread_id, run_id, NULL, 0);
         ad_reply_json(req, 200, json_incref(run));
     }
 }
@@ -297,7 +316,7 @@ void ad_h_runs_create(ad_req *req)
         json_decref(thread);
         return;
     }
-    start(req, body, NULL, run);
+    start(req, body, NULL, run, wants_step_content(req) ? AD_ENGINE_STEP_CONTENT : 0);
     json_decref(thread);
     json_decref(run);
 }
@@ -328,7 +347,7 @@ void ad_h_runs_create_thread_and_run(ad_req *req)
         json_decref(thread);
         return;
     }
-    start(req, body, thread, run);
+    start(req, body, thread, run, 0);
     json_decref(thread);
     json_decref(run);
 }
@@ -602,11 +621,11 @@ void ad_h_runs_submit_tool_outputs(ad_req *req)
         send_event(sse, "thread.run.step.completed", step);
         send_event(sse, "thread.run.queued", run);
         ad_sse_respond(req, sse);
-        ad_engine_run(req->srv->engine, req->project, req->params[0], req->params[1], sse);
+        ad_engine_run(req->srv->engine, req->project, req->params[0], req->params[1], sse, 0);
         ad_sse_unref(sse);
     } else {
         poll_header(req);
-        ad_engine_run(req->srv->engine, req->project, req->params[0], req->params[1], NULL);
+        ad_engine_run(req->srv->engine, req->project, req->params[0], req->params[1], NULL, 0);
         ad_reply_json(req, 200, json_incref(run));
     }
     json_decref(run);
@@ -622,18 +641,51 @@ fail:
     json_decref(got);
 }
 
+/* How steps are shown: what include[] asked for, and where to read the
+ * queries of file_search calls from. */
+typedef struct step_view {
+    bool content; /* keep file_search result content */
+    bool queries; /* add file_search.queries */
+    ad_db *db;
+    const char *project;
+} step_view;
+
+/* Adds "queries" to every file_search call of the step that has run. */
+static void add_queries(const step_view *v, json_t *step)
+{
+    json_t *calls = json_object_get(json_object_get(step, "step_details"), "tool_calls");
+    size_t i;
+    json_t *call;
+    json_array_foreach(calls, i, call)
+    {
+        const char *type = json_string_value(json_object_get(call, "type"));
+        const char *id = json_string_value(json_object_get(call, "id"));
+        json_t *fs = json_object_get(call, "file_search");
+        if (!type || strcmp(type, "file_search") != 0 || !id || !json_is_object(fs))
+            continue;
+        json_t *q = ad_tools_file_search_queries(v->db, v->project, id);
+        if (q)
+            json_object_set_new(fs, "queries", q);
+    }
+}
+
 /* A stored step as shown: file_search result content only when include[]
  * asked for it (the step keeps it, so the quote behind every citation stays
- * retrievable). */
+ * retrievable), and the queries of its file_search calls when include[]
+ * asked for those. A step without file_search calls, or one wanting content
+ * and no queries, is copied as stored without being parsed. */
 static ad_err show_step(void *ud, const char *json, size_t len, ad_buf *out)
 {
-    bool with_content = *(bool *)ud;
-    if (with_content || !memmem(json, len, "\"file_search\"", 13))
+    const step_view *v = ud;
+    if ((v->content && !v->queries) || !memmem(json, len, "\"file_search\"", 13))
         return ad_buf_add(out, json, len);
     json_t *st = json_loadb(json, len, 0, NULL);
     if (!st)
         return ad_buf_add(out, json, len);
-    ad_tools_strip_content(st);
+    if (!v->content)
+        ad_tools_strip_content(st);
+    if (v->queries)
+        add_queries(v, st);
     char *s = json_dumps(st, JSON_COMPACT);
     ad_err rc = s ? ad_buf_addstr(out, s) : AD_EINTERNAL;
     free(s);
@@ -641,23 +693,34 @@ static ad_err show_step(void *ud, const char *json, size_t len, ad_buf *out)
     return rc;
 }
 
-/* Whether include[] names the file_search result content (include_ok has
- * refused every other value). */
-static enum MHD_Result any_include(void *cls, enum MHD_ValueKind kind, const char *key,
-                                   const char *value)
+/* Which include[] values were given (include_ok has refused every other). */
+static enum MHD_Result note_include(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
 {
+    step_view *v = cls;
     (void)kind;
-    (void)value;
-    if (key && !strcmp(key, "include[]"))
-        *(bool *)cls = true;
+    if (key && !strcmp(key, "include[]") && value) {
+        if (!strcmp(value, INCLUDE_CONTENT))
+            v->content = true;
+        else if (!strcmp(value, INCLUDE_QUERIES))
+            v->queries = true;
+    }
     return MHD_YES;
 }
 
-static bool wants_content(ad_req *req)
+static step_view view_of(ad_req *req)
 {
-    bool yes = false;
-    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, any_include, &yes);
-    return yes;
+    step_view v = {.db = ad_req_db(req), .project = req->project};
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, note_include, &v);
+    return v;
+}
+
+/* createRun: whether include[] asked for file_search result content, which
+ * the streamed step events then carry (the only include that changes what a
+ * run shows; see AD_ENGINE_STEP_CONTENT). */
+static bool wants_step_content(ad_req *req)
+{
+    return view_of(req).content;
 }
 
 void ad_h_steps_list(ad_req *req)
@@ -672,8 +735,8 @@ void ad_h_steps_list(ad_req *req)
     if (!run)
         return;
     json_decref(run);
-    bool content = wants_content(req);
-    ad_api_list_map(req, &q, show_step, &content);
+    step_view v = view_of(req);
+    ad_api_list_map(req, &q, show_step, &v);
 }
 
 void ad_h_steps_get(ad_req *req)
@@ -695,10 +758,10 @@ void ad_h_steps_get(ad_req *req)
         ad_reply_not_found(req, "run step", req->params[2]);
         return;
     }
-    bool content = wants_content(req);
+    step_view v = view_of(req);
     ad_buf_reset(&req->out);
     if (!rc)
-        rc = show_step(&content, raw.ptr, raw.len, &req->out);
+        rc = show_step(&v, raw.ptr, raw.len, &req->out);
     ad_buf_free(&raw);
     if (!ad_api_ok(req, rc))
         return;

@@ -192,6 +192,22 @@ json_t *ad_vs_file_counts(ad_db *db, const char *project, const char *kind, cons
                      (json_int_t)cancelled, "total", (json_int_t)total);
 }
 
+/* expires_at of a stored vector store, 0 for never. */
+static json_int_t expires_at_of(const json_t *vs)
+{
+    json_t *ea = json_object_get(vs, "expires_after");
+    json_int_t last = json_integer_value(json_object_get(vs, "last_active_at"));
+    if (!json_is_object(ea))
+        return 0;
+    return last + json_integer_value(json_object_get(ea, "days")) * 86400;
+}
+
+bool ad_vector_store_expired(const json_t *vs, int64_t now)
+{
+    json_int_t at = expires_at_of(vs);
+    return at && now >= at;
+}
+
 ad_err ad_vector_store_render(ad_db *db, const char *project, json_t *vs, int64_t now,
                               bool *expired)
 {
@@ -201,12 +217,8 @@ ad_err ad_vector_store_render(ad_db *db, const char *project, json_t *vs, int64_
     if (!counts)
         return AD_EDB;
     bool busy = json_integer_value(json_object_get(counts, "in_progress")) > 0;
-    json_t *ea = json_object_get(vs, "expires_after");
-    json_int_t last = json_integer_value(json_object_get(vs, "last_active_at"));
-    json_int_t expires_at = 0;
-    if (json_is_object(ea))
-        expires_at = last + json_integer_value(json_object_get(ea, "days")) * 86400;
-    *expired = expires_at && now >= expires_at;
+    json_int_t expires_at = expires_at_of(vs);
+    *expired = ad_vector_store_expired(vs, now);
     json_object_set_new(vs, "usage_bytes", json_integer(usage));
     json_object_set_new(vs, "file_counts", counts);
     json_object_set_new(vs, "status",

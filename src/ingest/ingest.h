@@ -80,6 +80,9 @@ json_t *ad_vsf_public(const json_t *obj);
  * usage_bytes, status, expires_at); *expired tells whether it has expired. */
 ad_err ad_vector_store_render(ad_db *db, const char *project, json_t *vs, int64_t now,
                               bool *expired);
+/* Whether a stored vector store has expired at now (expires_after, anchor
+ * last_active_at), without reading its files as ad_vector_store_render does. */
+bool ad_vector_store_expired(const json_t *vs, int64_t now);
 /* Per-status counts of a store's (parent "vector_store_file") or a batch's
  * (parent "vector_store_batch_file") files as a file_counts object; *usage
  * gets the usage_bytes sum. New reference, or NULL on a store error. */

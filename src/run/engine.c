@@ -7,10 +7,35 @@
  * engine is doing something for the run; a run that waits in
  * requires_action has no job, only an expiry timer.
  *
- * Every transition is a read-modify-write of the stored object inside one
- * write transaction (ad_db_begin), so that changes handlers make meanwhile
- * (metadata, a cancel request) are never lost, and the event that announces
- * it carries exactly the committed JSON.
+ * Writes. The loop thread relays tokens and never waits for SQLite: every
+ * change the engine makes to the store is an `op`, a list of actions
+ * (`act`: update the run, end a step, close a message, insert a step, ...)
+ * handed to the store writer (store/writer.h), which applies queued ops in
+ * order with group commit on a thread of its own. What changes at one
+ * moment of a run goes into one op, hence one transaction: ending a run
+ * (its usage, message, steps and status) is one op, starting one another.
+ * Every action is a read-modify-write of the stored object inside the
+ * writer's transaction, so changes handlers make meanwhile (metadata, a
+ * cancel request) are never lost, and the events that announce it carry
+ * exactly the committed JSON.
+ *
+ * Events and commits. An action's events are produced while it is applied
+ * and sent by the writer thread right after the commit (writer_done), before
+ * anything else is sent for that run: a client that reads the run, or
+ * submits tool outputs, right after an event finds the state it announced,
+ * and nothing announced is lost by kill -9. Events that need no write (text
+ * and tool-call deltas) are sent from the loop directly -- unless the job
+ * has ops in flight: then they are held on the job (in order) and sent when
+ * the writer's completion comes back to the loop (ops_done), or by the
+ * writer ahead of the events of the job's next op, so a delta never
+ * overtakes the message.created it belongs to nor trails the
+ * message.completed after it.
+ *
+ * Reads. The loop still reads the store to build prompts, count earlier
+ * file_search calls and load a run it starts. Such reads that depend on this
+ * job's own writes wait for them: `then` is a continuation that ops_done runs
+ * once the job has nothing in flight (after tool results, before the next
+ * model call; after a tool_calls step is stored, before tools are started).
  *
  * One model call produces, in stream order: text (a message_creation step
  * and its message, opened at the first text piece), then tool calls (a
@@ -41,28 +66,84 @@
 #include "run/upstream.h"
 #include "sandbox/sandbox.h"
 #include "store/store.h"
+#include "store/writer.h"
 #include "util/alloc.h"
 #include "util/id.h"
 #include "util/str.h"
 
 #define JSON_MAX  (64u * 1024 * 1024)
 #define RESTARTED "The run was interrupted by a restart of the server."
+/* Ops waiting for the writer before a producer has to wait (writer.h). */
+#define WRITER_QUEUE_MAX 65536
 
 typedef struct job job;
+typedef struct op op;
 
 struct ad_engine {
     ad_server *srv;
     ad_upstream *up;
+    ad_writer *writer; /* NULL once stopped */
     ad_toolpool *pool; /* built-in tool executions (run/tools.h) */
-    ad_db *db;         /* loop thread only */
+    ad_db *db;         /* loop thread only: reads, and start-up repair */
     job *jobs;
     bool stopping;
     pthread_mutex_t tasks_mu; /* tasks posted to the loop and not yet run */
     struct task *tasks;
     pthread_mutex_t mu; /* ad_engine_recover and _stop wait for the loop with these */
     pthread_cond_t cv;
-    bool recovered, stopped;
+    bool recovered, stopped, flushed;
 };
+
+/* ---- events: SSE frames waiting to be sent ---- */
+
+typedef struct ev {
+    struct ev *next;
+    char name[48];
+    char *data;
+    size_t len;
+} ev;
+
+typedef struct evq {
+    ev *head, *tail;
+} evq;
+
+static void evq_push(evq *q, const char *event, const json_t *obj)
+{
+    char *s = json_dumps(obj, JSON_COMPACT);
+    if (!s)
+        return;
+    ev *v = ad_calloc(1, sizeof *v);
+    ad_strlcpy(v->name, event, sizeof v->name);
+    v->data = s;
+    v->len = strlen(s);
+    if (q->tail)
+        q->tail->next = v;
+    else
+        q->head = v;
+    q->tail = v;
+}
+
+static void evq_clear(evq *q)
+{
+    ev *v = q->head;
+    while (v) {
+        ev *next = v->next;
+        free(v->data);
+        ad_free(v);
+        v = next;
+    }
+    q->head = q->tail = NULL;
+}
+
+/* Sends and empties q; returns the bytes waiting on the stream. */
+static size_t evq_send(evq *q, ad_sse *sse)
+{
+    size_t waiting = 0;
+    for (ev *v = q->head; v; v = v->next)
+        waiting = ad_sse_send(sse, v->name, v->data, v->len);
+    evq_clear(q);
+    return waiting;
+}
 
 typedef struct call_state {
     char id[AD_ID_MAX]; /* our call_ id */
@@ -71,16 +152,29 @@ typedef struct call_state {
     ad_jsfield code; /* code_interpreter: the code, decoded as it streams */
 } call_state;
 
+/* Token counts of one model call (copied out of the parser's turn). */
+typedef struct usage_t {
+    bool have;
+    int64_t prompt, completion, total;
+} usage_t;
+
 struct job {
     job *next;
     ad_engine *e;
     char project[160], thread_id[AD_ID_MAX], run_id[AD_ID_MAX], assistant_id[AD_ID_MAX];
     ad_sse *sse;
+    bool step_content; /* the stream shows file_search result content */
     ad_up_call *call;
     bool cancel_requested;
     bool expire_requested; /* expires_at passed while the run was active */
+    bool save_failed;      /* an op of the job could not be committed */
     int64_t expires_at;    /* 0: none */
     bool paused;
+    /* ops: see the top comment */
+    int inflight;         /* submitted, completion not yet back on the loop */
+    evq held;             /* events waiting for the ops in flight */
+    void (*then)(job *j); /* runs once nothing is in flight */
+    bool ended;           /* job_end ran: freed once nothing is in flight */
     /* the model call in flight */
     char msg_id[AD_ID_MAX], msg_step_id[AD_ID_MAX];
     ad_buf text;
@@ -88,14 +182,15 @@ struct job {
     char tool_step_id[AD_ID_MAX];
     call_state calls[AD_CS_MAX_TOOL_CALLS];
     int ncalls;
+    usage_t call_usage; /* of the finished call (on_done) */
     /* built-in tools */
     json_t *tools;     /* the run's tools (which calls are built-in) */
     int tools_pending; /* executions in the pool */
     const char *tool_fail_code;
     char tool_fail_msg[256];
-    ad_cs_turn *usage; /* the finished call's usage, kept while tools run */
-    json_t *images;    /* figures to show in the next message (file ids) */
-    int text_index;    /* content index of the open message's text part */
+    usage_t usage;  /* the finished call's usage, kept while tools run */
+    json_t *images; /* figures to show in the next message (file ids) */
+    int text_index; /* content index of the open message's text part */
 };
 
 /* ---- posted work carries ids by value ---- */
@@ -106,6 +201,7 @@ typedef struct task {
     char project[160], thread_id[AD_ID_MAX], run_id[AD_ID_MAX];
     ad_sse *sse;
     bool cancel;
+    bool step_content; /* AD_ENGINE_STEP_CONTENT */
 } task;
 
 /* Posted work that the loop may drop unrun at shutdown stays on a list so
@@ -147,31 +243,43 @@ static int64_t now_s(void)
     return (int64_t)time(NULL);
 }
 
-/* ---- store helpers (loop thread) ---- */
+static usage_t usage_of(const ad_cs_turn *t)
+{
+    usage_t u = {.have = false};
+    if (t && t->have_usage) {
+        u.have = true;
+        u.prompt = t->prompt_tokens;
+        u.completion = t->completion_tokens;
+        u.total = t->total_tokens ? t->total_tokens : t->prompt_tokens + t->completion_tokens;
+    }
+    return u;
+}
 
-static json_t *load(ad_engine *e, const char *project, const char *kind, const char *id)
+/* ---- store helpers (any thread, on the connection given) ---- */
+
+static json_t *load(ad_db *db, const char *project, const char *kind, const char *id)
 {
     ad_buf b;
     ad_buf_init(&b, JSON_MAX);
     json_t *v = NULL;
-    if (ad_db_get(e->db, project, kind, id, &b) == AD_OK)
+    if (ad_db_get(db, project, kind, id, &b) == AD_OK)
         v = json_loadb(b.ptr, b.len, 0, NULL);
     ad_buf_free(&b);
     return v;
 }
 
-static ad_err save(ad_engine *e, const char *project, const char *kind, const char *id,
+static ad_err save(ad_db *db, const char *project, const char *kind, const char *id,
                    const char *aux, const json_t *obj)
 {
     char *s = json_dumps(obj, JSON_COMPACT);
     if (!s)
         return AD_EINTERNAL;
-    ad_err rc = ad_db_update(e->db, project, kind, id, aux, s, strlen(s));
+    ad_err rc = ad_db_update(db, project, kind, id, aux, s, strlen(s));
     free(s);
     return rc;
 }
 
-static ad_err insert(ad_engine *e, const char *project, const char *kind, const char *id,
+static ad_err insert(ad_db *db, const char *project, const char *kind, const char *id,
                      const char *parent, const char *aux, int64_t created, const json_t *obj)
 {
     char *s = json_dumps(obj, JSON_COMPACT);
@@ -183,25 +291,9 @@ static ad_err insert(ad_engine *e, const char *project, const char *kind, const 
                 .parent = parent,
                 .aux = aux,
                 .created_at = created};
-    ad_err rc = ad_db_put(e->db, &o, s, strlen(s));
+    ad_err rc = ad_db_put(db, &o, s, strlen(s));
     free(s);
     return rc;
-}
-
-static void announce(job *j, const char *event, const json_t *obj)
-{
-    if (!j->sse)
-        return;
-    char *s = json_dumps(obj, JSON_COMPACT);
-    if (!s)
-        return;
-    size_t waiting = ad_sse_send(j->sse, event, s, strlen(s));
-    free(s);
-    /* Back-pressure: stop reading the model while the client lags. */
-    if (waiting >= AD_SSE_HIGH_WATER && j->call && !j->paused) {
-        j->paused = true;
-        ad_upstream_pause(j->e->up, j->call);
-    }
 }
 
 static bool is_terminal(const char *status)
@@ -217,6 +309,593 @@ static const char *status_of(const json_t *run)
     return s ? s : "";
 }
 
+static void add_usage(json_t *obj, const usage_t *t)
+{
+    if (!t || !t->have)
+        return;
+    json_t *u = json_object_get(obj, "usage");
+    if (!json_is_object(u)) {
+        u = json_pack("{s:I,s:I,s:I}", "prompt_tokens", (json_int_t)0, "completion_tokens",
+                      (json_int_t)0, "total_tokens", (json_int_t)0);
+        json_object_set_new(obj, "usage", u);
+    }
+    const char *keys[3] = {"prompt_tokens", "completion_tokens", "total_tokens"};
+    int64_t add[3] = {t->prompt, t->completion, t->total};
+    for (int i = 0; i < 3; i++)
+        json_object_set_new(u, keys[i],
+                            json_integer(json_integer_value(json_object_get(u, keys[i])) + add[i]));
+}
+
+static json_t *zero_usage(void)
+{
+    return json_pack("{s:i,s:i,s:i}", "prompt_tokens", 0, "completion_tokens", 0, "total_tokens",
+                     0);
+}
+
+/* ---- actions: the writes an op makes, in order, in one transaction ---- */
+
+typedef enum {
+    A_RUN,        /* run: usage, then the edit; event */
+    A_STEP_END,   /* a step in progress ends (status, timestamps, usage); event */
+    A_MSG_CLOSE,  /* a message in progress ends (content, annotations); events */
+    A_OPEN_MSG,   /* message_creation step + its message inserted; events */
+    A_TOOL_STEP,  /* tool_calls step inserted; events */
+    A_SWEEP_STEP, /* every step of the run still in progress ends */
+    A_SWEEP_MSG,  /* every message of the run still in progress ends incomplete */
+    A_STEP_CALLS, /* the tool_calls step gets its calls (and the call's usage) */
+    A_TOOL_DONE,  /* a built-in call's result: on the step and in its callio row */
+    A_EVENT,      /* an event, in order with the others */
+    A_CANCELLING, /* announce thread.run.cancelling if the run is stored so */
+    A_EXPIRE,     /* a run waiting for tool outputs whose expires_at passed */
+} act_kind;
+
+typedef enum { R_NONE, R_IN_PROGRESS, R_END, R_REQUIRES_ACTION } run_edit;
+
+typedef struct act {
+    struct act *next;
+    act_kind k;
+    char id[AD_ID_MAX]; /* step or message */
+    /* A_RUN */
+    run_edit edit;
+    const char *status; /* static strings: run / step / message status */
+    const char *incomplete_reason, *reason;
+    char code[64], message[512]; /* last_error, when code[0] */
+    usage_t usage;
+    bool event; /* A_RUN: announce */
+    /* objects (owned): A_OPEN_MSG step + message, A_TOOL_STEP step,
+     * A_STEP_CALLS / A_RUN(requires_action) calls, A_EVENT data */
+    json_t *obj, *obj2;
+    char event_name[48];
+    /* A_MSG_CLOSE */
+    char *text; /* owned; NULL: keep the stored content */
+    size_t len;
+    json_t *images; /* owned: figures shown in this message / the opened one */
+    bool has_tools;
+    int text_index;
+    /* A_TOOL_DONE */
+    ad_tool_work *work; /* owned */
+} act;
+
+static void act_free(act *a)
+{
+    json_decref(a->obj);
+    json_decref(a->obj2);
+    json_decref(a->images);
+    ad_free(a->text);
+    if (a->work)
+        ad_tool_work_free(a->work);
+    ad_free(a);
+}
+
+/* What applying actions needs to know (the op's ids, its connection). */
+typedef struct wctx {
+    ad_db *db;
+    const char *project, *thread_id, *run_id;
+    evq *out;
+    bool step_content; /* events keep file_search result content */
+    int rearm_ms;      /* A_EXPIRE: >= 0 to look again after that long */
+} wctx;
+
+static ad_err apply_run(wctx *c, act *a)
+{
+    json_t *run = load(c->db, c->project, "run", c->run_id);
+    if (!run)
+        return AD_OK; /* gone (e.g. its thread was deleted): nothing to do */
+    add_usage(run, &a->usage);
+    int64_t now = now_s();
+    switch (a->edit) {
+    case R_NONE:
+        break;
+    case R_IN_PROGRESS:
+        json_object_set_new(run, "status", json_string("in_progress"));
+        if (json_is_null(json_object_get(run, "started_at")))
+            json_object_set_new(run, "started_at", json_integer(now));
+        break;
+    case R_REQUIRES_ACTION:
+        json_object_set_new(run, "status", json_string("requires_action"));
+        json_object_set_new(run, "required_action",
+                            json_pack("{s:s,s:{s:O}}", "type", "submit_tool_outputs",
+                                      "submit_tool_outputs", "tool_calls", a->obj));
+        break;
+    case R_END:
+        json_object_set_new(run, "status", json_string(a->status));
+        json_object_set_new(run, "expires_at", json_null());
+        json_object_set_new(run, "required_action", json_null());
+        if (!strcmp(a->status, "completed"))
+            json_object_set_new(run, "completed_at", json_integer(now));
+        if (!strcmp(a->status, "failed"))
+            json_object_set_new(run, "failed_at", json_integer(now));
+        if (!strcmp(a->status, "cancelled"))
+            json_object_set_new(run, "cancelled_at", json_integer(now));
+        if (a->code[0])
+            json_object_set_new(run, "last_error",
+                                json_pack("{s:s,s:s}", "code", a->code, "message", a->message));
+        if (a->incomplete_reason)
+            json_object_set_new(run, "incomplete_details",
+                                json_pack("{s:s}", "reason", a->incomplete_reason));
+        if (json_is_null(json_object_get(run, "usage")))
+            json_object_set_new(run, "usage", zero_usage());
+        break;
+    }
+    const char *aux = is_terminal(status_of(run)) ? "" : "active";
+    ad_err rc = save(c->db, c->project, "run", c->run_id, aux, run);
+    if (!rc && a->event) {
+        char name[64];
+        snprintf(name, sizeof name, "thread.run.%s", status_of(run));
+        evq_push(c->out, name, run);
+    }
+    json_decref(run);
+    return rc;
+}
+
+static ad_err step_end(wctx *c, const char *step_id, const char *status, const usage_t *usage,
+                       const char *code, const char *message)
+{
+    json_t *st = load(c->db, c->project, "step", step_id);
+    if (!st || strcmp(status_of(st), "in_progress") != 0) {
+        json_decref(st);
+        return AD_OK;
+    }
+    int64_t now = now_s();
+    json_object_set_new(st, "status", json_string(status));
+    const char *field = !strcmp(status, "completed")   ? "completed_at"
+                        : !strcmp(status, "cancelled") ? "cancelled_at"
+                        : !strcmp(status, "expired")   ? "expired_at"
+                                                       : "failed_at";
+    json_object_set_new(st, field, json_integer(now));
+    if (code && code[0])
+        json_object_set_new(st, "last_error",
+                            json_pack("{s:s,s:s}", "code", code, "message", message));
+    if (!strcmp(status, "completed")) {
+        if (usage && usage->have)
+            add_usage(st, usage);
+        else if (!json_is_object(json_object_get(st, "usage")))
+            json_object_set_new(st, "usage", zero_usage());
+    }
+    ad_err rc = save(c->db, c->project, "step", step_id, NULL, st);
+    if (!rc) {
+        char name[64];
+        snprintf(name, sizeof name, "thread.run.step.%s", status);
+        /* Streams show file_search results without their content, as a
+         * list without include[] does (the stored step keeps it), unless
+         * the createRun request's include[] asked for it. */
+        if (!c->step_content)
+            ad_tools_strip_content(st);
+        evq_push(c->out, name, st);
+    }
+    json_decref(st);
+    return rc;
+}
+
+/* The content of a run's message: the figures code_interpreter made since
+ * the previous message, then the text with its annotations (tools.h). */
+static json_t *text_content(wctx *c, const act *a, json_t **anns)
+{
+    json_t *content = json_array();
+    size_t i;
+    json_t *v;
+    json_array_foreach(a->images, i, v)
+    {
+        json_array_append_new(content, json_pack("{s:s,s:{s:O,s:s}}", "type", "image_file",
+                                                 "image_file", "file_id", v, "detail", "auto"));
+    }
+    json_t *an = a->has_tools ? ad_tools_annotate(c->db, c->project, c->run_id, a->text, a->len)
+                              : json_array();
+    json_array_append_new(content, json_pack("{s:s,s:{s:s%,s:O}}", "type", "text", "text", "value",
+                                             a->text, a->len, "annotations", an));
+    *anns = an;
+    return content;
+}
+
+/* Ends a message of the run: completed or incomplete (with reason). The
+ * act's text, when not NULL, becomes its content; otherwise the stored
+ * content stays (restart recovery, where the streamed text was only in
+ * memory). Only a message still in progress changes. */
+static ad_err msg_close(wctx *c, const char *msg_id, const act *a)
+{
+    json_t *m = load(c->db, c->project, "message", msg_id);
+    if (!m || strcmp(status_of(m), "in_progress") != 0) {
+        json_decref(m);
+        return AD_OK;
+    }
+    int64_t now = now_s();
+    json_object_set_new(m, "status", json_string(a->status));
+    json_t *anns = NULL;
+    if (a->text)
+        json_object_set_new(m, "content", text_content(c, a, &anns));
+    if (!strcmp(a->status, "completed")) {
+        json_object_set_new(m, "completed_at", json_integer(now));
+    } else {
+        json_object_set_new(m, "incomplete_at", json_integer(now));
+        json_object_set_new(m, "incomplete_details", json_pack("{s:s}", "reason", a->reason));
+    }
+    ad_err rc = save(c->db, c->project, "message", msg_id, NULL, m);
+    if (!rc && json_array_size(anns)) { /* the annotations, as a delta of the text part */
+        json_t *list = json_array();
+        size_t i;
+        json_t *an;
+        json_array_foreach(anns, i, an)
+        {
+            json_t *d = json_deep_copy(an);
+            json_object_set_new(d, "index", json_integer((json_int_t)i));
+            json_array_append_new(list, d);
+        }
+        json_t *d = json_pack("{s:s,s:s,s:{s:[{s:i,s:s,s:{s:o}}]}}", "id", msg_id, "object",
+                              "thread.message.delta", "delta", "content", "index", a->text_index,
+                              "type", "text", "text", "annotations", list);
+        evq_push(c->out, "thread.message.delta", d);
+        json_decref(d);
+    }
+    if (!rc)
+        evq_push(c->out,
+                 !strcmp(a->status, "completed") ? "thread.message.completed"
+                                                 : "thread.message.incomplete",
+                 m);
+    json_decref(anns);
+    json_decref(m);
+    return rc;
+}
+
+static ad_err open_msg(wctx *c, act *a)
+{
+    json_t *step = a->obj, *msg = a->obj2;
+    int64_t now = json_integer_value(json_object_get(msg, "created_at"));
+    const char *step_id = json_string_value(json_object_get(step, "id"));
+    const char *msg_id = json_string_value(json_object_get(msg, "id"));
+    ad_err rc = insert(c->db, c->project, "step", step_id, c->run_id, "", now, step);
+    if (!rc)
+        rc = insert(c->db, c->project, "message", msg_id, c->thread_id, c->run_id, now, msg);
+    if (rc)
+        return rc;
+    evq_push(c->out, "thread.run.step.created", step);
+    evq_push(c->out, "thread.run.step.in_progress", step);
+    evq_push(c->out, "thread.message.created", msg);
+    evq_push(c->out, "thread.message.in_progress", msg);
+    size_t i;
+    json_t *v;
+    json_array_foreach(a->images, i, v)
+    {
+        json_t *d = json_pack("{s:s,s:s,s:{s:[{s:i,s:s,s:{s:O,s:s}}]}}", "id", msg_id, "object",
+                              "thread.message.delta", "delta", "content", "index", (int)i, "type",
+                              "image_file", "image_file", "file_id", v, "detail", "auto");
+        evq_push(c->out, "thread.message.delta", d);
+        json_decref(d);
+    }
+    return AD_OK;
+}
+
+/* Ids of a run's steps or messages still in progress. A run has a few
+ * steps per model call; 64 open at once is far beyond what one call opens. */
+typedef struct open_ids {
+    char ids[64][AD_ID_MAX];
+    int n;
+} open_ids;
+
+static ad_err collect_open(void *ud, const char *id, const char *json, size_t len)
+{
+    open_ids *o = ud;
+    json_t *v = json_loadb(json, len, 0, NULL);
+    if (v && !strcmp(status_of(v), "in_progress") && o->n < 64)
+        ad_strlcpy(o->ids[o->n++], id, AD_ID_MAX);
+    json_decref(v);
+    return AD_OK;
+}
+
+/* Ends every step of the run still in progress (e.g. a tool_calls step
+ * waiting for outputs when the run is cancelled or expires). */
+static ad_err sweep_steps(wctx *c, const act *a)
+{
+    open_ids o = {.n = 0};
+    ad_list_q q = {
+        .project = c->project, .kind = "step", .parent = c->run_id, .limit = 1000, .asc = true};
+    bool more;
+    ad_err rc = ad_db_list(c->db, &q, collect_open, &o, &more);
+    for (int i = 0; !rc && i < o.n; i++)
+        rc = step_end(c, o.ids[i], a->status, NULL, a->code, a->message);
+    return rc;
+}
+
+/* Closes as incomplete every message of the run still in progress: after a
+ * restart, the message a call was streaming into (its text, kept in memory
+ * only, is lost; what was stored stays). */
+static ad_err sweep_messages(wctx *c, const act *a)
+{
+    open_ids o = {.n = 0};
+    ad_list_q q = {.project = c->project,
+                   .kind = "message",
+                   .parent = c->thread_id,
+                   .aux = c->run_id,
+                   .limit = 1000,
+                   .asc = true};
+    bool more;
+    ad_err rc = ad_db_list(c->db, &q, collect_open, &o, &more);
+    for (int i = 0; !rc && i < o.n; i++)
+        rc = msg_close(c, o.ids[i], a);
+    return rc;
+}
+
+static ad_err step_calls(wctx *c, const act *a)
+{
+    json_t *st = load(c->db, c->project, "step", a->id);
+    if (!st)
+        return AD_EDB;
+    json_object_set_new(json_object_get(st, "step_details"), "tool_calls", json_incref(a->obj));
+    /* The step stays in_progress until the outputs arrive; its usage is
+     * this call's. */
+    add_usage(st, &a->usage);
+    ad_err rc = save(c->db, c->project, "step", a->id, NULL, st);
+    json_decref(st);
+    return rc;
+}
+
+static void edit_step_call(json_t *st, const ad_tool_work *w)
+{
+    json_t *calls = json_object_get(json_object_get(st, "step_details"), "tool_calls");
+    size_t i;
+    json_t *call;
+    json_array_foreach(calls, i, call)
+    {
+        if (json_equal(json_object_get(call, "id"), json_object_get(w->details, "id"))) {
+            json_array_set(calls, i, w->details);
+            return;
+        }
+    }
+}
+
+static ad_err tool_result(wctx *c, const act *a)
+{
+    const ad_tool_work *w = a->work;
+    json_t *st = load(c->db, c->project, "step", a->id);
+    if (!st)
+        return AD_EDB;
+    edit_step_call(st, w);
+    ad_err rc = save(c->db, c->project, "step", a->id, NULL, st);
+    json_decref(st);
+    if (!rc)
+        rc = ad_tools_callio_put(c->db, c->project, c->run_id, w->call_id, w->arguments,
+                                 w->model_text, w->files);
+    return rc;
+}
+
+static ad_err announce_cancelling(wctx *c)
+{
+    json_t *run = load(c->db, c->project, "run", c->run_id);
+    if (run && !strcmp(status_of(run), "cancelling"))
+        evq_push(c->out, "thread.run.cancelling", run);
+    json_decref(run);
+    return AD_OK;
+}
+
+static ad_err expire_waiting(wctx *c)
+{
+    json_t *run = load(c->db, c->project, "run", c->run_id);
+    ad_err rc = AD_OK;
+    if (run && !strcmp(status_of(run), "requires_action")) {
+        int64_t exp = json_integer_value(json_object_get(run, "expires_at"));
+        if (exp <= now_s()) { /* the waiting tool_calls step expires with the run */
+            act a = {.k = A_SWEEP_STEP, .status = "expired"};
+            rc = sweep_steps(c, &a);
+            act r = {.k = A_RUN, .edit = R_END, .status = "expired"};
+            if (!rc)
+                rc = apply_run(c, &r);
+        } else {
+            c->rearm_ms = (int)((exp - now_s()) * 1000);
+        }
+    }
+    json_decref(run);
+    return rc;
+}
+
+static ad_err apply_acts(wctx *c, act *list)
+{
+    ad_err rc = AD_OK;
+    for (act *a = list; a && !rc; a = a->next) {
+        switch (a->k) {
+        case A_RUN:
+            rc = apply_run(c, a);
+            break;
+        case A_STEP_END:
+            rc = step_end(c, a->id, a->status, &a->usage, a->code, a->message);
+            break;
+        case A_MSG_CLOSE:
+            rc = msg_close(c, a->id, a);
+            break;
+        case A_OPEN_MSG:
+            rc = open_msg(c, a);
+            break;
+        case A_TOOL_STEP: {
+            const char *id = json_string_value(json_object_get(a->obj, "id"));
+            rc = insert(c->db, c->project, "step", id, c->run_id, "",
+                        json_integer_value(json_object_get(a->obj, "created_at")), a->obj);
+            if (!rc) {
+                evq_push(c->out, "thread.run.step.created", a->obj);
+                evq_push(c->out, "thread.run.step.in_progress", a->obj);
+            }
+            break;
+        }
+        case A_SWEEP_STEP:
+            rc = sweep_steps(c, a);
+            break;
+        case A_SWEEP_MSG:
+            rc = sweep_messages(c, a);
+            break;
+        case A_STEP_CALLS:
+            rc = step_calls(c, a);
+            break;
+        case A_TOOL_DONE:
+            rc = tool_result(c, a);
+            break;
+        case A_EVENT:
+            evq_push(c->out, a->event_name, a->obj);
+            break;
+        case A_CANCELLING:
+            rc = announce_cancelling(c);
+            break;
+        case A_EXPIRE:
+            rc = expire_waiting(c);
+            break;
+        }
+    }
+    return rc;
+}
+
+/* ---- ops: actions handed to the writer ---- */
+
+struct op {
+    ad_wop w; /* first member: the writer's view of the op */
+    ad_engine *e;
+    job *j; /* loop side only; NULL for ops without a job */
+    char project[160], thread_id[AD_ID_MAX], run_id[AD_ID_MAX];
+    ad_sse *sse;       /* a reference, or NULL */
+    bool step_content; /* the job's */
+    act *acts, *last;
+    evq pre;      /* the job's held events: sent first, commit or not */
+    evq out;      /* produced by apply; sent by writer_done after the commit */
+    int rearm_ms; /* A_EXPIRE */
+};
+
+static op *op_new(ad_engine *e, const char *project, const char *thread_id, const char *run_id)
+{
+    op *o = ad_calloc(1, sizeof *o);
+    o->e = e;
+    ad_strlcpy(o->project, project, sizeof o->project);
+    ad_strlcpy(o->thread_id, thread_id, sizeof o->thread_id);
+    ad_strlcpy(o->run_id, run_id, sizeof o->run_id);
+    o->rearm_ms = -1;
+    return o;
+}
+
+static op *op_for(job *j)
+{
+    op *o = op_new(j->e, j->project, j->thread_id, j->run_id);
+    o->j = j;
+    o->step_content = j->step_content;
+    if (j->sse) {
+        ad_sse_ref(j->sse);
+        o->sse = j->sse;
+    }
+    return o;
+}
+
+static void op_free(op *o)
+{
+    act *a = o->acts;
+    while (a) {
+        act *next = a->next;
+        act_free(a);
+        a = next;
+    }
+    evq_clear(&o->pre);
+    evq_clear(&o->out);
+    if (o->sse)
+        ad_sse_unref(o->sse);
+    ad_free(o);
+}
+
+static act *add_act(op *o, act_kind k)
+{
+    act *a = ad_calloc(1, sizeof *a);
+    a->k = k;
+    if (o->last)
+        o->last->next = a;
+    else
+        o->acts = a;
+    o->last = a;
+    return a;
+}
+
+static void set_error(act *a, const char *code, const char *message)
+{
+    if (!code)
+        return;
+    ad_strlcpy(a->code, code, sizeof a->code);
+    ad_strlcpy(a->message, message ? message : "", sizeof a->message);
+}
+
+/* Writer thread. */
+static ad_err op_apply(ad_wop *w, ad_db *db)
+{
+    op *o = (op *)w;
+    evq_clear(&o->out); /* a retry starts afresh */
+    wctx c = {.db = db,
+              .project = o->project,
+              .thread_id = o->thread_id,
+              .run_id = o->run_id,
+              .out = &o->out,
+              .step_content = o->step_content,
+              .rearm_ms = -1};
+    ad_err rc = apply_acts(&c, o->acts);
+    o->rearm_ms = c.rearm_ms;
+    return rc;
+}
+
+static void ops_done(void *ud);
+
+/* Writer thread, after each group: the events of committed ops go out now
+ * (in order), then the loop hears of the group. */
+static void writer_done(void *ud, ad_wop *ops)
+{
+    ad_engine *e = ud;
+    for (ad_wop *w = ops; w; w = w->next) {
+        op *o = (op *)w;
+        if (o->sse && o->pre.head)
+            evq_send(&o->pre, o->sse);
+        if (w->committed && o->sse)
+            evq_send(&o->out, o->sse);
+        else
+            evq_clear(&o->out);
+    }
+    ad_upstream_post(e->up, ops_done, ops);
+}
+
+/* Loop thread. A job's ops are counted until their completion is back. */
+static void submit(op *o)
+{
+    ad_engine *e = o->e;
+    if (!o->acts || e->stopping || !e->writer) {
+        op_free(o);
+        return;
+    }
+    o->w.apply = op_apply;
+    if (o->j) {
+        /* Events held for the ops in flight go out ahead of this op's. */
+        o->pre = o->j->held;
+        o->j->held.head = o->j->held.tail = NULL;
+        o->j->inflight++;
+    }
+    ad_writer_submit(e->writer, &o->w);
+}
+
+/* Start-up repair, on the loop's own connection (nothing else writes yet). */
+static void apply_now(ad_engine *e, op *o)
+{
+    if (ad_db_begin(e->db) == AD_OK) {
+        if (op_apply(&o->w, e->db) || ad_db_commit(e->db))
+            ad_db_rollback(e->db);
+    }
+    op_free(o);
+}
+
 /* ---- jobs ---- */
 
 static job *find_job(ad_engine *e, const char *run_id)
@@ -225,6 +904,32 @@ static job *find_job(ad_engine *e, const char *run_id)
         if (!strcmp(j->run_id, run_id))
             return j;
     return NULL;
+}
+
+static void send_direct(job *j, size_t waiting)
+{
+    /* Back-pressure: stop reading the model while the client lags. */
+    if (waiting >= AD_SSE_HIGH_WATER && j->call && !j->paused) {
+        j->paused = true;
+        ad_upstream_pause(j->e->up, j->call);
+    }
+}
+
+/* An event that needs no write (deltas): now, or after the ops in flight. */
+static void announce(job *j, const char *event, const json_t *obj)
+{
+    if (!j->sse)
+        return;
+    if (j->inflight > 0) {
+        evq_push(&j->held, event, obj);
+        return;
+    }
+    char *s = json_dumps(obj, JSON_COMPACT);
+    if (!s)
+        return;
+    size_t waiting = ad_sse_send(j->sse, event, s, strlen(s));
+    free(s);
+    send_direct(j, waiting);
 }
 
 static void reset_call_state(job *j)
@@ -240,6 +945,24 @@ static void reset_call_state(job *j)
     j->ncalls = 0;
 }
 
+static void job_free(job *j)
+{
+    if (j->sse) {
+        if (j->held.head)
+            evq_send(&j->held, j->sse);
+        ad_sse_close(j->sse);
+        ad_sse_unref(j->sse);
+    }
+    evq_clear(&j->held);
+    reset_call_state(j);
+    ad_buf_free(&j->text);
+    json_decref(j->tools);
+    json_decref(j->images);
+    ad_free(j);
+}
+
+/* The engine is done with the run. Its stream ends (with done) once the
+ * ops still in flight have announced what they committed. */
 static void job_end(job *j)
 {
     ad_engine *e = j->e;
@@ -248,107 +971,141 @@ static void job_end(job *j)
             *p = j->next;
             break;
         }
-    if (j->sse) {
-        ad_sse_close(j->sse);
-        ad_sse_unref(j->sse);
-    }
-    reset_call_state(j);
-    ad_buf_free(&j->text);
-    json_decref(j->tools);
-    json_decref(j->images);
-    ad_free(j->usage);
-    ad_free(j);
+    j->ended = true;
+    j->then = NULL;
+    if (!j->inflight)
+        job_free(j);
 }
 
-/* ---- run transitions ---- */
-
-typedef void (*run_edit)(json_t *run, void *arg);
-
-/* Applies edit to the stored run in a transaction; announces event with the
- * committed run (event may be NULL). aux: "active" or "" (terminal). Returns
- * the committed run (new reference) or NULL. */
-static json_t *update_run(job *j, run_edit edit, void *arg, const char *event)
+/* Runs fn(j) once the job's writes are committed. */
+static void after_writes(job *j, void (*fn)(job *j))
 {
-    ad_engine *e = j->e;
-    if (ad_db_begin(e->db))
-        return NULL;
-    json_t *run = load(e, j->project, "run", j->run_id);
-    if (!run) {
-        ad_db_rollback(e->db);
-        return NULL;
-    }
-    edit(run, arg);
-    const char *aux = is_terminal(status_of(run)) ? "" : "active";
-    if (save(e, j->project, "run", j->run_id, aux, run) || ad_db_commit(e->db)) {
-        ad_db_rollback(e->db);
-        json_decref(run);
-        return NULL;
-    }
-    if (event)
-        announce(j, event, run);
-    return run;
+    if (!j->inflight)
+        fn(j);
+    else
+        j->then = fn;
 }
 
-static void edit_in_progress(json_t *run, void *arg)
+static void expire_cb(void *ud);
+
+static void arm_expiry(ad_engine *e, const char *project, const char *thread_id, const char *run_id,
+                       long ms)
 {
-    (void)arg;
-    json_object_set_new(run, "status", json_string("in_progress"));
-    if (json_is_null(json_object_get(run, "started_at")))
-        json_object_set_new(run, "started_at", json_integer(now_s()));
+    task *tk = task_new(e);
+    ad_strlcpy(tk->project, project, sizeof tk->project);
+    ad_strlcpy(tk->thread_id, thread_id, sizeof tk->thread_id);
+    ad_strlcpy(tk->run_id, run_id, sizeof tk->run_id);
+    ad_upstream_post_after(e->up, ms > 0 ? ms : 0, expire_cb, tk);
 }
 
-typedef struct end_args {
-    const char *status; /* completed, failed, cancelled, expired, incomplete */
-    const char *code, *message;
-    const char *incomplete_reason;
-} end_args;
-
-static void add_usage(json_t *obj, const ad_cs_turn *t)
+/* Loop thread: the writer finished a group. */
+static void ops_done(void *ud)
 {
-    if (!t || !t->have_usage)
+    ad_wop *w = ud;
+    while (w) {
+        ad_wop *next = w->next;
+        op *o = (op *)w;
+        ad_engine *e = o->e;
+        job *j = o->j;
+        bool committed = w->committed;
+        if (!j && committed && o->rearm_ms >= 0 && !e->stopping)
+            arm_expiry(e, o->project, o->thread_id, o->run_id, o->rearm_ms);
+        op_free(o);
+        if (j) {
+            if (!committed && !j->ended) {
+                ad_log(&e->srv->log, AD_LOG_ERROR, "run %s: a store write failed", j->run_id);
+                j->save_failed = true;
+                if (j->call)
+                    ad_upstream_cancel(e->up, j->call); /* on_done fails the run */
+            }
+            if (--j->inflight == 0) {
+                if (j->ended) {
+                    job_free(j);
+                } else {
+                    if (j->held.head && j->sse)
+                        send_direct(j, evq_send(&j->held, j->sse));
+                    void (*fn)(job *) = j->then;
+                    j->then = NULL;
+                    if (fn)
+                        fn(j);
+                }
+            }
+        }
+        w = next;
+    }
+}
+
+/* ---- building ops ---- */
+
+static act *add_run(op *o, run_edit edit, const char *status, const usage_t *u, bool event)
+{
+    act *a = add_act(o, A_RUN);
+    a->edit = edit;
+    a->status = status;
+    if (u)
+        a->usage = *u;
+    a->event = event;
+    return a;
+}
+
+static void add_end_step(op *o, const char *step_id, const char *status, const usage_t *u,
+                         const char *code, const char *message)
+{
+    act *a = add_act(o, A_STEP_END);
+    ad_strlcpy(a->id, step_id, sizeof a->id);
+    a->status = status;
+    if (u)
+        a->usage = *u;
+    set_error(a, code, message);
+}
+
+/* Closes the open message of this call with the text streamed so far; the
+ * figures shown in it go with it. */
+static void add_close_message(op *o, job *j, const char *status, const char *reason)
+{
+    if (!j->msg_id[0])
         return;
-    json_t *u = json_object_get(obj, "usage");
-    if (!json_is_object(u)) {
-        u = json_pack("{s:I,s:I,s:I}", "prompt_tokens", (json_int_t)0, "completion_tokens",
-                      (json_int_t)0, "total_tokens", (json_int_t)0);
-        json_object_set_new(obj, "usage", u);
-    }
-    const char *keys[3] = {"prompt_tokens", "completion_tokens", "total_tokens"};
-    int64_t add[3] = {t->prompt_tokens, t->completion_tokens,
-                      t->total_tokens ? t->total_tokens : t->prompt_tokens + t->completion_tokens};
-    for (int i = 0; i < 3; i++)
-        json_object_set_new(u, keys[i],
-                            json_integer(json_integer_value(json_object_get(u, keys[i])) + add[i]));
+    act *a = add_act(o, A_MSG_CLOSE);
+    ad_strlcpy(a->id, j->msg_id, sizeof a->id);
+    a->status = status;
+    a->reason = reason;
+    a->text = ad_strndup(ad_buf_str(&j->text), j->text.len);
+    a->len = j->text.len;
+    a->images = j->images;
+    j->images = NULL;
+    a->has_tools = j->tools != NULL;
+    a->text_index = j->text_index;
+    j->msg_id[0] = '\0';
 }
 
-static void edit_end(json_t *run, void *arg)
+static const char *step_status_for(const char *run_status)
 {
-    end_args *a = arg;
-    int64_t now = now_s();
-    json_object_set_new(run, "status", json_string(a->status));
-    json_object_set_new(run, "expires_at", json_null());
-    json_object_set_new(run, "required_action", json_null());
-    if (!strcmp(a->status, "completed"))
-        json_object_set_new(run, "completed_at", json_integer(now));
-    if (!strcmp(a->status, "failed"))
-        json_object_set_new(run, "failed_at", json_integer(now));
-    if (!strcmp(a->status, "cancelled"))
-        json_object_set_new(run, "cancelled_at", json_integer(now));
-    if (a->code)
-        json_object_set_new(run, "last_error",
-                            json_pack("{s:s,s:s}", "code", a->code, "message", a->message));
-    if (a->incomplete_reason)
-        json_object_set_new(run, "incomplete_details",
-                            json_pack("{s:s}", "reason", a->incomplete_reason));
-    if (json_is_null(json_object_get(run, "usage")))
-        json_object_set_new(run, "usage",
-                            json_pack("{s:i,s:i,s:i}", "prompt_tokens", 0, "completion_tokens", 0,
-                                      "total_tokens", 0));
+    if (!strcmp(run_status, "cancelled") || !strcmp(run_status, "expired") ||
+        !strcmp(run_status, "failed"))
+        return run_status;
+    return "completed";
 }
 
-static void edit_usage(json_t *run, void *arg)
+/* The run's end: steps still open end with it, then the run itself. */
+static void add_finish(op *o, const char *status, const char *code, const char *message,
+                       const char *incomplete_reason, const usage_t *u)
 {
-    add_usage(run, arg);
+    act *s = add_act(o, A_SWEEP_STEP);
+    s->status = step_status_for(status);
+    act *r = add_run(o, R_END, status, u, true);
+    set_error(r, code, message);
+    r->incomplete_reason = incomplete_reason;
+}
+
+static void fail_open_parts(op *o, job *j, const char *step_status, const char *msg_reason,
+                            const char *code, const char *message)
+{
+    add_close_message(o, j, "incomplete", msg_reason);
+    if (j->msg_step_id[0])
+        add_end_step(o, j->msg_step_id, step_status, NULL, code, message);
+    if (j->tool_step_id[0])
+        add_end_step(o, j->tool_step_id, step_status, NULL, code, message);
+    j->msg_step_id[0] = j->tool_step_id[0] = '\0';
 }
 
 /* ---- steps and messages ---- */
@@ -362,143 +1119,8 @@ static json_t *new_step(job *j, const char *id, const char *type, json_t *detail
                      "failed_at", "last_error", "step_details", details, "usage", "metadata");
 }
 
-/* Ends a step (status, timestamps, usage) and announces it. */
-static void end_step(job *j, const char *step_id, const char *status, const ad_cs_turn *usage,
-                     const char *code, const char *message)
+static void open_message(job *j)
 {
-    ad_engine *e = j->e;
-    if (ad_db_begin(e->db))
-        return;
-    json_t *st = load(e, j->project, "step", step_id);
-    if (!st || strcmp(status_of(st), "in_progress") != 0) {
-        ad_db_rollback(e->db);
-        json_decref(st);
-        return;
-    }
-    int64_t now = now_s();
-    json_object_set_new(st, "status", json_string(status));
-    const char *field = !strcmp(status, "completed")   ? "completed_at"
-                        : !strcmp(status, "cancelled") ? "cancelled_at"
-                        : !strcmp(status, "expired")   ? "expired_at"
-                                                       : "failed_at";
-    json_object_set_new(st, field, json_integer(now));
-    if (code)
-        json_object_set_new(st, "last_error",
-                            json_pack("{s:s,s:s}", "code", code, "message", message));
-    if (!strcmp(status, "completed")) {
-        if (usage && usage->have_usage)
-            add_usage(st, usage);
-        else if (!json_is_object(json_object_get(st, "usage")))
-            json_object_set_new(st, "usage",
-                                json_pack("{s:i,s:i,s:i}", "prompt_tokens", 0, "completion_tokens",
-                                          0, "total_tokens", 0));
-    }
-    if (save(e, j->project, "step", step_id, NULL, st) || ad_db_commit(e->db)) {
-        ad_db_rollback(e->db);
-        json_decref(st);
-        return;
-    }
-    char ev[64];
-    snprintf(ev, sizeof ev, "thread.run.step.%s", status);
-    /* Streams show file_search results without their content, as a list
-     * without include[] does (the stored step keeps it). */
-    ad_tools_strip_content(st);
-    announce(j, ev, st);
-    json_decref(st);
-}
-
-/* The content of a run's message: the figures code_interpreter made since
- * the previous message, then the text with its annotations (tools.h). */
-static json_t *text_content(job *j, const char *text, size_t len, json_t **anns)
-{
-    json_t *c = json_array();
-    size_t i;
-    json_t *v;
-    json_array_foreach(j->images, i, v)
-    {
-        json_array_append_new(c, json_pack("{s:s,s:{s:O,s:s}}", "type", "image_file", "image_file",
-                                           "file_id", v, "detail", "auto"));
-    }
-    json_t *a =
-        j->tools ? ad_tools_annotate(j->e->db, j->project, j->run_id, text, len) : json_array();
-    json_array_append_new(c, json_pack("{s:s,s:{s:s%,s:O}}", "type", "text", "text", "value", text,
-                                       len, "annotations", a));
-    *anns = a;
-    return c;
-}
-
-/* Ends a message of the run: completed or incomplete (with reason). text,
- * when not NULL, becomes its content; otherwise the stored content stays
- * (restart recovery, where the streamed text was only in memory). Only a
- * message still in progress changes. */
-static void close_message(job *j, const char *msg_id, const char *status, const char *reason,
-                          const ad_buf *text)
-{
-    ad_engine *e = j->e;
-    if (ad_db_begin(e->db))
-        return;
-    json_t *m = load(e, j->project, "message", msg_id);
-    if (!m || strcmp(status_of(m), "in_progress") != 0) {
-        ad_db_rollback(e->db);
-        json_decref(m);
-        return;
-    }
-    int64_t now = now_s();
-    json_object_set_new(m, "status", json_string(status));
-    json_t *anns = NULL;
-    if (text)
-        json_object_set_new(m, "content", text_content(j, ad_buf_str(text), text->len, &anns));
-    if (!strcmp(status, "completed")) {
-        json_object_set_new(m, "completed_at", json_integer(now));
-    } else {
-        json_object_set_new(m, "incomplete_at", json_integer(now));
-        json_object_set_new(m, "incomplete_details", json_pack("{s:s}", "reason", reason));
-    }
-    if (save(e, j->project, "message", msg_id, NULL, m) || ad_db_commit(e->db)) {
-        ad_db_rollback(e->db);
-        json_decref(anns);
-        json_decref(m);
-        return;
-    }
-    if (json_array_size(anns)) { /* the annotations, as a delta of the text part */
-        json_t *list = json_array();
-        size_t i;
-        json_t *a;
-        json_array_foreach(anns, i, a)
-        {
-            json_t *d = json_deep_copy(a);
-            json_object_set_new(d, "index", json_integer((json_int_t)i));
-            json_array_append_new(list, d);
-        }
-        json_t *d = json_pack("{s:s,s:s,s:{s:[{s:i,s:s,s:{s:o}}]}}", "id", msg_id, "object",
-                              "thread.message.delta", "delta", "content", "index", j->text_index,
-                              "type", "text", "text", "annotations", list);
-        announce(j, "thread.message.delta", d);
-        json_decref(d);
-    }
-    json_decref(anns);
-    if (text) { /* the figures are shown in this message */
-        json_decref(j->images);
-        j->images = NULL;
-    }
-    announce(
-        j, !strcmp(status, "completed") ? "thread.message.completed" : "thread.message.incomplete",
-        m);
-    json_decref(m);
-}
-
-/* Completes (or marks incomplete) the open message of this call. */
-static void end_message(job *j, const char *status, const char *reason)
-{
-    if (!j->msg_id[0])
-        return;
-    close_message(j, j->msg_id, status, reason, &j->text);
-    j->msg_id[0] = '\0';
-}
-
-static ad_err open_message(job *j)
-{
-    ad_engine *e = j->e;
     char step_id[AD_ID_MAX];
     ad_id_new(j->msg_id, "msg_");
     ad_id_new(step_id, "step_");
@@ -511,48 +1133,14 @@ static ad_err open_message(job *j)
     json_t *step = new_step(j, step_id, "message_creation",
                             json_pack("{s:s,s:{s:s}}", "type", "message_creation",
                                       "message_creation", "message_id", j->msg_id));
-    ad_err rc = ad_db_begin(e->db);
-    if (!rc)
-        rc = insert(e, j->project, "step", step_id, j->run_id, "", now, step);
-    if (!rc)
-        rc = insert(e, j->project, "message", j->msg_id, j->thread_id, j->run_id, now, msg);
-    if (!rc)
-        rc = ad_db_commit(e->db);
-    if (rc) {
-        ad_db_rollback(e->db);
-        j->msg_id[0] = '\0';
-    } else {
-        ad_strlcpy(j->msg_step_id, step_id, sizeof j->msg_step_id);
-        announce(j, "thread.run.step.created", step);
-        announce(j, "thread.run.step.in_progress", step);
-        announce(j, "thread.message.created", msg);
-        announce(j, "thread.message.in_progress", msg);
-        j->text_index = (int)json_array_size(j->images);
-        size_t i;
-        json_t *v;
-        json_array_foreach(j->images, i, v)
-        {
-            json_t *d =
-                json_pack("{s:s,s:s,s:{s:[{s:i,s:s,s:{s:O,s:s}}]}}", "id", j->msg_id, "object",
-                          "thread.message.delta", "delta", "content", "index", (int)i, "type",
-                          "image_file", "image_file", "file_id", v, "detail", "auto");
-            announce(j, "thread.message.delta", d);
-            json_decref(d);
-        }
-    }
-    json_decref(msg);
-    json_decref(step);
-    return rc;
-}
-
-/* The message of this call is complete (text followed by tool calls). */
-static void close_message_step(job *j, const ad_cs_turn *usage)
-{
-    if (!j->msg_step_id[0])
-        return;
-    end_message(j, "completed", NULL);
-    end_step(j, j->msg_step_id, "completed", usage, NULL, NULL);
-    j->msg_step_id[0] = '\0';
+    op *o = op_for(j);
+    act *a = add_act(o, A_OPEN_MSG);
+    a->obj = step;
+    a->obj2 = msg;
+    a->images = j->images ? json_deep_copy(j->images) : NULL;
+    submit(o);
+    ad_strlcpy(j->msg_step_id, step_id, sizeof j->msg_step_id);
+    j->text_index = (int)json_array_size(j->images);
 }
 
 /* ---- upstream callbacks ---- */
@@ -560,8 +1148,8 @@ static void close_message_step(job *j, const ad_cs_turn *usage)
 static ad_err on_text(void *ud, const char *piece, size_t len)
 {
     job *j = ud;
-    if (!j->msg_id[0] && !j->msg_step_id[0] && open_message(j))
-        return AD_EDB;
+    if (!j->msg_id[0] && !j->msg_step_id[0])
+        open_message(j);
     if (ad_buf_add(&j->text, piece, len))
         return AD_ETOOBIG;
     json_t *text = json_pack("{s:s%}", "value", piece, len);
@@ -577,11 +1165,16 @@ static ad_err on_text(void *ud, const char *piece, size_t len)
     return AD_OK;
 }
 
+static json_t *step_delta(job *j, json_t *tool_call)
+{
+    return json_pack("{s:s,s:s,s:{s:{s:s,s:[o]}}}", "id", j->tool_step_id, "object",
+                     "thread.run.step.delta", "delta", "step_details", "type", "tool_calls",
+                     "tool_calls", tool_call);
+}
+
 static void announce_step_delta(job *j, json_t *tool_call)
 {
-    json_t *d = json_pack("{s:s,s:s,s:{s:{s:s,s:[o]}}}", "id", j->tool_step_id, "object",
-                          "thread.run.step.delta", "delta", "step_details", "type", "tool_calls",
-                          "tool_calls", tool_call);
+    json_t *d = step_delta(j, tool_call);
     announce(j, "thread.run.step.delta", d);
     json_decref(d);
 }
@@ -592,20 +1185,22 @@ static ad_err on_tool_call_start(void *ud, int index, const char *id, const char
     (void)id; /* the upstream's id; ours is issued below */
     if (index < 0 || index >= AD_CS_MAX_TOOL_CALLS)
         return AD_EINVAL;
-    close_message_step(j, NULL);
-    if (!j->tool_step_id[0]) {
-        char step_id[AD_ID_MAX];
-        ad_id_new(step_id, "step_");
-        json_t *step = new_step(j, step_id, "tool_calls",
-                                json_pack("{s:s,s:[]}", "type", "tool_calls", "tool_calls"));
-        if (insert(j->e, j->project, "step", step_id, j->run_id, "", now_s(), step)) {
-            json_decref(step);
-            return AD_EDB;
+    if (j->msg_step_id[0] || !j->tool_step_id[0]) {
+        op *o = op_for(j);
+        if (j->msg_step_id[0]) { /* the message of this call is complete */
+            add_close_message(o, j, "completed", NULL);
+            add_end_step(o, j->msg_step_id, "completed", NULL, NULL, NULL);
+            j->msg_step_id[0] = '\0';
         }
-        ad_strlcpy(j->tool_step_id, step_id, sizeof j->tool_step_id);
-        announce(j, "thread.run.step.created", step);
-        announce(j, "thread.run.step.in_progress", step);
-        json_decref(step);
+        if (!j->tool_step_id[0]) {
+            char step_id[AD_ID_MAX];
+            ad_id_new(step_id, "step_");
+            act *a = add_act(o, A_TOOL_STEP);
+            a->obj = new_step(j, step_id, "tool_calls",
+                              json_pack("{s:s,s:[]}", "type", "tool_calls", "tool_calls"));
+            ad_strlcpy(j->tool_step_id, step_id, sizeof j->tool_step_id);
+        }
+        submit(o);
     }
     while (j->ncalls <= index) {
         call_state *c = &j->calls[j->ncalls++];
@@ -662,87 +1257,12 @@ static ad_err on_tool_call_args(void *ud, int index, const char *piece, size_t l
 
 /* ---- ending a run ---- */
 
-static void fail_open_parts(job *j, const char *step_status, const char *msg_reason,
-                            const char *code, const char *message)
+/* Submits o with the run's end and lets the job go. */
+static void finish(job *j, op *o, const char *status, const char *code, const char *message,
+                   const char *incomplete_reason, const usage_t *u)
 {
-    if (j->msg_id[0])
-        end_message(j, "incomplete", msg_reason);
-    if (j->msg_step_id[0])
-        end_step(j, j->msg_step_id, step_status, NULL, code, message);
-    if (j->tool_step_id[0])
-        end_step(j, j->tool_step_id, step_status, NULL, code, message);
-    j->msg_step_id[0] = j->tool_step_id[0] = '\0';
-}
-
-/* Ids of a run's steps or messages still in progress. A run has a few
- * steps per model call; 64 open at once is far beyond what one call opens. */
-typedef struct open_ids {
-    char ids[64][AD_ID_MAX];
-    int n;
-} open_ids;
-
-static ad_err collect_open(void *ud, const char *id, const char *json, size_t len)
-{
-    open_ids *o = ud;
-    json_t *v = json_loadb(json, len, 0, NULL);
-    if (v && !strcmp(status_of(v), "in_progress") && o->n < 64)
-        ad_strlcpy(o->ids[o->n++], id, AD_ID_MAX);
-    json_decref(v);
-    return AD_OK;
-}
-
-/* Ends every step of the run still in progress (e.g. a tool_calls step
- * waiting for outputs when the run is cancelled or expires); code and
- * message, when not NULL, become the steps' last_error. */
-static void sweep_steps(job *j, const char *status, const char *code, const char *message)
-{
-    open_ids o = {.n = 0};
-    ad_list_q q = {
-        .project = j->project, .kind = "step", .parent = j->run_id, .limit = 1000, .asc = true};
-    bool more;
-    if (ad_db_list(j->e->db, &q, collect_open, &o, &more))
-        return;
-    for (int i = 0; i < o.n; i++)
-        end_step(j, o.ids[i], status, NULL, code, message);
-}
-
-/* Closes as incomplete every message of the run still in progress: after a
- * restart, the message a call was streaming into (its text, kept in memory
- * only, is lost; what was stored stays). */
-static void sweep_messages(job *j, const char *reason)
-{
-    open_ids o = {.n = 0};
-    ad_list_q q = {.project = j->project,
-                   .kind = "message",
-                   .parent = j->thread_id,
-                   .aux = j->run_id,
-                   .limit = 1000,
-                   .asc = true};
-    bool more;
-    if (ad_db_list(j->e->db, &q, collect_open, &o, &more))
-        return;
-    for (int i = 0; i < o.n; i++)
-        close_message(j, o.ids[i], "incomplete", reason, NULL);
-}
-
-static const char *step_status_for(const char *run_status)
-{
-    if (!strcmp(run_status, "cancelled") || !strcmp(run_status, "expired") ||
-        !strcmp(run_status, "failed"))
-        return run_status;
-    return "completed";
-}
-
-static void finish(job *j, end_args *a)
-{
-    sweep_steps(j, step_status_for(a->status), NULL, NULL);
-    json_t *run = update_run(j, edit_end, a, NULL);
-    if (run) {
-        char ev[64];
-        snprintf(ev, sizeof ev, "thread.run.%s", a->status);
-        announce(j, ev, run);
-        json_decref(run);
-    }
+    add_finish(o, status, code, message, incomplete_reason, u);
+    submit(o);
     job_end(j);
 }
 
@@ -761,34 +1281,33 @@ static void interrupt_tools(job *j)
         }
 }
 
-static void finish_cancelled(job *j)
+static void finish_cancelled(job *j, const usage_t *u)
 {
     interrupt_tools(j);
-    fail_open_parts(j, "cancelled", "run_cancelled", NULL, NULL);
-    end_args a = {.status = "cancelled"};
-    finish(j, &a);
+    op *o = op_for(j);
+    fail_open_parts(o, j, "cancelled", "run_cancelled", NULL, NULL);
+    finish(j, o, "cancelled", NULL, NULL, NULL, u);
 }
 
-static void finish_expired(job *j)
+static void finish_expired(job *j, const usage_t *u)
 {
     interrupt_tools(j);
-    fail_open_parts(j, "expired", "run_expired", NULL, NULL);
-    end_args a = {.status = "expired"};
-    finish(j, &a);
+    op *o = op_for(j);
+    fail_open_parts(o, j, "expired", "run_expired", NULL, NULL);
+    finish(j, o, "expired", NULL, NULL, NULL, u);
 }
 
-static void fail_run(job *j, const char *code, const char *message)
+static void fail_run(job *j, const char *code, const char *message, const usage_t *u)
 {
-    fail_open_parts(j, "failed", "run_failed", code, message);
-    end_args a = {.status = "failed", .code = code, .message = message};
-    finish(j, &a);
+    op *o = op_for(j);
+    fail_open_parts(o, j, "failed", "run_failed", code, message);
+    finish(j, o, "failed", code, message, NULL, u);
 }
 
-static void expire_cb(void *ud);
-
-static void edit_requires_action(json_t *run, void *arg)
+/* The function calls of the finished model call, as required_action
+ * lists them. */
+static json_t *function_calls(job *j)
 {
-    job *j = arg;
     json_t *calls = json_array();
     for (int i = 0; i < j->ncalls; i++)
         if (j->calls[i].name.len && j->calls[i].kind == AD_TOOL_FUNCTION)
@@ -796,23 +1315,12 @@ static void edit_requires_action(json_t *run, void *arg)
                                                    "type", "function", "function", "name",
                                                    ad_buf_str(&j->calls[i].name), "arguments",
                                                    ad_buf_str(&j->calls[i].args)));
-    json_object_set_new(run, "status", json_string("requires_action"));
-    json_object_set_new(run, "required_action",
-                        json_pack("{s:s,s:{s:o}}", "type", "submit_tool_outputs",
-                                  "submit_tool_outputs", "tool_calls", calls));
+    return calls;
 }
 
-/* The tool_calls step keeps its calls (with output null) until outputs come. */
-static ad_err store_tool_calls(job *j)
+/* The tool_calls step's calls (with output null) until outputs come. */
+static json_t *step_tool_calls(job *j)
 {
-    ad_engine *e = j->e;
-    if (ad_db_begin(e->db))
-        return AD_EDB;
-    json_t *st = load(e, j->project, "step", j->tool_step_id);
-    if (!st) {
-        ad_db_rollback(e->db);
-        return AD_EDB;
-    }
     json_t *calls = json_array();
     for (int i = 0; i < j->ncalls; i++) {
         call_state *c = &j->calls[i];
@@ -837,33 +1345,20 @@ static ad_err store_tool_calls(job *j)
                                             "arguments", ad_buf_str(&c->args), "output"));
         }
     }
-    json_object_set_new(json_object_get(st, "step_details"), "tool_calls", calls);
-    ad_err rc = save(e, j->project, "step", j->tool_step_id, NULL, st);
-    if (!rc)
-        rc = ad_db_commit(e->db);
-    if (rc)
-        ad_db_rollback(e->db);
-    json_decref(st);
-    return rc;
+    return calls;
 }
 
 /* requires_action: the function calls wait for the client's outputs. */
 static void wait_for_outputs(job *j)
 {
-    json_t *run = update_run(j, edit_requires_action, j, "thread.run.requires_action");
-    if (run) {
-        int64_t exp = json_integer_value(json_object_get(run, "expires_at"));
-        task *tk = task_new(j->e);
-        ad_strlcpy(tk->project, j->project, sizeof tk->project);
-        ad_strlcpy(tk->thread_id, j->thread_id, sizeof tk->thread_id);
-        ad_strlcpy(tk->run_id, j->run_id, sizeof tk->run_id);
-        long ms = exp > now_s() ? (long)(exp - now_s()) * 1000 : 0;
-        ad_upstream_post_after(j->e->up, ms, expire_cb, tk);
-        json_decref(run);
-    }
+    op *o = op_for(j);
+    act *a = add_run(o, R_REQUIRES_ACTION, NULL, NULL, true);
+    a->obj = function_calls(j);
+    submit(o);
+    arm_expiry(j->e, j->project, j->thread_id, j->run_id,
+               j->expires_at > now_s() ? (long)(j->expires_at - now_s()) * 1000 : 0);
     job_end(j);
 }
-
 /* file_search calls in the run's earlier steps: K of the next call's
  * citation markers continues from there. */
 static ad_err count_fs(void *ud, const char *id, const char *json, size_t len)
@@ -907,7 +1402,7 @@ static int submit_builtins(job *j)
     ad_list_q q = {
         .project = j->project, .kind = "step", .parent = j->run_id, .limit = 1000, .asc = true};
     bool more;
-    ad_db_list(j->e->db, &q, count_fs, &fs, &more);
+    ad_db_list(j->e->db, &q, count_fs, &fs, &more); /* committed: see tools_or_wait */
     /* The current step was stored with its file_search calls: not "before". */
     for (int i = 0; i < j->ncalls; i++)
         fs -= j->calls[i].name.len && j->calls[i].kind == AD_TOOL_FILE_SEARCH;
@@ -933,94 +1428,41 @@ static int submit_builtins(job *j)
     return n;
 }
 
-static void edit_step_call(json_t *st, const ad_tool_work *w)
-{
-    json_t *calls = json_object_get(json_object_get(st, "step_details"), "tool_calls");
-    size_t i;
-    json_t *c;
-    json_array_foreach(calls, i, c)
-    {
-        if (json_equal(json_object_get(c, "id"), json_object_get(w->details, "id"))) {
-            json_array_set(calls, i, w->details);
-            return;
-        }
-    }
-}
-
 static void start_call(job *j, json_t *run);
 
-/* On the loop: a built-in call has run (tools.h). */
-static void tool_done(ad_tool_work *w, void *ud)
+/* The next model call, once the tool results are committed (the prompt
+ * reads them, and the run's usage so far). */
+static void next_call(job *j)
 {
-    ad_engine *e = ud;
-    job *j = e->stopping ? NULL : find_job(e, w->run_id);
-    if (!j || !j->tools_pending || !j->tool_step_id[0]) { /* the run ended meanwhile */
-        ad_tool_work_free(w);
+    json_t *run = load(j->e->db, j->project, "run", j->run_id);
+    if (!run) {
+        fail_run(j, "server_error", "The run could not be read.", NULL);
         return;
     }
-    if (ad_db_begin(e->db) == AD_OK) {
-        json_t *st = load(e, j->project, "step", j->tool_step_id);
-        ad_err rc = st ? AD_OK : AD_EDB;
-        if (!rc) {
-            edit_step_call(st, w);
-            rc = save(e, j->project, "step", j->tool_step_id, NULL, st);
-        }
-        if (!rc)
-            rc = ad_tools_callio_put(e->db, j->project, j->run_id, w->call_id, w->arguments,
-                                     w->model_text, w->files);
-        if (!rc)
-            rc = ad_db_commit(e->db);
-        if (rc) {
-            ad_db_rollback(e->db);
-            if (!j->tool_fail_code) {
-                j->tool_fail_code = "server_error";
-                ad_strlcpy(j->tool_fail_msg, "The tool call could not be saved.",
-                           sizeof j->tool_fail_msg);
-            }
-        }
-        json_decref(st);
-    }
-    /* Outputs as a step delta (file_search result content only on request). */
-    json_t *shown = json_deep_copy(w->details);
-    json_object_del(shown, "id");
-    json_t *wrap = json_pack("{s:{s:[O]}}", "step_details", "tool_calls", shown);
-    ad_tools_strip_content(wrap);
-    json_decref(wrap);
-    size_t i;
-    json_t *r;
-    json_t *code = json_object_get(shown, "code_interpreter");
-    json_object_del(code, "input");
-    json_array_foreach(json_object_get(code, "outputs"), i, r)
-    {
-        json_object_set_new(r, "index", json_integer((json_int_t)i));
-    }
-    json_object_set_new(shown, "index", json_integer(w->index));
-    announce_step_delta(j, shown);
-    if (json_array_size(w->images)) {
-        if (!j->images)
-            j->images = json_array();
-        json_array_extend(j->images, w->images);
-    }
-    if (w->failed && w->fail_code && !j->tool_fail_code) {
-        j->tool_fail_code = w->fail_code;
-        ad_strlcpy(j->tool_fail_msg, w->model_text ? w->model_text : "The tool failed.",
-                   sizeof j->tool_fail_msg);
-    }
-    ad_tool_work_free(w);
-    if (--j->tools_pending > 0)
-        return;
+    start_call(j, run);
+    json_decref(run);
+}
+
+/* Every built-in call of the step has its result, committed. */
+static void tools_all_done(job *j)
+{
     if (j->cancel_requested) {
-        finish_cancelled(j);
+        finish_cancelled(j, NULL);
         return;
     }
     if (j->expire_requested) {
-        finish_expired(j);
+        finish_expired(j, NULL);
+        return;
+    }
+    if (j->save_failed) {
+        fail_run(j, "server_error", "The tool call could not be saved.", NULL);
         return;
     }
     if (j->tool_fail_code) {
-        char msg[256];
+        char code[64], msg[256];
+        ad_strlcpy(code, j->tool_fail_code, sizeof code);
         ad_strlcpy(msg, j->tool_fail_msg, sizeof msg);
-        fail_run(j, j->tool_fail_code, msg);
+        fail_run(j, code, msg, NULL);
         return;
     }
     bool functions = false;
@@ -1031,15 +1473,75 @@ static void tool_done(ad_tool_work *w, void *ud)
         return;
     }
     /* Every call answered: the step is complete and the model goes on. */
-    end_step(j, j->tool_step_id, "completed", NULL, NULL, NULL);
+    op *o = op_for(j);
+    add_end_step(o, j->tool_step_id, "completed", NULL, NULL, NULL);
+    submit(o);
     j->tool_step_id[0] = '\0';
-    json_t *run = load(e, j->project, "run", j->run_id);
-    if (!run) {
-        fail_run(j, "server_error", "The run could not be read.");
+    after_writes(j, next_call);
+}
+
+/* On the loop: a built-in call has run (tools.h). */
+static void tool_done(ad_tool_work *w, void *ud)
+{
+    ad_engine *e = ud;
+    job *j = e->stopping ? NULL : find_job(e, w->run_id);
+    if (!j || !j->tools_pending || !j->tool_step_id[0]) { /* the run ended meanwhile */
+        ad_tool_work_free(w);
         return;
     }
-    start_call(j, run);
-    json_decref(run);
+    /* Outputs as a step delta (file_search result content only on request),
+     * sent once the result is committed. */
+    json_t *shown = json_deep_copy(w->details);
+    json_object_del(shown, "id");
+    json_t *wrap = json_pack("{s:{s:[O]}}", "step_details", "tool_calls", shown);
+    if (!j->step_content)
+        ad_tools_strip_content(wrap);
+    json_decref(wrap);
+    size_t i;
+    json_t *r;
+    json_t *code = json_object_get(shown, "code_interpreter");
+    json_object_del(code, "input");
+    json_array_foreach(json_object_get(code, "outputs"), i, r)
+    {
+        json_object_set_new(r, "index", json_integer((json_int_t)i));
+    }
+    json_object_set_new(shown, "index", json_integer(w->index));
+    if (json_array_size(w->images)) {
+        json_t *copy = json_deep_copy(w->images);
+        if (!j->images)
+            j->images = json_array();
+        json_array_extend(j->images, copy);
+        json_decref(copy);
+    }
+    if (w->failed && w->fail_code && !j->tool_fail_code) {
+        j->tool_fail_code = w->fail_code;
+        ad_strlcpy(j->tool_fail_msg, w->model_text ? w->model_text : "The tool failed.",
+                   sizeof j->tool_fail_msg);
+    }
+    op *o = op_for(j);
+    act *a = add_act(o, A_TOOL_DONE);
+    ad_strlcpy(a->id, j->tool_step_id, sizeof a->id);
+    a->work = w;
+    act *d = add_act(o, A_EVENT);
+    ad_strlcpy(d->event_name, "thread.run.step.delta", sizeof d->event_name);
+    d->obj = step_delta(j, shown);
+    submit(o);
+    if (--j->tools_pending > 0)
+        return;
+    after_writes(j, tools_all_done);
+}
+
+/* The finished call's tool_calls step is committed (submit_builtins counts
+ * the run's earlier file_search calls from the store). */
+static void tools_or_wait(job *j)
+{
+    if (j->save_failed) {
+        fail_run(j, "server_error", "The run could not be saved.", NULL);
+        return;
+    }
+    if (submit_builtins(j) > 0)
+        return; /* tool_done goes on */
+    wait_for_outputs(j);
 }
 
 static void on_done(void *ud, const ad_up_result *res)
@@ -1048,70 +1550,56 @@ static void on_done(void *ud, const ad_up_result *res)
     j->call = NULL;
     j->paused = false;
     const ad_cs_turn *t = res->turn;
+    usage_t u = usage_of(t);
     if (j->e->stopping) { /* shutting down: the run is failed at the next start */
         job_end(j);
         return;
     }
+    if (j->save_failed) {
+        fail_run(j, "server_error", "The run could not be saved.", &u);
+        return;
+    }
     if (res->cancelled || j->cancel_requested || j->expire_requested) {
-        if (t)
-            json_decref(update_run(j, edit_usage, (void *)t, NULL));
         if (j->cancel_requested || !j->expire_requested)
-            finish_cancelled(j);
+            finish_cancelled(j, &u);
         else
-            finish_expired(j);
+            finish_expired(j, &u);
         return;
     }
     if (res->rc) {
-        if (t)
-            json_decref(update_run(j, edit_usage, (void *)t, NULL));
         fail_run(j, res->error_code ? res->error_code : "server_error",
-                 res->error_message ? res->error_message : "The model call failed.");
+                 res->error_message ? res->error_message : "The model call failed.", &u);
         return;
     }
-    json_decref(update_run(j, edit_usage, (void *)t, NULL));
     bool has_calls = j->ncalls > 0 && j->tool_step_id[0];
     bool cut = !strcmp(t->finish_reason, "length");
+    op *o = op_for(j);
     if (j->msg_step_id[0]) {
         if (cut && !has_calls) {
-            end_message(j, "incomplete", "max_tokens");
-            end_step(j, j->msg_step_id, "completed", t, NULL, NULL);
+            add_close_message(o, j, "incomplete", "max_tokens");
+            add_end_step(o, j->msg_step_id, "completed", &u, NULL, NULL);
         } else {
-            end_message(j, "completed", NULL);
-            end_step(j, j->msg_step_id, "completed", has_calls ? NULL : t, NULL, NULL);
+            add_close_message(o, j, "completed", NULL);
+            add_end_step(o, j->msg_step_id, "completed", has_calls ? NULL : &u, NULL, NULL);
         }
         j->msg_step_id[0] = '\0';
     }
     if (has_calls && !cut) {
-        if (store_tool_calls(j)) {
-            fail_run(j, "server_error", "The run could not be saved.");
-            return;
-        }
-        /* The step stays in_progress until the outputs arrive; its usage is
-         * this call's. */
-        ad_engine *e = j->e;
-        if (ad_db_begin(e->db) == AD_OK) {
-            json_t *st = load(e, j->project, "step", j->tool_step_id);
-            if (st) {
-                add_usage(st, t);
-                save(e, j->project, "step", j->tool_step_id, NULL, st);
-                json_decref(st);
-            }
-            if (ad_db_commit(e->db))
-                ad_db_rollback(e->db);
-        }
-        if (submit_builtins(j) > 0)
-            return; /* tool_done goes on */
-        wait_for_outputs(j);
+        add_run(o, R_NONE, NULL, &u, false);
+        act *a = add_act(o, A_STEP_CALLS);
+        ad_strlcpy(a->id, j->tool_step_id, sizeof a->id);
+        a->obj = step_tool_calls(j);
+        a->usage = u;
+        submit(o);
+        after_writes(j, tools_or_wait);
         return;
     }
     if (j->tool_step_id[0])
-        end_step(j, j->tool_step_id, "completed", t, NULL, NULL);
-    end_args a = {.status = "completed"};
-    if (cut) {
-        a.status = "incomplete";
-        a.incomplete_reason = "max_completion_tokens";
-    }
-    finish(j, &a);
+        add_end_step(o, j->tool_step_id, "completed", &u, NULL, NULL);
+    if (cut)
+        finish(j, o, "incomplete", NULL, NULL, "max_completion_tokens", &u);
+    else
+        finish(j, o, "completed", NULL, NULL, NULL, &u);
 }
 
 static const ad_up_handlers handlers = {on_text, on_tool_call_start, on_tool_call_args, on_done};
@@ -1125,7 +1613,7 @@ static void start_call(job *j, json_t *run)
     const char *model_id = json_string_value(json_object_get(run, "model"));
     const ad_model *m = ad_backends_model(e->srv->backends, model_id ? model_id : "", &scratch);
     if (!m) {
-        fail_run(j, "invalid_prompt", "The run's model is not configured on this server.");
+        fail_run(j, "invalid_prompt", "The run's model is not configured on this server.", NULL);
         return;
     }
     const ad_tokenizer *tok =
@@ -1138,20 +1626,17 @@ static void start_call(job *j, json_t *run)
     case AD_PROMPT_OK:
         break;
     case AD_PROMPT_PROMPT_BUDGET:
-    case AD_PROMPT_COMPLETION_BUDGET: {
+    case AD_PROMPT_COMPLETION_BUDGET:
         /* Nothing is open: budgets are checked before the call. */
-        end_args a = {.status = "incomplete",
-                      .incomplete_reason = ps == AD_PROMPT_PROMPT_BUDGET ? "max_prompt_tokens"
-                                                                         : "max_completion_tokens"};
-        finish(j, &a);
+        finish(j, op_for(j), "incomplete", NULL, NULL,
+               ps == AD_PROMPT_PROMPT_BUDGET ? "max_prompt_tokens" : "max_completion_tokens", NULL);
         return;
-    }
     case AD_PROMPT_TOO_LONG:
-        fail_run(j, "invalid_prompt", err);
+        fail_run(j, "invalid_prompt", err, NULL);
         return;
     case AD_PROMPT_ERROR:
     default:
-        fail_run(j, "server_error", err[0] ? err : "The prompt could not be built.");
+        fail_run(j, "server_error", err[0] ? err : "The prompt could not be built.", NULL);
         return;
     }
     if (p.dropped)
@@ -1170,15 +1655,19 @@ static void begin_job(ad_engine *e, task *tk)
             if (j->sse)
                 ad_sse_unref(j->sse);
             j->sse = tk->sse;
+            j->step_content = tk->step_content;
             tk->sse = NULL;
         }
         return;
     }
-    json_t *run = load(e, tk->project, "run", tk->run_id);
+    /* The run as the handler committed it: what this job writes comes
+     * after that. */
+    json_t *run = load(e->db, tk->project, "run", tk->run_id);
     if (!run) {
         if (tk->sse) {
             ad_sse_close(tk->sse);
             ad_sse_unref(tk->sse);
+            tk->sse = NULL;
         }
         return;
     }
@@ -1187,6 +1676,7 @@ static void begin_job(ad_engine *e, task *tk)
     ad_strlcpy(j->project, tk->project, sizeof j->project);
     ad_strlcpy(j->thread_id, tk->thread_id, sizeof j->thread_id);
     ad_strlcpy(j->run_id, tk->run_id, sizeof j->run_id);
+    j->step_content = tk->step_content;
     ad_strlcpy(j->assistant_id, json_string_value(json_object_get(run, "assistant_id")),
                sizeof j->assistant_id);
     ad_buf_init(&j->text, 8u * 1024 * 1024);
@@ -1199,7 +1689,7 @@ static void begin_job(ad_engine *e, task *tk)
     const char *st = status_of(run);
     if (!strcmp(st, "cancelling")) {
         json_decref(run);
-        finish_cancelled(j);
+        finish_cancelled(j, NULL);
         return;
     }
     if (strcmp(st, "queued") != 0) { /* nothing to do (terminal or waiting) */
@@ -1207,12 +1697,11 @@ static void begin_job(ad_engine *e, task *tk)
         job_end(j);
         return;
     }
-    json_decref(run);
-    run = update_run(j, edit_in_progress, NULL, "thread.run.in_progress");
-    if (!run) {
-        fail_run(j, "server_error", "The run could not be saved.");
-        return;
-    }
+    /* in_progress is committed (and announced) by the writer while the
+     * prompt is built and the model called: neither depends on it. */
+    op *o = op_for(j);
+    add_run(o, R_IN_PROGRESS, NULL, NULL, true);
+    submit(o);
     start_call(j, run);
     json_decref(run);
 }
@@ -1226,19 +1715,18 @@ static void run_task(void *ud)
         /* task_free ends the stream */
     } else if (tk->cancel) {
         job *j = find_job(tk->e, tk->run_id);
-        if (j && !j->cancel_requested) {
+        if (j && !j->cancel_requested && j->sse) {
             /* The handler stored the run as cancelling; the stream hears it. */
-            json_t *run = j->sse ? load(tk->e, j->project, "run", j->run_id) : NULL;
-            if (run && !strcmp(status_of(run), "cancelling"))
-                announce(j, "thread.run.cancelling", run);
-            json_decref(run);
+            op *o = op_for(j);
+            add_act(o, A_CANCELLING);
+            submit(o);
         }
         if (j) {
             j->cancel_requested = true;
             if (j->call)
                 ad_upstream_cancel(tk->e->up, j->call);
             else
-                finish_cancelled(j);
+                finish_cancelled(j, NULL);
         } else {
             begin_job(tk->e, tk); /* waiting run: stored as cancelling */
         }
@@ -1248,39 +1736,22 @@ static void run_task(void *ud)
     task_free(tk);
 }
 
+/* A run waiting for tool outputs reaches its expires_at (checked and
+ * changed by the writer; ops_done re-arms the timer if it is not due). */
 static void expire_cb(void *ud)
 {
     task *tk = ud;
     ad_engine *e = tk->e;
     if (!e->stopping && !find_job(e, tk->run_id)) {
-        json_t *run = load(e, tk->project, "run", tk->run_id);
-        if (run && !strcmp(status_of(run), "requires_action") &&
-            json_integer_value(json_object_get(run, "expires_at")) <= now_s()) {
-            /* The waiting tool_calls step expires with the run. */
-            job tmp;
-            memset(&tmp, 0, sizeof tmp);
-            tmp.e = e;
-            ad_strlcpy(tmp.project, tk->project, sizeof tmp.project);
-            ad_strlcpy(tmp.run_id, tk->run_id, sizeof tmp.run_id);
-            sweep_steps(&tmp, "expired", NULL, NULL);
-            end_args a = {.status = "expired"};
-            json_decref(update_run(&tmp, edit_end, &a, NULL));
-        } else if (run && !strcmp(status_of(run), "requires_action")) {
-            long ms =
-                (long)(json_integer_value(json_object_get(run, "expires_at")) - now_s()) * 1000;
-            task *again = task_new(e);
-            ad_strlcpy(again->project, tk->project, sizeof again->project);
-            ad_strlcpy(again->thread_id, tk->thread_id, sizeof again->thread_id);
-            ad_strlcpy(again->run_id, tk->run_id, sizeof again->run_id);
-            ad_upstream_post_after(e->up, ms > 0 ? ms : 0, expire_cb, again);
-        }
-        json_decref(run);
+        op *o = op_new(e, tk->project, tk->thread_id, tk->run_id);
+        add_act(o, A_EXPIRE);
+        submit(o);
     }
     task_free(tk);
 }
 
 static void post(ad_engine *e, const char *project, const char *thread_id, const char *run_id,
-                 ad_sse *sse, bool cancel)
+                 ad_sse *sse, bool cancel, unsigned flags)
 {
     task *tk = task_new(e);
     ad_strlcpy(tk->project, project, sizeof tk->project);
@@ -1291,18 +1762,19 @@ static void post(ad_engine *e, const char *project, const char *thread_id, const
         tk->sse = sse;
     }
     tk->cancel = cancel;
+    tk->step_content = (flags & AD_ENGINE_STEP_CONTENT) != 0;
     ad_upstream_post(e->up, run_task, tk);
 }
 
 void ad_engine_run(ad_engine *e, const char *project, const char *thread_id, const char *run_id,
-                   ad_sse *sse)
+                   ad_sse *sse, unsigned flags)
 {
-    post(e, project, thread_id, run_id, sse, false);
+    post(e, project, thread_id, run_id, sse, false, flags);
 }
 
 void ad_engine_cancel(ad_engine *e, const char *project, const char *thread_id, const char *run_id)
 {
-    post(e, project, thread_id, run_id, NULL, true);
+    post(e, project, thread_id, run_id, NULL, true, 0);
 }
 
 /* ---- back-pressure and heartbeats ---- */
@@ -1344,7 +1816,7 @@ static void tick(void *ud)
             if (j->call)
                 ad_upstream_cancel(e->up, j->call); /* on_done finishes it */
             else
-                finish_expired(j);
+                finish_expired(j, NULL);
             continue;
         }
         if (j->sse)
@@ -1373,8 +1845,11 @@ ad_err ad_engine_new(ad_server *srv, ad_engine **out)
         return rc;
     }
     e->db = ad_store_acquire(srv->store);
-    rc = ad_toolpool_new(srv, e->up, AD_TOOL_THREADS, tool_done, e, &e->pool);
+    rc = ad_writer_new(srv->store, &srv->log, WRITER_QUEUE_MAX, writer_done, e, &e->writer);
+    if (!rc)
+        rc = ad_toolpool_new(srv, e->up, AD_TOOL_THREADS, tool_done, e, &e->pool);
     if (rc) {
+        ad_writer_free(e->writer);
         ad_upstream_free(e->up);
         ad_store_release(srv->store, e->db);
         ad_free(e);
@@ -1412,6 +1887,8 @@ typedef struct recover_task {
     stale *list;
 } recover_task;
 
+/* Each stale run is repaired in one transaction: its open messages and
+ * steps, then the run. */
 static void recover(void *ud)
 {
     recover_task *r = ud;
@@ -1419,12 +1896,6 @@ static void recover(void *ud)
     stale *s = r->list;
     while (s) {
         stale *next = s->next;
-        job tmp;
-        memset(&tmp, 0, sizeof tmp);
-        tmp.e = e;
-        ad_strlcpy(tmp.project, s->project, sizeof tmp.project);
-        ad_strlcpy(tmp.thread_id, s->thread_id, sizeof tmp.thread_id);
-        ad_strlcpy(tmp.run_id, s->run_id, sizeof tmp.run_id);
         if (!strcmp(s->status, "requires_action")) {
             /* Still answerable: re-arm its expiry. */
             task *tk = task_new(e);
@@ -1432,16 +1903,20 @@ static void recover(void *ud)
             ad_strlcpy(tk->thread_id, s->thread_id, sizeof tk->thread_id);
             ad_strlcpy(tk->run_id, s->run_id, sizeof tk->run_id);
             ad_upstream_post(e->up, expire_cb, tk);
-        } else if (!strcmp(s->status, "cancelling")) {
-            sweep_messages(&tmp, "run_cancelled");
-            sweep_steps(&tmp, "cancelled", NULL, NULL);
-            end_args a = {.status = "cancelled"};
-            json_decref(update_run(&tmp, edit_end, &a, NULL));
         } else {
-            end_args a = {.status = "failed", .code = "server_error", .message = RESTARTED};
-            sweep_messages(&tmp, "run_failed");
-            sweep_steps(&tmp, "failed", a.code, a.message);
-            json_decref(update_run(&tmp, edit_end, &a, NULL));
+            bool cancelling = !strcmp(s->status, "cancelling");
+            op *o = op_new(e, s->project, s->thread_id, s->run_id);
+            act *m = add_act(o, A_SWEEP_MSG);
+            m->status = "incomplete";
+            m->reason = cancelling ? "run_cancelled" : "run_failed";
+            act *st = add_act(o, A_SWEEP_STEP);
+            st->status = cancelling ? "cancelled" : "failed";
+            act *run = add_run(o, R_END, st->status, NULL, false);
+            if (!cancelling) {
+                set_error(st, "server_error", RESTARTED);
+                set_error(run, "server_error", RESTARTED);
+            }
+            apply_now(e, o);
         }
         ad_free(s);
         s = next;
@@ -1489,6 +1964,17 @@ static void stop_all(void *ud)
     pthread_mutex_unlock(&e->mu);
 }
 
+/* Posted after the writer has stopped: every completion it posted has run
+ * before this (posts run in order). */
+static void flush_mark(void *ud)
+{
+    ad_engine *e = ud;
+    pthread_mutex_lock(&e->mu);
+    e->flushed = true;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
 void ad_engine_stop(ad_engine *e)
 {
     if (!e)
@@ -1498,6 +1984,15 @@ void ad_engine_stop(ad_engine *e)
     while (!e->stopped)
         pthread_cond_wait(&e->cv, &e->mu);
     pthread_mutex_unlock(&e->mu);
+    /* Nothing is submitted any more (stopping); what was is committed and
+     * completed on the loop, so no job or op is left behind. */
+    ad_writer_free(e->writer);
+    e->writer = NULL;
+    ad_upstream_post(e->up, flush_mark, e);
+    pthread_mutex_lock(&e->mu);
+    while (!e->flushed)
+        pthread_cond_wait(&e->cv, &e->mu);
+    pthread_mutex_unlock(&e->mu);
 }
 
 void ad_engine_free(ad_engine *e)
@@ -1505,6 +2000,8 @@ void ad_engine_free(ad_engine *e)
     if (!e)
         return;
     ad_toolpool_stop(e->pool); /* executions in progress still post */
+    ad_writer_free(e->writer); /* only if ad_engine_stop was not called */
+    e->writer = NULL;
     ad_upstream_free(e->up);
     ad_toolpool_free(e->pool);
     while (e->tasks) /* dropped unrun by the loop */

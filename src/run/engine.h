@@ -40,10 +40,16 @@ void ad_engine_free(ad_engine *e);
 /* Any thread. A new stream for a run's events, wired to the engine's
  * back-pressure (the caller owns the returned reference). */
 ad_sse *ad_engine_stream(ad_engine *e);
+/* ad_engine_run flags. */
+#define AD_ENGINE_STEP_CONTENT                                                                     \
+    1u /* the stream's step events keep file_search result content                                 \
+        * (createRun's include[] asked for it) */
+
 /* Any thread. The run (stored as queued, already announced on sse) is
- * processed from here on; sse may be NULL (polling clients). */
+ * processed from here on; sse may be NULL (polling clients). flags: the
+ * AD_ENGINE_* values above, for this stream. */
 void ad_engine_run(ad_engine *e, const char *project, const char *thread_id, const char *run_id,
-                   ad_sse *sse);
+                   ad_sse *sse, unsigned flags);
 /* Any thread. The run was stored as cancelling: stop its model call and
  * finish it as cancelled. */
 void ad_engine_cancel(ad_engine *e, const char *project, const char *thread_id, const char *run_id);

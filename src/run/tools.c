@@ -193,15 +193,15 @@ static ad_err wait_ready(ad_server *srv, ad_db *db, const ad_tool_work *w, const
     return rc;
 }
 
-static void exec_file_search(ad_server *srv, ad_db *db, ad_tool_work *w, const atomic_bool *stop)
+/* The queries a file_search call searches, from its parsed arguments: the
+ * non-empty strings of "queries" (at most MAX_QUERIES), else a non-empty
+ * "query". The pointers borrow from args. */
+static size_t fs_queries(const json_t *args, const char *queries[MAX_QUERIES])
 {
-    json_t *args = json_loads(w->arguments ? w->arguments : "", 0, NULL);
-    const char *queries[MAX_QUERIES];
     size_t nq = 0;
-    json_t *qs = json_object_get(args, "queries");
     size_t i;
     json_t *v;
-    json_array_foreach(qs, i, v)
+    json_array_foreach(json_object_get(args, "queries"), i, v)
     {
         if (json_is_string(v) && json_string_length(v) && nq < MAX_QUERIES)
             queries[nq++] = json_string_value(v);
@@ -209,6 +209,15 @@ static void exec_file_search(ad_server *srv, ad_db *db, ad_tool_work *w, const a
     const char *q1 = json_string_value(json_object_get(args, "query"));
     if (!nq && q1 && *q1)
         queries[nq++] = q1;
+    return nq;
+}
+
+static void exec_file_search(ad_server *srv, ad_db *db, ad_tool_work *w, const atomic_bool *stop)
+{
+    json_t *args = json_loads(w->arguments ? w->arguments : "", 0, NULL);
+    const char *queries[MAX_QUERIES];
+    size_t nq = fs_queries(args, queries);
+    size_t i;
 
     json_t *opts = json_object_get(w->tool, "file_search");
     json_int_t maxn = json_integer_value(json_object_get(opts, "max_num_results"));
@@ -636,6 +645,23 @@ ad_err ad_tools_callio_put(ad_db *db, const char *project, const char *run_id, c
     ad_err rc = ad_db_put(db, &o, s, strlen(s));
     free(s);
     return rc;
+}
+
+json_t *ad_tools_file_search_queries(ad_db *db, const char *project, const char *call_id)
+{
+    json_t *io = NULL;
+    if (ad_tools_callio_get(db, project, call_id, &io))
+        return NULL;
+    const char *args = json_string_value(json_object_get(io, "arguments"));
+    json_t *parsed = json_loads(args ? args : "", 0, NULL);
+    const char *queries[MAX_QUERIES];
+    size_t nq = fs_queries(parsed, queries);
+    json_t *out = json_array();
+    for (size_t i = 0; i < nq; i++)
+        json_array_append_new(out, json_string(queries[i]));
+    json_decref(parsed);
+    json_decref(io);
+    return out;
 }
 
 /* ---- annotations ---- */

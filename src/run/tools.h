@@ -13,7 +13,8 @@
  * What the model saw of a built-in call -- its arguments and the text of its
  * result -- is kept in a private "callio" row per call (id = the call id,
  * parent = the run), so the next prompt can replay the exchange exactly
- * while the public step object stays as OpenAI's.
+ * while the public step object stays as OpenAI's (the step endpoints read
+ * it for a file_search call's queries only when include[] asks for them).
  *
  * Citations: file_search results reach the model as numbered sources
  * "【K:I†FILENAME】" (K numbers the run's file_search calls from 0, I the
@@ -102,6 +103,13 @@ void ad_tools_strip_content(json_t *step);
 ad_err ad_tools_callio_get(ad_db *db, const char *project, const char *call_id, json_t **out);
 ad_err ad_tools_callio_put(ad_db *db, const char *project, const char *run_id, const char *call_id,
                            const char *arguments, const char *text, const json_t *files);
+
+/* The queries a stored file_search call searched (its callio arguments,
+ * parsed as the search parses them: "queries", else a single "query"), as
+ * a new JSON array of strings owned by the caller (json_decref); NULL when
+ * the call has no callio row yet (it has not run) or the row cannot be
+ * read. Any thread, with that thread's own connection. */
+json_t *ad_tools_file_search_queries(ad_db *db, const char *project, const char *call_id);
 
 /*
  * Annotations for the text of an assistant message of run_id: every

@@ -5,8 +5,8 @@
  *
  * Thread model. ad_upstream_new starts one loop thread. Only three things
  * cross threads, all under u->mu: the FIFO of posted functions, the timer
- * heap and the stopping flag; other threads wake the loop with
- * curl_multi_wakeup. Everything else -- the list of calls, the "kick" list,
+ * heap and the stopping flag; other threads wake the loop through an
+ * eventfd. Everything else -- the list of calls, the "kick" list,
  * every easy handle -- belongs to the loop thread and has no lock.
  * curl_global_init is not thread-safe and must run once per process: it is
  * done in ad_upstream_new (and ad_upstream_list_models) under pthread_once,
@@ -16,9 +16,15 @@
  * One loop iteration: take the posted functions and run them in order; run
  * the timers that are due (a binary min-heap ordered by due time, then by
  * posting order, so equal delays fire in order; it grows with use); process
- * the kick list; curl_multi_perform; handle finished transfers; kick list
- * again; then curl_multi_poll for the nearest of curl's timeout and the
- * next timer (0 when work is pending).
+ * the kick list; libcurl's own timeout if due (curl_multi_socket_action
+ * with CURL_SOCKET_TIMEOUT); handle finished transfers; kick list again;
+ * then epoll_wait for the nearest of curl's timeout and the next timer (0
+ * when work is pending), and curl_multi_socket_action for each ready
+ * socket only. libcurl tells the loop which sockets to watch
+ * (CURLMOPT_SOCKETFUNCTION -> epoll_ctl) and when it next needs a call
+ * (CURLMOPT_TIMERFUNCTION), so an iteration costs what the ready sockets
+ * cost, not a poll and a walk over every transfer (curl_multi_poll +
+ * curl_multi_perform did both, which dominated at thousands of streams).
  *
  * Re-entrancy. Handler callbacks (on_text, ...) run inside libcurl's write
  * callback, where libcurl forbids adding or removing easy handles. So the
@@ -88,8 +94,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <errno.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "util/alloc.h"
 #include "util/str.h"
@@ -107,6 +117,7 @@
 #define LIST_MAX           (1024 * 1024)
 #define LIST_TIMEOUT_MS    10000
 #define USER_AGENT         "assistd/0.1"
+#define EPOLL_BATCH        512
 
 typedef struct work {
     void (*fn)(void *ud);
@@ -179,6 +190,8 @@ struct ad_upstream {
     ad_logger lgv;
     const ad_logger *lg;
     CURLM *multi;
+    int epfd;   /* the sockets libcurl asked for, and wake_fd */
+    int wakefd; /* eventfd: posted work, timers, stop */
     pthread_t thread;
     pthread_t loop_tid; /* written by the loop before ad_upstream_new returns */
     sem_t started;
@@ -193,7 +206,8 @@ struct ad_upstream {
     /* Loop thread only. */
     ad_up_call *calls;
     ad_up_call *kick_head, *kick_tail;
-    bool closing; /* the loop is cancelling everything and exiting */
+    bool closing;     /* the loop is cancelling everything and exiting */
+    int64_t curl_due; /* when libcurl wants its timeout call; -1: none */
     uint64_t rng;
 };
 
@@ -983,9 +997,11 @@ static int next_timeout(ad_upstream *u)
             t = d < 0 ? 0 : (long)d;
     }
     pthread_mutex_unlock(&u->mu);
-    long ct = -1;
-    if (t > 0 && curl_multi_timeout(u->multi, &ct) == CURLM_OK && ct >= 0 && ct < t)
-        t = ct;
+    if (t > 0 && u->curl_due >= 0) {
+        int64_t d = u->curl_due - now_ms();
+        if (d < t)
+            t = d < 0 ? 0 : (long)d;
+    }
     return (int)t;
 }
 
@@ -1012,13 +1028,39 @@ static void *loop_main(void *arg)
         run_timers(u);
         run_kicks(u);
         int running = 0;
-        CURLMcode mc = curl_multi_perform(u->multi, &running);
-        if (mc != CURLM_OK)
-            ad_log(u->lg, AD_LOG_ERROR, "upstream: curl_multi_perform: %s",
-                   curl_multi_strerror(mc));
+        if (u->curl_due >= 0 && u->curl_due <= now_ms()) {
+            u->curl_due = -1; /* the timer callback sets the next one */
+            CURLMcode mc = curl_multi_socket_action(u->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+            if (mc != CURLM_OK)
+                ad_log(u->lg, AD_LOG_ERROR, "upstream: curl_multi_socket_action: %s",
+                       curl_multi_strerror(mc));
+        }
+        /* Also transfers a resume (curl_easy_pause in run_kicks) finished. */
         drain_info(u);
         run_kicks(u);
-        curl_multi_poll(u->multi, NULL, 0, next_timeout(u), NULL);
+        struct epoll_event evs[EPOLL_BATCH];
+        int n = epoll_wait(u->epfd, evs, EPOLL_BATCH, next_timeout(u));
+        for (int i = 0; i < n; i++) {
+            int fd = evs[i].data.fd;
+            if (fd == u->wakefd) {
+                uint64_t v;
+                while (read(u->wakefd, &v, sizeof v) < 0 && errno == EINTR)
+                    ;
+                continue;
+            }
+            int mask = 0;
+            if (evs[i].events & EPOLLIN)
+                mask |= CURL_CSELECT_IN;
+            if (evs[i].events & EPOLLOUT)
+                mask |= CURL_CSELECT_OUT;
+            if (evs[i].events & (EPOLLERR | EPOLLHUP))
+                mask |= CURL_CSELECT_ERR;
+            curl_multi_socket_action(u->multi, fd, mask, &running);
+        }
+        if (n > 0) {
+            drain_info(u);
+            run_kicks(u);
+        }
     }
     /* Shutting down: every call still gets its on_done, from here. Calls
      * started by those on_done callbacks are cancelled at once. */
@@ -1032,6 +1074,46 @@ static void *loop_main(void *arg)
         run_kicks(u);
     }
     return NULL;
+}
+
+/* libcurl: watch s for what (or stop watching it). */
+static int sock_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    ad_upstream *u = userp;
+    (void)e;
+    (void)socketp;
+    if (what == CURL_POLL_REMOVE) {
+        /* Fails harmlessly when the socket is already closed (and so gone
+         * from the set). */
+        epoll_ctl(u->epfd, EPOLL_CTL_DEL, s, NULL);
+        return 0;
+    }
+    struct epoll_event ev = {.events = 0, .data.fd = s};
+    if (what & CURL_POLL_IN)
+        ev.events |= EPOLLIN;
+    if (what & CURL_POLL_OUT)
+        ev.events |= EPOLLOUT;
+    if (epoll_ctl(u->epfd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT &&
+        epoll_ctl(u->epfd, EPOLL_CTL_ADD, s, &ev) != 0)
+        ad_log(u->lg, AD_LOG_ERROR, "upstream: epoll_ctl: %s", strerror(errno));
+    return 0;
+}
+
+/* libcurl: call curl_multi_socket_action(CURL_SOCKET_TIMEOUT) in
+ * timeout_ms (-1: no timeout wanted). Done by the loop, never from here. */
+static int timer_cb(CURLM *m, long timeout_ms, void *userp)
+{
+    ad_upstream *u = userp;
+    (void)m;
+    u->curl_due = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    return 0;
+}
+
+static void wake(ad_upstream *u)
+{
+    uint64_t one = 1;
+    while (write(u->wakefd, &one, sizeof one) < 0 && errno == EINTR)
+        ;
 }
 
 /* ---- public API ---- */
@@ -1048,16 +1130,33 @@ ad_err ad_upstream_new(const ad_logger *lg, ad_upstream **out)
     if (getrandom(&u->rng, sizeof u->rng, 0) != sizeof u->rng || !u->rng)
         u->rng = (uint64_t)now_ms() | 1;
     u->multi = curl_multi_init();
-    if (!u->multi) {
+    u->curl_due = -1;
+    u->epfd = epoll_create1(EPOLL_CLOEXEC);
+    u->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    struct epoll_event wev = {.events = EPOLLIN, .data.fd = u->wakefd};
+    if (!u->multi || u->epfd < 0 || u->wakefd < 0 ||
+        epoll_ctl(u->epfd, EPOLL_CTL_ADD, u->wakefd, &wev) != 0) {
+        if (u->multi)
+            curl_multi_cleanup(u->multi);
+        if (u->epfd >= 0)
+            close(u->epfd);
+        if (u->wakefd >= 0)
+            close(u->wakefd);
         ad_free(u);
         return AD_EINTERNAL;
     }
+    curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
+    curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
+    curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
     pthread_mutex_init(&u->mu, NULL);
     sem_init(&u->started, 0, 0);
     if (pthread_create(&u->thread, NULL, loop_main, u) != 0) {
         sem_destroy(&u->started);
         pthread_mutex_destroy(&u->mu);
         curl_multi_cleanup(u->multi);
+        close(u->epfd);
+        close(u->wakefd);
         ad_free(u);
         return AD_EINTERNAL;
     }
@@ -1078,7 +1177,7 @@ void ad_upstream_free(ad_upstream *u)
     pthread_mutex_lock(&u->mu);
     u->stopping = true;
     pthread_mutex_unlock(&u->mu);
-    curl_multi_wakeup(u->multi);
+    wake(u);
     pthread_join(u->thread, NULL);
     /* Work posted but not run is dropped (its ud is the poster's). */
     for (work *w = u->qhead, *next; w; w = next) {
@@ -1089,6 +1188,8 @@ void ad_upstream_free(ad_upstream *u)
         ad_free(u->heap[i]);
     ad_free(u->heap);
     curl_multi_cleanup(u->multi);
+    close(u->epfd);
+    close(u->wakefd);
     sem_destroy(&u->started);
     pthread_mutex_destroy(&u->mu);
     ad_free(u);
@@ -1112,13 +1213,13 @@ void ad_upstream_post(ad_upstream *u, void (*fn)(void *ud), void *ud)
         u->qhead = w;
     u->qtail = w;
     pthread_mutex_unlock(&u->mu);
-    curl_multi_wakeup(u->multi);
+    wake(u);
 }
 
 void ad_upstream_post_after(ad_upstream *u, long delay_ms, void (*fn)(void *ud), void *ud)
 {
     timer_add(u, delay_ms, fn, ud);
-    curl_multi_wakeup(u->multi);
+    wake(u);
 }
 
 /* Builds URL, headers and body. false (with the outcome set) on failure. */

@@ -5,7 +5,7 @@
  * One thread drives libcurl's multi interface for every model call in
  * flight (no thread per run). Work from other threads reaches it through
  * ad_upstream_post, which queues a function and wakes the loop
- * (curl_multi_wakeup); the run engine keeps all run state on this thread,
+ * (an eventfd in its epoll set); the run engine keeps all run state on this thread,
  * so run state needs no locks.
  *
  * A call streams (`stream: true`, `stream_options.include_usage`) and its

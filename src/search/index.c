@@ -111,6 +111,214 @@ bool ad_fts_query(const char *text, ad_buf *out)
     return words > 0;
 }
 
+/* Calls fn for every word of text (stopwords left out with skip_stop), at
+ * most AD_KW_MAX_WORDS; returns how many. */
+static size_t each_word(const char *text, bool skip_stop,
+                        void (*fn)(void *ud, const unsigned char *w, size_t n), void *ud)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    size_t words = 0;
+    while (*p && words < AD_KW_MAX_WORDS) {
+        while (*p && !word_byte(*p))
+            p++;
+        const unsigned char *s = p;
+        while (*p && word_byte(*p))
+            p++;
+        size_t n = (size_t)(p - s);
+        if (!n)
+            break;
+        if (n > AD_KW_WORD_MAX) /* keep whole UTF-8 characters */
+            for (n = AD_KW_WORD_MAX; n > 0 && (s[n] & 0xC0) == 0x80; n--)
+                ;
+        if (!n || (skip_stop && is_stopword(s, n)))
+            continue;
+        fn(ud, s, n);
+        words++;
+    }
+    return words;
+}
+
+typedef struct terms_acc {
+    ad_kw_term *out;
+    size_t n;
+} terms_acc;
+
+static void add_term(void *ud, const unsigned char *w, size_t n)
+{
+    terms_acc *a = ud;
+    char low[AD_KW_WORD_MAX + 1];
+    for (size_t i = 0; i < n; i++)
+        low[i] = (char)(w[i] >= 'A' && w[i] <= 'Z' ? w[i] - 'A' + 'a' : w[i]);
+    low[n] = '\0';
+    for (size_t i = 0; i < a->n; i++)
+        if (!strcmp(a->out[i].word, low)) {
+            a->out[i].weight += 1;
+            return;
+        }
+    memcpy(a->out[a->n].word, low, n + 1);
+    a->out[a->n].weight = 1;
+    a->n++;
+}
+
+size_t ad_kw_terms(const char *text, ad_kw_term *out)
+{
+    terms_acc a = {.out = out};
+    if (!each_word(text, true, add_term, &a))
+        each_word(text, false, add_term, &a);
+    return a.n;
+}
+
+/* Appends s as an FTS5 string ("..." with " doubled). */
+static bool add_quoted(ad_buf *out, const char *s, size_t n)
+{
+    if (ad_buf_addc(out, '"'))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((s[i] == '"' && ad_buf_addc(out, '"')) || ad_buf_addc(out, s[i]))
+            return false;
+    return ad_buf_addc(out, '"') == AD_OK;
+}
+
+bool ad_kw_match_expr(const char *store_id, const ad_kw_term *terms, size_t n, ad_buf *out)
+{
+    if (!n)
+        return false;
+    /* A store id ("vs_" + random letters and digits) is indexed as the
+     * tokens "vs" and the random part; the random part alone, one token,
+     * identifies the store and is the cheapest phrase to intersect. */
+    const char *tail = strrchr(store_id, '_');
+    tail = tail && strlen(tail + 1) >= 8 ? tail + 1 : store_id;
+    for (const char *q = tail; *q && tail != store_id; q++)
+        if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9')))
+            tail = store_id;
+    if (ad_buf_addstr(out, "store_id : ") || !add_quoted(out, tail, strlen(tail)) ||
+        ad_buf_addstr(out, " AND text : ("))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((i && ad_buf_addstr(out, " OR ")) ||
+            !add_quoted(out, terms[i].word, strlen(terms[i].word)))
+            return false;
+    return ad_buf_addc(out, ')') == AD_OK;
+}
+
+double ad_bm25_idf(int64_t nchunks, int64_t df)
+{
+    if (df > nchunks)
+        df = nchunks;
+    return log(1.0 + ((double)nchunks - (double)df + 0.5) / ((double)df + 0.5));
+}
+
+double ad_bm25_tf(double tf, double len, double avglen)
+{
+    if (tf <= 0)
+        return 0;
+    double norm = avglen > 0 ? len / avglen : 1.0;
+    return tf * (AD_BM25_K1 + 1) / (tf + AD_BM25_K1 * (1 - AD_BM25_B + AD_BM25_B * norm));
+}
+
+/* ---- RM3 ---- */
+
+typedef struct fb_entry {
+    const char *term; /* into a caller's doc text; NULL = empty slot */
+    size_t tlen;
+    const char *surface;
+    size_t slen;
+    double weight;
+} fb_entry;
+
+static uint64_t hash_bytes(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+/* Whether a feedback term may join a query: 2..20 bytes and not a
+ * stopword (judged on its surface form). */
+static bool fb_usable(const char *term, size_t tlen, const char *surface, size_t slen)
+{
+    (void)term;
+    return tlen >= 2 && tlen <= 20 && slen <= AD_KW_WORD_MAX &&
+           !is_stopword((const unsigned char *)surface, slen);
+}
+
+static int cmp_fb(const void *a, const void *b)
+{
+    const fb_entry *x = a, *y = b;
+    if (x->weight != y->weight)
+        return x->weight < y->weight ? 1 : -1;
+    /* deterministic ties: by term bytes */
+    size_t n = x->tlen < y->tlen ? x->tlen : y->tlen;
+    int c = memcmp(x->term, y->term, n);
+    return c ? c : (x->tlen > y->tlen) - (x->tlen < y->tlen);
+}
+
+size_t ad_rm3_terms(const char *const *docs, const size_t *lens, const double *scores, size_t ndocs,
+                    size_t max_terms, ad_kw_term *out)
+{
+    size_t total = 0;
+    double ssum = 0;
+    for (size_t d = 0; d < ndocs; d++) {
+        for (size_t i = 0; i < lens[d]; i++)
+            total += docs[d][i] == '\n';
+        ssum += scores[d] > 0 ? scores[d] : 0;
+    }
+    if (!total || ssum <= 0 || !max_terms)
+        return 0;
+    size_t cap = 64;
+    while (cap < total * 2)
+        cap *= 2;
+    fb_entry *tab = ad_calloc(cap, sizeof *tab);
+    for (size_t d = 0; d < ndocs; d++) {
+        size_t len = 0;
+        for (size_t i = 0; i < lens[d]; i++)
+            len += docs[d][i] == '\n';
+        if (!len || scores[d] <= 0)
+            continue;
+        double share = (scores[d] / ssum) / (double)len;
+        const char *p = docs[d], *end = docs[d] + lens[d];
+        while (p < end) {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            if (!nl)
+                break;
+            const char *tab_at = memchr(p, '\t', (size_t)(nl - p));
+            if (tab_at) {
+                const char *t = p, *sf = tab_at + 1;
+                size_t tl = (size_t)(tab_at - p), sl = (size_t)(nl - sf);
+                if (fb_usable(t, tl, sf, sl)) {
+                    size_t j = hash_bytes(t, tl) & (cap - 1);
+                    while (tab[j].term && (tab[j].tlen != tl || memcmp(tab[j].term, t, tl)))
+                        j = (j + 1) & (cap - 1);
+                    if (!tab[j].term)
+                        tab[j] = (fb_entry){.term = t, .tlen = tl, .surface = sf, .slen = sl};
+                    tab[j].weight += share;
+                }
+            }
+            p = nl + 1;
+        }
+    }
+    size_t m = 0;
+    for (size_t j = 0; j < cap; j++)
+        if (tab[j].term)
+            tab[m++] = tab[j];
+    qsort(tab, m, sizeof *tab, cmp_fb);
+    size_t k = m < max_terms ? m : max_terms;
+    double z = 0;
+    for (size_t i = 0; i < k; i++)
+        z += tab[i].weight;
+    for (size_t i = 0; i < k; i++) {
+        for (size_t c = 0; c < tab[i].slen; c++) {
+            char ch = tab[i].surface[c];
+            out[i].word[c] = (char)(ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch);
+        }
+        out[i].word[tab[i].slen] = '\0';
+        out[i].weight = z > 0 ? tab[i].weight / z : 0;
+    }
+    ad_free(tab);
+    return k;
+}
+
 static int cmp_id(const void *a, const void *b)
 {
     const ad_fused *x = a, *y = b;

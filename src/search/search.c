@@ -7,10 +7,18 @@
  *   2. with an embeddings backend, all queries are embedded in one request;
  *      if that fails the search degrades to keyword-only (logged) rather
  *      than failing;
- *   3. per query, a keyword list (FTS5 BM25, merged across stores by score:
- *      one index, so BM25 values are comparable) and, with embeddings, a
- *      vector list (brute-force dot products of unit vectors, a bounded top
- *      list kept by insertion) -- each at most AD_SEARCH_CANDIDATES long;
+ *   3. per query, a keyword list and, with embeddings, a vector list
+ *      (brute-force dot products of unit vectors, a bounded top list kept
+ *      by insertion) -- each at most AD_SEARCH_CANDIDATES long. The keyword
+ *      list is BM25 computed here with each store's own statistics (the
+ *      store's chunk count and average length from chunk_stats, document
+ *      frequencies counted per store; FTS5 only reports term frequencies
+ *      and lengths, search/fts5.h), so a store ranks as if it were alone;
+ *      stores are then merged by score. A second ranking adds RM3
+ *      pseudo-relevance feedback (search.h). Chunks whose best possible
+ *      score cannot enter the list are skipped before their length is read;
+ *      ASSISTD_SEARCH_RANKER=fts5 (FTS5's bm25(), the ranker before this
+ *      one) or =bm25 (no feedback) select other rankers for benchmarks;
  *   4. the lists are fused by RRF (index.c), the threshold applied, and the
  *      best max_num_results materialised (chunk text, file name,
  *      attributes).
@@ -30,6 +38,7 @@
 #include "ingest/ingest.h"
 #include "run/backends.h"
 #include "search/embed.h"
+#include "search/fts5.h"
 #include "util/alloc.h"
 #include "util/str.h"
 
@@ -102,6 +111,7 @@ typedef struct sctx {
     size_t n;
     const float *qvec;
     size_t dims;
+    ad_buf scratch; /* chunk text read to learn its file (filters) */
 } sctx;
 
 /* The cache entry of (store, file), loading the file's attributes and the
@@ -190,30 +200,222 @@ static int cmp_scored(const void *a, const void *b)
     return (x->id > y->id) - (x->id < y->id);
 }
 
-/* The keyword list of one query over every store: ids[] (CAND capacity). */
-static ad_err keyword_list(sctx *c, const char *query, int64_t *ids, size_t *n)
+/* Baseline ranker (ASSISTD_SEARCH_RANKER=fts5, for benchmarks): FTS5's own
+ * bm25() over the OR of the query words, with its index-wide statistics,
+ * as assistd ranked before the per-store ranker. */
+static ad_err keyword_list_fts5(sctx *c, const char *query, scored *all, size_t *m)
 {
     ad_buf fts;
     ad_buf_init(&fts, 64 * 1024);
-    *n = 0;
     ad_err rc = AD_OK;
-    if (!ad_fts_query(query, &fts))
+    if (ad_buf_addstr(&fts, "text : (") || !ad_fts_query(query, &fts) || ad_buf_addc(&fts, ')'))
         goto out;
-    scored *all = ad_calloc(CAND * c->rq->nstores, sizeof *all);
-    size_t m = 0;
     for (size_t s = 0; s < c->rq->nstores && !rc; s++) {
         c->store = c->rq->store_ids[s];
         c->n = 0;
         rc = ad_db_chunks_keyword(c->db, c->store, fts.ptr, keyword_hit, c);
         for (size_t i = 0; i < c->n; i++)
-            all[m++] = (scored){c->ids[i], c->scores[i]};
+            all[(*m)++] = (scored){c->ids[i], c->scores[i]};
     }
+out:
+    ad_buf_free(&fts);
+    return rc;
+}
+
+/* Whether chunk id passes the request's filter (its file is looked up). */
+static ad_err chunk_passes(sctx *c, int64_t id, bool *ok)
+{
+    char store[64], file[64];
+    ad_buf_reset(&c->scratch);
+    ad_err rc = ad_db_chunk_get(c->db, id, &c->scratch, store, file);
+    *ok = false;
+    if (rc == AD_ENOTFOUND)
+        return AD_OK;
+    if (rc)
+        return rc;
+    fentry *e = file_entry(c, store, file);
+    if (!e)
+        return AD_EDB;
+    *ok = e->ok;
+    return AD_OK;
+}
+
+/* The BM25 state of one store for one weighted query (see search.h). */
+typedef struct bm25q {
+    sctx *c;
+    ad_fts_prune pr; /* pr.w[i]: weight * idf of the i-th term kept */
+    double avglen;
+} bm25q;
+
+static ad_err bm25_hit(void *ud, int64_t id, const uint32_t *tf, size_t np, uint32_t len)
+{
+    bm25q *q = ud;
+    sctx *c = q->c;
+    double score = 0;
+    for (size_t i = 0; i < np && i < q->pr.n; i++)
+        if (tf[i])
+            score += q->pr.w[i] * ad_bm25_tf(tf[i], len, q->avglen);
+    if (score <= 0 || (c->n == CAND && score <= c->scores[CAND - 1]))
+        return AD_OK;
+    if (c->rq->filters) {
+        bool ok;
+        ad_err rc = chunk_passes(c, id, &ok);
+        if (rc || !ok)
+            return rc;
+    }
+    top_insert(c, id, score);
+    if (c->n == CAND) /* rows that cannot beat the last of the list need no length */
+        q->pr.floor = c->scores[CAND - 1];
+    return AD_OK;
+}
+
+#define MAX_TERMS (AD_KW_MAX_WORDS + AD_RM3_TERMS)
+
+/* Ranks the chunks of store c->store for terms[0..n) by BM25 with the
+ * store's own statistics; the best CAND are left in c->ids/scores. df[i]
+ * is the store's document frequency of terms[i], counted here when
+ * negative (and kept for the next ranking of the same terms). Terms from
+ * index nfb on are feedback words, left out when too common (search.h). */
+static ad_err bm25_store(sctx *c, const ad_kw_term *terms, size_t n, size_t nfb, int64_t *df)
+{
+    c->n = 0;
+    int64_t nchunks = 0, ntokens = 0;
+    ad_err rc = ad_db_chunks_stats(c->db, c->store, &nchunks, &ntokens);
+    if (rc || nchunks <= 0)
+        return rc;
+    bm25q q = {.c = c, .avglen = (double)ntokens / (double)nchunks};
+    q.pr.k1 = AD_BM25_K1;
+    q.pr.b = AD_BM25_B;
+    q.pr.floor = 0;
+    ad_kw_term *kept = ad_calloc(n + 1, sizeof *kept);
+    ad_buf expr;
+    ad_buf_init(&expr, 64 * 1024);
+    /* Terms the store lacks are left out of the expression. */
+    int64_t maxdf = (int64_t)(AD_RM3_MAX_DF * (double)nchunks);
+    if (maxdf < AD_RM3_MAX_DF_MIN)
+        maxdf = AD_RM3_MAX_DF_MIN;
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (df[i] < 0) {
+            ad_buf_reset(&expr);
+            if (!ad_kw_match_expr(c->store, &terms[i], 1, &expr))
+                continue;
+            rc = ad_db_chunks_count(c->db, expr.ptr, i < nfb ? -1 : maxdf + 1, &df[i]);
+        }
+        if (!rc && df[i] > 0 && (i < nfb || df[i] <= maxdf)) {
+            kept[q.pr.n] = terms[i];
+            q.pr.w[q.pr.n] = terms[i].weight * ad_bm25_idf(nchunks, df[i]);
+            q.pr.n++;
+        }
+    }
+    ad_buf_reset(&expr);
+    if (!rc && q.pr.n && ad_kw_match_expr(c->store, kept, q.pr.n, &expr))
+        rc = ad_db_chunks_match(c->db, expr.ptr, 1, &q.pr, bm25_hit, &q);
+    ad_buf_free(&expr);
+    ad_free(kept);
+    return rc;
+}
+
+/* One weighted query over every store: all[] gets each store's best CAND,
+ * *m counts them; dfs holds MAX_TERMS document frequencies per store. */
+static ad_err bm25_all(sctx *c, const ad_kw_term *terms, size_t n, size_t nfb, int64_t *dfs,
+                       scored *all, size_t *m)
+{
+    ad_err rc = AD_OK;
+    *m = 0;
+    for (size_t s = 0; s < c->rq->nstores && !rc; s++) {
+        c->store = c->rq->store_ids[s];
+        rc = bm25_store(c, terms, n, nfb, dfs + s * MAX_TERMS);
+        for (size_t i = 0; i < c->n; i++)
+            all[(*m)++] = (scored){c->ids[i], c->scores[i]};
+    }
+    qsort(all, *m, sizeof *all, cmp_scored);
+    return rc;
+}
+
+/* The default ranker: BM25 per store, then RM3 pseudo-relevance feedback
+ * (search.h): the words of the best chunks of a first ranking are added
+ * to the query and everything is ranked again. */
+static ad_err keyword_list_bm25(sctx *c, const char *query, bool feedback, scored *all, size_t *m)
+{
+    ad_kw_term terms[MAX_TERMS];
+    size_t n = ad_kw_terms(query, terms);
+    *m = 0;
+    if (!n)
+        return AD_OK;
+    int64_t *dfs = ad_calloc(c->rq->nstores * MAX_TERMS, sizeof *dfs);
+    for (size_t i = 0; i < c->rq->nstores * MAX_TERMS; i++)
+        dfs[i] = -1;
+    ad_err rc = bm25_all(c, terms, n, n, dfs, all, m);
+    if (rc || !*m || !feedback)
+        goto out;
+    /* Feedback from the first ranking's best chunks. */
+    size_t nfb = *m < AD_RM3_DOCS ? *m : AD_RM3_DOCS;
+    ad_buf docs[AD_RM3_DOCS];
+    const char *texts[AD_RM3_DOCS];
+    size_t lens[AD_RM3_DOCS];
+    double scores[AD_RM3_DOCS];
+    for (size_t i = 0; i < nfb; i++)
+        ad_buf_init(&docs[i], 64u * 1024 * 1024);
+    size_t got = 0;
+    for (size_t i = 0; i < nfb && !rc; i++) {
+        ad_err r = ad_db_chunk_terms(c->db, all[i].id, &docs[got]);
+        if (r == AD_ENOTFOUND)
+            continue;
+        rc = r;
+        if (!rc) {
+            texts[got] = docs[got].ptr ? docs[got].ptr : "";
+            lens[got] = docs[got].len;
+            scores[got] = all[i].score;
+            got++;
+        }
+    }
+    ad_kw_term fb[AD_RM3_TERMS];
+    size_t nf = rc ? 0 : ad_rm3_terms(texts, lens, scores, got, AD_RM3_TERMS, fb);
+    for (size_t i = 0; i < nfb; i++)
+        ad_buf_free(&docs[i]);
+    if (rc || !nf)
+        goto out;
+    /* The expanded query: the original words share AD_RM3_ORIG_WEIGHT, the
+     * feedback words the rest (a word in both gets both shares). */
+    double qsum = 0;
+    for (size_t i = 0; i < n; i++)
+        qsum += terms[i].weight;
+    for (size_t i = 0; i < n; i++)
+        terms[i].weight = AD_RM3_ORIG_WEIGHT * terms[i].weight / qsum;
+    size_t all_n = n;
+    for (size_t j = 0; j < nf; j++) {
+        double w = (1 - AD_RM3_ORIG_WEIGHT) * fb[j].weight;
+        size_t i = 0;
+        while (i < all_n && strcmp(terms[i].word, fb[j].word) != 0)
+            i++;
+        if (i < all_n) {
+            terms[i].weight += w;
+        } else {
+            terms[all_n] = fb[j];
+            terms[all_n].weight = w;
+            all_n++;
+        }
+    }
+    rc = bm25_all(c, terms, all_n, n, dfs, all, m);
+out:
+    ad_free(dfs);
+    return rc;
+}
+
+/* The keyword list of one query over every store: ids[] (CAND capacity). */
+static ad_err keyword_list(sctx *c, const char *query, int64_t *ids, size_t *n)
+{
+    *n = 0;
+    scored *all = ad_calloc(CAND * c->rq->nstores + 1, sizeof *all);
+    size_t m = 0;
+    const char *ranker = getenv("ASSISTD_SEARCH_RANKER");
+    ad_err rc = ranker && !strcmp(ranker, "fts5")
+                    ? keyword_list_fts5(c, query, all, &m)
+                    : keyword_list_bm25(c, query, !ranker || strcmp(ranker, "bm25") != 0, all, &m);
     qsort(all, m, sizeof *all, cmp_scored);
     for (size_t i = 0; i < m && i < CAND; i++)
         ids[(*n)++] = all[i].id;
     ad_free(all);
-out:
-    ad_buf_free(&fts);
     return rc;
 }
 
@@ -251,9 +453,7 @@ static ad_err check_stores(ad_db *db, const ad_search_req *rq, int64_t now, char
         json_t *vs = rc ? NULL : json_loadb(b.ptr, b.len, 0, NULL);
         if (!rc && !vs)
             rc = AD_EDB;
-        bool expired = false;
-        if (!rc)
-            rc = ad_vector_store_render(db, rq->project, vs, now, &expired);
+        bool expired = !rc && ad_vector_store_expired(vs, now);
         json_decref(vs);
         if (!rc && expired) {
             snprintf(msg, msgsize,
@@ -284,6 +484,15 @@ static ad_err materialise(sctx *c, int64_t id, double score, ad_search_hit *h, b
     if (rc) {
         ad_buf_free(&b);
         return rc;
+    }
+    /* Keyword candidates are confined to a store by a token of its id inside
+     * FTS5; a chunk of any other store is never shown (defence in depth). */
+    bool mine = false;
+    for (size_t i = 0; i < c->rq->nstores && !mine; i++)
+        mine = !strcmp(c->rq->store_ids[i], h->vector_store_id);
+    if (!mine) {
+        ad_buf_free(&b);
+        return AD_OK;
     }
     h->score = score;
     h->text = ad_strndup(b.ptr ? b.ptr : "", b.len);
@@ -318,6 +527,7 @@ ad_err ad_search(ad_server *srv, ad_db *db, const ad_search_req *rq, ad_search_h
     sctx *c = ad_calloc(1, sizeof *c);
     c->db = db;
     c->rq = rq;
+    ad_buf_init(&c->scratch, 64u * 1024 * 1024);
     size_t nq = rq->nqueries;
     float *qvecs = NULL;
     size_t dims = 0;
@@ -375,6 +585,7 @@ ad_err ad_search(ad_server *srv, ad_db *db, const ad_search_req *rq, ad_search_h
     ad_free(ids);
     ad_free(qvecs);
     fc_free(&c->files);
+    ad_buf_free(&c->scratch);
     ad_free(c);
     return rc;
 }

@@ -78,6 +78,57 @@ ad_err ad_vector_stores_wait_ready(ad_server *srv, ad_db *db, const char *projec
  * Returns false when text has no word. */
 bool ad_fts_query(const char *text, ad_buf *out);
 
+/* ---- keyword ranking (index.c; how it is used: search.c) ----
+ *
+ * BM25 with the statistics of one vector store: N chunks, average length
+ * avgdl (index tokens), df chunks containing the term;
+ *   idf = ln(1 + (N - df + 0.5) / (df + 0.5))        (never negative)
+ *   term score = weight * idf * tf (k1 + 1) / (tf + k1 (1 - b + b len / avgdl))
+ * with k1 = 1.2, b = 0.75. Pseudo-relevance feedback (RM3): the
+ * AD_RM3_DOCS best chunks of the first ranking vote for their words, each
+ * chunk with weight score / sum of scores and each word with its share
+ * tf / len of the chunk; the AD_RM3_TERMS words with the most votes
+ * (stopwords and words under 2 or over 20 bytes left out) join the query,
+ * the original words keeping AD_RM3_ORIG_WEIGHT of the total weight. A
+ * feedback word found in more than AD_RM3_MAX_DF of the store's chunks (and
+ * in more than AD_RM3_MAX_DF_MIN) is left out of that store's second ranking: counting it stops
+ * there, and it would make the second ranking walk most of the store for a word whose IDF is low
+ * (chosen for speed; its quality effect is in bench/RESULTS.md). */
+#define AD_BM25_K1         1.2
+#define AD_BM25_B          0.75
+#define AD_RM3_DOCS        10
+#define AD_RM3_TERMS       10
+#define AD_RM3_ORIG_WEIGHT 0.5
+#define AD_RM3_MAX_DF      0.1 /* of the store's chunks */
+#define AD_RM3_MAX_DF_MIN  100
+#define AD_KW_MAX_WORDS    64
+#define AD_KW_WORD_MAX     64 /* bytes */
+
+typedef struct ad_kw_term {
+    char word[AD_KW_WORD_MAX + 1]; /* as written (lower-cased ASCII); quoted into FTS5 */
+    double weight;
+} ad_kw_term;
+
+/* The words of a user query (as ad_fts_query picks them: stopwords out
+ * unless nothing else is left), equal words merged, each weighted by its
+ * count; at most AD_KW_MAX_WORDS. Returns the number of terms. */
+size_t ad_kw_terms(const char *text, ad_kw_term *out);
+/* An FTS5 expression for the chunks of one store containing any of
+ * terms[0..n): store_id : "<id>" AND text : ("w1" OR "w2" ...). Phrase 0 is
+ * the store, phrase i + 1 is terms[i]. false when out is full or n is 0. */
+bool ad_kw_match_expr(const char *store_id, const ad_kw_term *terms, size_t n, ad_buf *out);
+/* BM25 inverse document frequency (see above). */
+double ad_bm25_idf(int64_t nchunks, int64_t df);
+/* One term's BM25 contribution, without weight and idf. */
+double ad_bm25_tf(double tf, double len, double avglen);
+/* RM3 feedback words (see above) from the ad_db_chunk_terms text of the
+ * best chunks (docs[i] of lens[i] bytes, first-ranking score scores[i]):
+ * at most max_terms words, best first, weights summing to 1, each word in
+ * the surface form of its first occurrence (lower-cased ASCII), so that
+ * FTS5's tokenizer maps it back to the indexed term. Returns the count. */
+size_t ad_rm3_terms(const char *const *docs, const size_t *lens, const double *scores, size_t ndocs,
+                    size_t max_terms, ad_kw_term *out);
+
 /* One ranked list: chunk ids, best first. */
 typedef struct ad_ranked {
     const int64_t *ids;

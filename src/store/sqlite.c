@@ -28,6 +28,15 @@
  * asked for. SQLite would serialise them anyway, but its busy handler waits
  * by sleeping in growing steps, which turned write contention into tail
  * latencies of hundreds of milliseconds; a mutex hands the lock over at once.
+ *
+ * Checkpoints run on a thread of their own, never inside a commit: every
+ * connection has wal_autocheckpoint=0, and the checkpointer (one more
+ * connection, outside the pool) runs a PASSIVE checkpoint every
+ * CKPT_PERIOD_MS -- it copies what it can without waiting for or blocking
+ * anyone, and its fsyncs hold up no request. Should the WAL still grow past
+ * CKPT_TRUNCATE_FRAMES (readers kept it from being reset), a TRUNCATE
+ * checkpoint is run with the writer mutex held, so writers queue on the
+ * mutex meanwhile instead of sleeping in SQLite's busy handler.
  */
 #include "store/store.h"
 
@@ -35,9 +44,14 @@
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
+#include "search/fts5.h"
 #include "util/alloc.h"
 #include "util/str.h"
+
+#define CKPT_PERIOD_MS       200
+#define CKPT_TRUNCATE_FRAMES 16384 /* 64 MiB of 4 KiB pages */
 
 enum {
     S_PUT,
@@ -64,6 +78,10 @@ enum {
     S_CHUNK_VECTORS,
     S_CHUNK_GET,
     S_CHUNK_OF_FILE,
+    S_CHUNK_MATCH,
+    S_CHUNK_COUNT,
+    S_CHUNK_STATS,
+    S_CHUNK_TERMS,
     S_BEGIN,
     S_COMMIT,
     S_ROLLBACK,
@@ -108,13 +126,19 @@ static const char *const stmt_sql[S_NSTMT] = {
     [S_CHUNK_INSERT] = "INSERT INTO chunks(store_id, file_id, ord, text, embedding) "
                        "VALUES(?1,?2,?3,?4,?5)",
     [S_CHUNK_DELETE] = "DELETE FROM chunks WHERE store_id=?1 AND (?2 IS NULL OR file_id=?2)",
-    [S_CHUNK_KEYWORD] = "SELECT c.id, c.file_id, -bm25(chunks_fts) FROM chunks_fts "
+    [S_CHUNK_KEYWORD] = "SELECT c.id, c.file_id, -bm25(chunks_fts, 1.0, 0.0) FROM chunks_fts "
                         "JOIN chunks c ON c.id = chunks_fts.rowid "
                         "WHERE chunks_fts MATCH ?2 AND c.store_id = ?1 ORDER BY bm25(chunks_fts)",
     [S_CHUNK_VECTORS] = "SELECT id, file_id, embedding FROM chunks "
                         "WHERE store_id=?1 AND embedding IS NOT NULL",
     [S_CHUNK_GET] = "SELECT text, store_id, file_id FROM chunks WHERE id=?1",
     [S_CHUNK_OF_FILE] = "SELECT text FROM chunks WHERE store_id=?1 AND file_id=?2 ORDER BY ord",
+    [S_CHUNK_MATCH] = "SELECT rowid, ad_fts_tf(chunks_fts, ?2, ?3) FROM chunks_fts "
+                      "WHERE chunks_fts MATCH ?1",
+    [S_CHUNK_COUNT] = "SELECT count(*) FROM (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ?1 "
+                      "LIMIT ?2)",
+    [S_CHUNK_STATS] = "SELECT chunks, tokens FROM chunk_stats WHERE store_id=?1",
+    [S_CHUNK_TERMS] = "SELECT ad_fts_terms(chunks_fts) FROM chunks_fts WHERE rowid=?1",
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
@@ -150,6 +174,41 @@ static const char *const migrations[] = {
     "  INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text); END;"
     "CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN"
     "  INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text); END;",
+    /* 3: keyword ranking per vector store (search/search.c): the store id is
+     * indexed too, so a query is confined to one store inside FTS5, and
+     * chunk_stats keeps each store's chunk count and total length in index
+     * tokens (from FTS5's docsize rows, search/fts5.h) for its BM25
+     * statistics. */
+    "DROP TRIGGER chunks_ai;"
+    "DROP TRIGGER chunks_ad;"
+    "DROP TABLE chunks_fts;"
+    "CREATE VIRTUAL TABLE chunks_fts USING fts5(text, store_id, content='chunks',"
+    "  content_rowid='id', tokenize='porter unicode61 remove_diacritics 2');"
+    "INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild');"
+    "CREATE TABLE chunk_stats ("
+    "  store_id TEXT PRIMARY KEY,"
+    "  chunks INTEGER NOT NULL,"
+    "  tokens INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "INSERT INTO chunk_stats SELECT c.store_id, count(*), sum(ad_fts_docsize(d.sz))"
+    "  FROM chunks c JOIN chunks_fts_docsize d ON d.id = c.id GROUP BY c.store_id;"
+    "CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN"
+    "  INSERT INTO chunks_fts(rowid, text, store_id) VALUES (new.id, new.text, new.store_id);"
+    "  INSERT INTO chunk_stats(store_id, chunks, tokens)"
+    "    SELECT new.store_id, 1, ad_fts_docsize(sz) FROM chunks_fts_docsize WHERE id = new.id"
+    "    ON CONFLICT(store_id) DO UPDATE SET chunks = chunks + 1,"
+    "    tokens = tokens + excluded.tokens;"
+    "END;"
+    "CREATE TRIGGER chunks_bd BEFORE DELETE ON chunks BEGIN"
+    "  UPDATE chunk_stats SET chunks = chunks - 1, tokens = tokens - coalesce("
+    "    (SELECT ad_fts_docsize(sz) FROM chunks_fts_docsize WHERE id = old.id), 0)"
+    "    WHERE store_id = old.store_id;"
+    "  DELETE FROM chunk_stats WHERE store_id = old.store_id AND chunks <= 0;"
+    "END;"
+    "CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN"
+    "  INSERT INTO chunks_fts(chunks_fts, rowid, text, store_id)"
+    "    VALUES ('delete', old.id, old.text, old.store_id);"
+    "END;",
 };
 
 /* Work registered with ad_db_after_commit for the open transaction. */
@@ -177,6 +236,11 @@ struct ad_store {
     ad_db *all;
     unsigned n;
     const ad_logger *log;
+    /* the checkpointer (see the top comment) */
+    sqlite3 *ckpt_h;
+    pthread_t ckpt_thread;
+    bool ckpt_running, ckpt_stop; /* under mu */
+    pthread_cond_t ckpt_cv;
 };
 
 static ad_err db_error(ad_db *db, const char *what)
@@ -248,7 +312,17 @@ static ad_err db_open(const char *path, const ad_logger *lg, bool first, ad_db *
     }
     sqlite3_busy_timeout(db->h, 10000);
     if (exec(db->h, lg, "PRAGMA journal_mode=WAL") ||
-        exec(db->h, lg, "PRAGMA synchronous=NORMAL") || exec(db->h, lg, "PRAGMA foreign_keys=ON"))
+        exec(db->h, lg, "PRAGMA synchronous=NORMAL") || exec(db->h, lg, "PRAGMA foreign_keys=ON") ||
+        exec(db->h, lg, "PRAGMA wal_autocheckpoint=0"))
+        goto out;
+    if (ad_fts5_register(db->h)) { /* the chunk triggers and keyword search need them */
+        ad_log(lg, AD_LOG_ERROR, "store: SQLite has no FTS5");
+        goto out;
+    }
+    /* Reads (keyword search walks large FTS5 doclists) come from one shared
+     * memory map of the database file instead of each connection's small
+     * page cache refilled with pread. */
+    if (exec(db->h, lg, "PRAGMA mmap_size=1073741824"))
         goto out;
     if (first && migrate(db->h, lg))
         goto out;
@@ -265,6 +339,70 @@ out:
     return rc;
 }
 
+static void *ckpt_main(void *arg)
+{
+    ad_store *s = arg;
+    pthread_mutex_lock(&s->mu);
+    while (!s->ckpt_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += (long)CKPT_PERIOD_MS * 1000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&s->ckpt_cv, &s->mu, &ts);
+        if (s->ckpt_stop)
+            break;
+        pthread_mutex_unlock(&s->mu);
+        int nlog = 0, nckpt = 0;
+        int r =
+            sqlite3_wal_checkpoint_v2(s->ckpt_h, NULL, SQLITE_CHECKPOINT_PASSIVE, &nlog, &nckpt);
+        if (r != SQLITE_OK && r != SQLITE_BUSY)
+            ad_log(s->log, AD_LOG_WARN, "store: checkpoint: %s", sqlite3_errmsg(s->ckpt_h));
+        if (nlog >= CKPT_TRUNCATE_FRAMES) {
+            pthread_mutex_lock(&s->write_mu);
+            r = sqlite3_wal_checkpoint_v2(s->ckpt_h, NULL, SQLITE_CHECKPOINT_TRUNCATE, &nlog,
+                                          &nckpt);
+            pthread_mutex_unlock(&s->write_mu);
+            if (r != SQLITE_OK)
+                ad_log(s->log, AD_LOG_WARN, "store: truncating checkpoint: %s",
+                       sqlite3_errmsg(s->ckpt_h));
+        }
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+static ad_err ckpt_start(ad_store *s, const char *path)
+{
+    if (sqlite3_open_v2(path, &s->ckpt_h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        ad_log(s->log, AD_LOG_ERROR, "store: checkpointer: cannot open %s", path);
+        return AD_EDB;
+    }
+    sqlite3_busy_timeout(s->ckpt_h, 2000);
+    if (exec(s->ckpt_h, s->log, "PRAGMA wal_autocheckpoint=0"))
+        return AD_EDB;
+    if (pthread_create(&s->ckpt_thread, NULL, ckpt_main, s) != 0)
+        return AD_EINTERNAL;
+    s->ckpt_running = true;
+    return AD_OK;
+}
+
+static void ckpt_stop(ad_store *s)
+{
+    if (s->ckpt_running) {
+        pthread_mutex_lock(&s->mu);
+        s->ckpt_stop = true;
+        pthread_cond_signal(&s->ckpt_cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->ckpt_thread, NULL);
+        s->ckpt_running = false;
+    }
+    sqlite3_close(s->ckpt_h);
+    s->ckpt_h = NULL;
+}
+
 ad_err ad_store_open(const char *data_dir, unsigned nconns, const ad_logger *lg, ad_store **out)
 {
     char path[2048];
@@ -274,6 +412,7 @@ ad_err ad_store_open(const char *data_dir, unsigned nconns, const ad_logger *lg,
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->write_mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    pthread_cond_init(&s->ckpt_cv, NULL);
     s->log = lg;
     for (unsigned i = 0; i < nconns; i++) {
         ad_db *db;
@@ -287,6 +426,11 @@ ad_err ad_store_open(const char *data_dir, unsigned nconns, const ad_logger *lg,
         s->free_list = db;
         s->n++;
     }
+    ad_err rc = ckpt_start(s, path);
+    if (rc) {
+        ad_store_close(s);
+        return rc;
+    }
     *out = s;
     return AD_OK;
 }
@@ -295,6 +439,7 @@ void ad_store_close(ad_store *s)
 {
     if (!s)
         return;
+    ckpt_stop(s);
     ad_db *db = s->free_list;
     while (db) {
         ad_db *next = db->next_free;
@@ -302,6 +447,7 @@ void ad_store_close(ad_store *s)
         db = next;
     }
     pthread_cond_destroy(&s->cv);
+    pthread_cond_destroy(&s->ckpt_cv);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->write_mu);
     ad_free(s);
@@ -826,4 +972,80 @@ ad_err ad_db_chunks_of_file(ad_db *db, const char *store_id, const char *file_id
     const char *v[2] = {store_id, file_id};
     hit_ctx h = {.text = cb, .ud = ud};
     return scan_rows(db, bind(db, S_CHUNK_OF_FILE, 2, v), "chunks of file", text_row, &h);
+}
+
+typedef struct match_ctx {
+    ad_chunk_tf_cb cb;
+    void *ud;
+} match_ctx;
+
+static ad_err match_row(sqlite3_stmt *st, void *ctx)
+{
+    match_ctx *m = ctx;
+    const unsigned char *b = sqlite3_column_blob(st, 1);
+    size_t bytes = (size_t)sqlite3_column_bytes(st, 1);
+    uint32_t v[AD_FTS_MAX_PHRASES + 1];
+    size_t n = bytes / 4 > AD_FTS_MAX_PHRASES + 1 ? AD_FTS_MAX_PHRASES + 1 : bytes / 4;
+    if (!b || n < 1)
+        return AD_OK; /* pruned */
+    for (size_t i = 0; i < n; i++)
+        v[i] = (uint32_t)b[4 * i] | (uint32_t)b[4 * i + 1] << 8 | (uint32_t)b[4 * i + 2] << 16 |
+               (uint32_t)b[4 * i + 3] << 24;
+    return m->cb(m->ud, sqlite3_column_int64(st, 0), v + 1, n - 1, v[0]);
+}
+
+ad_err ad_db_chunks_match(ad_db *db, const char *fts_query, int first_phrase, ad_fts_prune *prune,
+                          ad_chunk_tf_cb cb, void *ud)
+{
+    const char *v[1] = {fts_query};
+    sqlite3_stmt *st = bind(db, S_CHUNK_MATCH, 1, v);
+    sqlite3_bind_int(st, 2, first_phrase);
+    if (prune)
+        sqlite3_bind_pointer(st, 3, prune, AD_FTS_PRUNE_TYPE, NULL);
+    match_ctx m = {.cb = cb, .ud = ud};
+    return scan_rows(db, st, "keyword match", match_row, &m);
+}
+
+ad_err ad_db_chunks_count(ad_db *db, const char *fts_query, int64_t limit, int64_t *n)
+{
+    const char *v[1] = {fts_query};
+    sqlite3_stmt *st = bind(db, S_CHUNK_COUNT, 1, v);
+    sqlite3_bind_int64(st, 2, limit >= 0 ? limit : -1);
+    ad_err rc = sqlite3_step(st) == SQLITE_ROW ? AD_OK : db_error(db, "keyword count");
+    *n = rc ? 0 : sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return rc;
+}
+
+ad_err ad_db_chunks_stats(ad_db *db, const char *store_id, int64_t *chunks, int64_t *tokens)
+{
+    const char *v[1] = {store_id};
+    sqlite3_stmt *st = bind(db, S_CHUNK_STATS, 1, v);
+    int r = sqlite3_step(st);
+    ad_err rc = AD_OK;
+    *chunks = *tokens = 0;
+    if (r == SQLITE_ROW) {
+        *chunks = sqlite3_column_int64(st, 0);
+        *tokens = sqlite3_column_int64(st, 1);
+    } else if (r != SQLITE_DONE) {
+        rc = db_error(db, "chunk statistics");
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+ad_err ad_db_chunk_terms(ad_db *db, int64_t chunk_id, ad_buf *out)
+{
+    sqlite3_stmt *st = bind(db, S_CHUNK_TERMS, 0, NULL);
+    sqlite3_bind_int64(st, 1, chunk_id);
+    int r = sqlite3_step(st);
+    ad_err rc = AD_OK;
+    if (r == SQLITE_ROW)
+        rc = ad_buf_add(out, sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+    else if (r == SQLITE_DONE)
+        rc = AD_ENOTFOUND;
+    else
+        rc = db_error(db, "chunk terms");
+    sqlite3_reset(st);
+    return rc;
 }

@@ -179,4 +179,26 @@ typedef ad_err (*ad_chunk_text_cb)(void *ud, const char *text, size_t len);
 ad_err ad_db_chunks_of_file(ad_db *db, const char *store_id, const char *file_id,
                             ad_chunk_text_cb cb, void *ud);
 
+/* Keyword evidence for a ranker of its own (search/search.c), from the FTS5
+ * index (columns text and store_id; search/fts5.h). fts_query is an FTS5
+ * MATCH expression; for every matching chunk cb gets how often each phrase
+ * first_phrase.. of the expression occurs in its text (tf[0..nphrases)) and
+ * the text's length in index tokens -- except chunks that prune (NULL: none;
+ * search/fts5.h), which cb may tighten meanwhile, rules out. Unordered;
+ * same stop rule as ad_db_chunks_keyword. */
+typedef ad_err (*ad_chunk_tf_cb)(void *ud, int64_t chunk_id, const uint32_t *tf, size_t nphrases,
+                                 uint32_t len);
+struct ad_fts_prune;
+ad_err ad_db_chunks_match(ad_db *db, const char *fts_query, int first_phrase,
+                          struct ad_fts_prune *prune, ad_chunk_tf_cb cb, void *ud);
+/* The number of chunks matching fts_query, counting stopped at limit (< 0:
+ * no limit). */
+ad_err ad_db_chunks_count(ad_db *db, const char *fts_query, int64_t limit, int64_t *n);
+/* A store's chunk count and total text length in index tokens (0, 0 for a
+ * store without chunks). */
+ad_err ad_db_chunks_stats(ad_db *db, const char *store_id, int64_t *chunks, int64_t *tokens);
+/* Appends a chunk's text as the index tokenizes it to out: one line
+ * "TERM\tSURFACE\n" per token (search/fts5.h). AD_ENOTFOUND: no such chunk. */
+ad_err ad_db_chunk_terms(ad_db *db, int64_t chunk_id, ad_buf *out);
+
 #endif

@@ -4,11 +4,15 @@
 // flow saves a screenshot to $BUILD/screenshots/ for a person to look at.
 //
 //   a. code interpreter: the seed's "3x + 11 = 14", streamed answer, code in the logs
-//   b. file search: upload, ingestion status, a citation revealing its quote
+//   b. file search: upload, ingestion status, a citation revealing its quote,
+//      the queries and scored results in the logs
 //   c. function calling through the requires_action form
 //   d. Clear chat starts a new thread
 //   e. the layout (hidden/reordered panes) survives a reload; narrow window
 //   f. a wrong key shows a readable error
+//   g. a json_schema response format: validated, saved, sent upstream, shown again
+//   h. every visible control has an accessible name; the chat works from the keyboard
+//   i. Cancel run stops a streaming run, which shows as cancelled
 // plus the static serving itself, and the first-render time (median of
 // several loads, printed for bench/RESULTS.md).
 import test, { before, after } from 'node:test';
@@ -80,7 +84,7 @@ async function shot(page, name) {
   return file;
 }
 
-async function newAssistant(page, { name, instructions = '', ci = false, fs = false, functions } = {}) {
+async function newAssistant(page, { name, instructions = '', ci = false, fs = false, functions, format, schema } = {}) {
   await page.selectOption('#assistant-select', '');
   await page.getByLabel('Name', { exact: true }).fill(name);
   await page.getByLabel('Instructions').fill(instructions);
@@ -88,6 +92,8 @@ async function newAssistant(page, { name, instructions = '', ci = false, fs = fa
   if (ci) await page.check('#tool-ci');
   if (fs) await page.check('#tool-fs');
   if (functions !== undefined) await page.fill('#functions', functions);
+  if (format !== undefined) await page.getByLabel('Response format').selectOption(format);
+  if (schema !== undefined) await page.getByLabel('JSON schema (name, schema, strict)').fill(schema);
   await page.getByRole('button', { name: 'Save' }).click();
   await page.waitForFunction(() => /^Saved asst_/.test(document.querySelector('.setup-form .status').textContent));
   return page.evaluate(() => window.__pg.state.assistant.id);
@@ -206,7 +212,7 @@ test('file search: upload into the vector store, then a citation reveals the fil
     assert.match(await item.textContent(), /completed/);
 
     up.script(
-      { tool_calls: [{ name: 'file_search', arguments: '{"queries":["unseal vault key shares"]}' }] },
+      { tool_calls: [{ name: 'file_search', arguments: '{"queries":["unseal vault key shares","vault backup schedule"]}' }] },
       { text: 'Three of the five key holders each enter their key share \u30100:0\u2020vault_info.txt\u3011. Backups run nightly \u30100:0\u2020vault_info.txt\u3011.' },
     );
     await say(page, 'How is the vault unsealed?');
@@ -222,9 +228,24 @@ test('file search: upload into the vector store, then a citation reveals the fil
     assert.equal(await ref.getAttribute('open'), '');
     await ref.locator('.ref-name', { hasText: 'vault_info.txt' }).waitFor();
     await ref.locator('blockquote.quote', { hasText: 'three of the five key holders' }).waitFor();
-    // Logs: the search results with scores and their text.
+    // Logs: the queries searched (assistd's include[] extension), above the
+    // search results with scores and their text.
     const fs = page.locator('#log-runs details.run').first().locator('.tool-fs');
+    await fs.locator('ul.queries li', { hasText: 'unseal vault key shares' }).waitFor();
+    assert.deepEqual(await fs.locator('ul.queries li').allTextContents(), ['unseal vault key shares', 'vault backup schedule']);
     await fs.locator('.results li', { hasText: 'vault_info.txt' }).first().waitFor();
+    const above = await fs.evaluate((box) => {
+      const q = box.querySelector('ul.queries');
+      const r = box.querySelector('.results');
+      return Boolean(q.compareDocumentPosition(r) & Node.DOCUMENT_POSITION_FOLLOWING);
+    });
+    assert.ok(above, 'the queries are shown above the results');
+    // The page asked for the steps with both include[] values.
+    const stepsCall = page.locator('#log-calls .path', { hasText: /\/runs\/run_\w+\/steps\?/ }).first();
+    await stepsCall.waitFor();
+    const stepsPath = decodeURIComponent(await stepsCall.textContent());
+    assert.ok(stepsPath.includes('include[]=step_details.tool_calls[*].file_search.results[*].content'), stepsPath);
+    assert.ok(stepsPath.includes('include[]=step_details.tool_calls[*].file_search.queries'), stepsPath);
     assert.match(await fs.locator('.score').first().textContent(), /^score [01]\.\d{3}$/);
     await fs.locator('pre.quote', { hasText: 'unseal key share' }).first().waitFor();
     await shot(page, 'b-file-search-citation');
@@ -271,6 +292,212 @@ test('function calling: invalid JSON is refused with a clear error; requires_act
     const fn = page.locator('#log-runs details.run').first().locator('.tool-fn');
     await fn.locator('pre.out', { hasText: '"temp_c": 21' }).waitFor();
     await shot(page, 'c-function-calling');
+    assert.deepEqual(errors, []);
+  } catch (e) {
+    await shot(page, `failed-${Date.now()}`).catch(() => {});
+    throw e;
+  } finally {
+    await context.close();
+  }
+});
+
+const SCHEMA = {
+  name: 'equation_answer',
+  description: 'The solution of an equation',
+  schema: { type: 'object', properties: { x: { type: 'number' }, steps: { type: 'array', items: { type: 'string' } } }, required: ['x', 'steps'], additionalProperties: false },
+  strict: true,
+};
+
+async function api(p) {
+  const r = await fetch(`${srv.url}/v1${p}`, { headers: { Authorization: `Bearer ${KEY}`, 'OpenAI-Beta': 'assistants=v2' } });
+  assert.equal(r.status, 200, p);
+  return r.json();
+}
+
+test('response format json_schema: validated while typing, saved, sent upstream, shown again', async () => {
+  const { context, page, errors } = await openPage();
+  try {
+    await page.selectOption('#assistant-select', '');
+    const box = page.getByLabel('JSON schema (name, schema, strict)');
+    assert.equal(await box.isHidden(), true, 'no schema editor for auto');
+    await page.getByLabel('Response format').selectOption('json_schema');
+    await box.waitFor();
+    const save = page.getByRole('button', { name: 'Save' });
+    // Empty, broken JSON, a bad name, a non-object schema: each refused with its reason.
+    await page.locator('#json-schema-error', { hasText: 'Enter the schema object' }).waitFor();
+    assert.equal(await save.isDisabled(), true);
+    await box.fill('{"name": "answer", "schema": {');
+    await page.locator('#json-schema-error', { hasText: 'Not valid JSON' }).waitFor();
+    assert.equal(await save.isDisabled(), true);
+    assert.equal(await box.getAttribute('aria-invalid'), 'true');
+    await box.fill('{"name": "an answer", "schema": {}}');
+    await page.locator('#json-schema-error', { hasText: '"name" must be 1-64 letters' }).waitFor();
+    await box.fill('{"name": "answer", "schema": []}');
+    await page.locator('#json-schema-error', { hasText: '"schema" must be a JSON Schema object' }).waitFor();
+    await box.fill('{"name": "answer", "schemas": {}}');
+    await page.locator('#json-schema-error', { hasText: 'Unknown key "schemas"' }).waitFor();
+    assert.equal(await save.isDisabled(), true);
+    await shot(page, 'g-json-schema-invalid');
+    // Back to text: the editor hides and Save is allowed again.
+    await page.getByLabel('Response format').selectOption('text');
+    assert.equal(await box.isHidden(), true);
+    assert.equal(await save.isDisabled(), false);
+
+    const id = await newAssistant(page, { name: 'Structured tutor', format: 'json_schema', schema: JSON.stringify(SCHEMA, null, 2) });
+    assert.equal(await page.textContent('#json-schema-error'), '');
+    // The server stored it (a direct API read) ...
+    const stored = await api(`/assistants/${id}`);
+    assert.deepEqual(stored.response_format, { type: 'json_schema', json_schema: SCHEMA });
+    // ... and the page sent it so (the logs pane's request JSON).
+    const call = page.locator('#log-calls li', { hasText: 'POST /v1/assistants' }).first();
+    await call.locator('summary').click();
+    const reqJson = JSON.parse(await call.locator('pre.json').first().textContent());
+    assert.deepEqual(reqJson.response_format, { type: 'json_schema', json_schema: SCHEMA });
+
+    // A run of the assistant asks the model for that format.
+    up.script({ text: '{"x": 1, "steps": ["3x = 3", "x = 1"]}' });
+    await say(page, 'Solve 3x + 11 = 14.');
+    await page.locator('.msg-assistant', { hasText: '"steps"' }).waitFor();
+    assert.deepEqual(up.requests.at(-1).body.response_format, { type: 'json_schema', json_schema: SCHEMA });
+
+    // Reload, pick another assistant, then this one again: the schema is back.
+    await page.reload();
+    await page.waitForSelector('body[data-ready="1"]');
+    await page.selectOption('#assistant-select', '');
+    assert.equal(await box.isHidden(), true);
+    await page.selectOption('#assistant-select', id);
+    await box.waitFor();
+    assert.equal(await page.getByLabel('Response format').inputValue(), 'json_schema');
+    assert.deepEqual(JSON.parse(await box.inputValue()), SCHEMA);
+    assert.equal(await page.getByRole('button', { name: 'Save' }).isDisabled(), false);
+    await shot(page, 'g-json-schema-saved');
+    assert.deepEqual(errors, []);
+  } catch (e) {
+    await shot(page, `failed-${Date.now()}`).catch(() => {});
+    throw e;
+  } finally {
+    await context.close();
+  }
+});
+
+// The accessible name Chromium computes for every visible input, select,
+// textarea and button (CDP Accessibility domain); returns the unnamed ones.
+async function unnamedControls(page) {
+  const count = await page.evaluate(() => {
+    let n = 0;
+    for (const e of document.querySelectorAll('[data-a11y]')) e.removeAttribute('data-a11y');
+    for (const e of document.querySelectorAll('input, select, textarea, button')) {
+      if (e.checkVisibility({ visibilityProperty: true })) e.setAttribute('data-a11y', String(n++));
+    }
+    return n;
+  });
+  const cdp = await page.context().newCDPSession(page);
+  try {
+    const { root } = await cdp.send('DOM.getDocument', { depth: -1 });
+    const { nodeIds } = await cdp.send('DOM.querySelectorAll', { nodeId: root.nodeId, selector: '[data-a11y]' });
+    assert.equal(nodeIds.length, count);
+    const bad = [];
+    for (const nodeId of nodeIds) {
+      const { nodes } = await cdp.send('Accessibility.getPartialAXTree', { nodeId, fetchRelatives: false });
+      const ax = nodes[0];
+      const name = (ax?.name?.value || '').trim();
+      if (!name || ax.ignored) {
+        const { outerHTML } = await cdp.send('DOM.getOuterHTML', { nodeId });
+        bad.push(outerHTML.slice(0, 160));
+      }
+    }
+    return { count, bad };
+  } finally {
+    await cdp.detach();
+  }
+}
+
+test('keyboard and labels: every visible control is named; Tab to the message box, Ctrl+Enter runs', async () => {
+  const { context, page, errors } = await openPage();
+  try {
+    // As many controls on screen as possible: both tool boxes, the schema editor.
+    await newAssistant(page, { name: 'Keyboard bot', ci: true, fs: true, format: 'json_schema', schema: JSON.stringify(SCHEMA) });
+    let r = await unnamedControls(page);
+    assert.ok(r.count >= 20, `checked ${r.count} controls`);
+    assert.deepEqual(r.bad, [], 'controls without an accessible name');
+    // The check itself finds an unnamed control (an icon button, a bare input).
+    await page.evaluate(() => document.querySelector('#pane-chat .pane-body').append(
+      Object.assign(document.createElement('button'), { id: 'probe-b' }), Object.assign(document.createElement('input'), { id: 'probe-i' })));
+    r = await unnamedControls(page);
+    assert.equal(r.bad.length, 2, JSON.stringify(r.bad));
+    await page.evaluate(() => { document.getElementById('probe-b').remove(); document.getElementById('probe-i').remove(); });
+
+    // The key form too.
+    await page.getByRole('button', { name: 'API key' }).click();
+    await page.locator('form.keyform').waitFor();
+    r = await unnamedControls(page);
+    assert.deepEqual(r.bad, []);
+    await page.keyboard.press('Escape');
+    assert.equal(await page.isHidden('form.keyform'), true);
+
+    // Keyboard only: Tab from the top of the page reaches the message box.
+    await page.evaluate(() => document.activeElement?.blur());
+    await page.locator('h1').click();
+    let reached = false;
+    for (let i = 0; i < 80 && !reached; i++) {
+      await page.keyboard.press('Tab');
+      reached = await page.evaluate(() => document.activeElement?.id === 'chat-input');
+    }
+    assert.ok(reached, 'Tab reaches the message box');
+    up.script({ text: '{"x": 1, "steps": ["typed from the keyboard"]}' });
+    await page.keyboard.type('Solve 3x + 11 = 14 without a mouse.');
+    await page.keyboard.press('Control+Enter');
+    await page.locator('.msg-user', { hasText: 'without a mouse' }).waitFor();
+    await page.locator('.msg-assistant', { hasText: 'typed from the keyboard' }).waitFor();
+    await page.locator('#log-runs details.run').first().locator('.badge.st-completed').first().waitFor();
+    // Focus comes back to the message box for the next message.
+    await page.waitForFunction(() => document.activeElement?.id === 'chat-input');
+    assert.equal(await page.inputValue('#chat-input'), '');
+    // The conversation and logs add controls; they are named too.
+    r = await unnamedControls(page);
+    assert.deepEqual(r.bad, []);
+    await shot(page, 'h-keyboard');
+    assert.deepEqual(errors, []);
+  } catch (e) {
+    await shot(page, `failed-${Date.now()}`).catch(() => {});
+    throw e;
+  } finally {
+    await context.close();
+  }
+});
+
+test('Cancel run: visible while a run streams, stops it, the run shows as cancelled', async () => {
+  const { context, page, errors } = await openPage();
+  try {
+    await newAssistant(page, { name: 'Slow talker' });
+    const cancel = page.getByRole('button', { name: 'Cancel run' });
+    assert.equal(await cancel.count(), 0, 'no Cancel run button without a run');
+    const words = Array.from({ length: 60 }, (_, i) => `word${i}`).join(' ');
+    up.script({ text: words, delayMs: 150 });
+    await say(page, 'Talk slowly.');
+    await cancel.waitFor();
+    // Let some of the reply arrive first.
+    await page.locator('.msg-assistant .msg-body', { hasText: 'word2' }).waitFor();
+    await shot(page, 'i-cancel-streaming');
+    await cancel.click();
+    await page.locator('#pane-chat .status', { hasText: /Run run_\w+ cancelled\./ }).waitFor();
+    assert.equal(await cancel.count(), 0, 'the button goes away with the run');
+    const reply = page.locator('.msg-assistant').last();
+    await reply.locator('.muted', { hasText: '(incomplete: run_cancelled)' }).waitFor();
+    assert.doesNotMatch(await reply.textContent(), /word59/);
+    // The logs: the cancel call and the run's cancelled status.
+    await page.locator('#log-calls .path', { hasText: /\/runs\/run_\w+\/cancel$/ }).first().waitFor();
+    const runEl = page.locator('#log-runs details.run').first();
+    await runEl.locator('.badge.st-cancelled').first().waitFor();
+    // The API agrees.
+    const runId = await runEl.getAttribute('data-run-id');
+    const threadId = await page.textContent('#thread-id');
+    const run = await api(`/threads/${threadId}/runs/${runId}`);
+    assert.equal(run.status, 'cancelled');
+    assert.equal(typeof run.cancelled_at, 'number');
+    // The composer is usable again.
+    assert.equal(await page.getByRole('button', { name: 'Add and run' }).isDisabled(), false);
+    await shot(page, 'i-cancelled');
     assert.deepEqual(errors, []);
   } catch (e) {
     await shot(page, `failed-${Date.now()}`).catch(() => {});

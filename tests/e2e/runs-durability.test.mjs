@@ -326,7 +326,8 @@ test('a run waiting for tool outputs whose expires_at passed while the server wa
     const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id }, { pollIntervalMs: 20 });
     assert.equal(run.status, 'requires_action');
     await t.kill9();
-    await sleep(1500);
+    // expires_at is created_at (whole seconds) + 3: at most 3 s after the run began.
+    await sleep(3100);
     s = await t.start();
     // Outputs sent at once are refused whether the restart's expiry or the
     // handler gets there first.
@@ -340,7 +341,7 @@ test('a run waiting for tool outputs whose expires_at passed while the server wa
     assert.equal(exp.status, 'expired');
     const steps = await openai(s).beta.threads.runs.steps.list(run.id, { thread_id: thread.id });
     assert.deepEqual(steps.data.map((x) => x.status), ['expired']);
-  }, { args: ['--run-ttl', '1'] });
+  }, { args: ['--run-ttl', '3'] });
 });
 
 test('--run-ttl and --sse-heartbeat take whole seconds from 1', async () => {

@@ -139,3 +139,140 @@ test('file_search: markers that name no result stay plain text; a run without st
     await t.close();
   }
 });
+
+// assistd's own include[] value: the queries each file_search call searched
+// (OpenAI's step object has no field for them; the playground's logs show
+// them). Each include[] value adds only its own field; without either the
+// step is exactly OpenAI's.
+const INC_CONTENT = 'step_details.tool_calls[*].file_search.results[*].content';
+const INC_QUERIES = 'step_details.tool_calls[*].file_search.queries';
+
+test('file_search queries: include[] adds the queries searched to each call, after the search parsed them', async () => {
+  const t = await setupRuns();
+  try {
+    const { client, up, s } = t;
+    const { vs } = await storeWith(client, [['vault_info.txt', VAULT], ['menu.txt', MENU]]);
+    const a = await client.beta.assistants.create({
+      model: 'gpt-4o', tools: [{ type: 'file_search' }], tool_resources: { file_search: { vector_store_ids: [vs.id] } },
+    });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'How is the vault unsealed, and what is for lunch?' }] });
+    const ten = Array.from({ length: 10 }, (_, i) => `query ${i}`);
+    up.script({
+      tool_calls: [
+        // Non-strings and empty strings are not searched.
+        { name: 'file_search', arguments: JSON.stringify({ queries: ['unseal vault key shares', '', 7, 'soup on Mondays'] }) },
+        // A single "query" is searched when "queries" has none.
+        { name: 'file_search', arguments: '{"query":"vault backups"}' },
+        // At most eight queries are searched.
+        { name: 'file_search', arguments: JSON.stringify({ queries: ten }) },
+        // No query at all: the call ran, with nothing searched.
+        { name: 'file_search', arguments: '{}' },
+      ],
+    }, { text: 'Three key holders \u30100:0\u2020vault_info.txt\u3011.' });
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id }, poll);
+    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+    const want = [['unseal vault key shares', 'soup on Mondays'], ['vault backups'], ten.slice(0, 8), []];
+    const callsOf = (steps) => steps.find((x) => x.type === 'tool_calls').step_details.tool_calls;
+
+    // Queries only: each call gets them, results stay without content.
+    const listed = await client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id, include: [INC_QUERIES] });
+    const calls = callsOf(listed.data);
+    assert.equal(calls.length, 4);
+    assert.deepEqual(calls.map((c) => c.file_search.queries), want);
+    assert.ok(calls[0].file_search.results.length >= 1);
+    for (const c of calls) for (const r of c.file_search.results) assert.equal(r.content, undefined);
+    // The first call searched both its queries: the vault and the menu are found.
+    assert.deepEqual(new Set(calls[0].file_search.results.map((r) => r.file_name)), new Set(['vault_info.txt', 'menu.txt']));
+    const stepId = listed.data.find((x) => x.type === 'tool_calls').id;
+    const one = await client.beta.threads.runs.steps.retrieve(stepId, { thread_id: thread.id, run_id: run.id, include: [INC_QUERIES] });
+    assert.deepEqual(one.step_details.tool_calls.map((c) => c.file_search.queries), want);
+    assert.equal(one.step_details.tool_calls[0].file_search.results[0].content, undefined);
+
+    // Both values: queries and content.
+    const both = await client.beta.threads.runs.steps.retrieve(stepId, { thread_id: thread.id, run_id: run.id, include: [INC_CONTENT, INC_QUERIES] });
+    assert.deepEqual(both.step_details.tool_calls.map((c) => c.file_search.queries), want);
+    assert.match(both.step_details.tool_calls[0].file_search.results.find((r) => r.file_name === 'vault_info.txt').content[0].text, /three of the five key holders/);
+    const bothListed = await client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id, include: [INC_QUERIES, INC_CONTENT] });
+    assert.deepEqual(callsOf(bothListed.data), both.step_details.tool_calls);
+
+    // Content only, and neither: no queries field; neither is OpenAI's shape.
+    const content = await client.beta.threads.runs.steps.retrieve(stepId, { thread_id: thread.id, run_id: run.id, include: [INC_CONTENT] });
+    for (const c of content.step_details.tool_calls) assert.equal('queries' in c.file_search, false);
+    assert.ok(content.step_details.tool_calls[0].file_search.results[0].content);
+    const plain = await raw(s, 'GET', `/v1/threads/${thread.id}/runs/${run.id}/steps/${stepId}`);
+    assert.equal(plain.status, 200);
+    assert.doesNotMatch(plain.text, /"queries"/);
+    for (const c of plain.json.step_details.tool_calls) {
+      assert.deepEqual(Object.keys(c.file_search).sort(), ['ranking_options', 'results']);
+      for (const r of c.file_search.results) assert.deepEqual(Object.keys(r).sort(), ['file_id', 'file_name', 'score']);
+    }
+    // The message step has no file_search call and comes back as stored.
+    const msgStep = bothListed.data.find((x) => x.type === 'message_creation');
+    assert.equal('queries' in msgStep.step_details, false);
+
+    // Any other value is still OpenAI's 400, naming both supported values.
+    for (const include of [['bogus'], [INC_QUERIES, 'step_details.tool_calls[*].file_search.queries[*]']]) {
+      await assert.rejects(client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id, include }), (e) => {
+        assert.equal(e.status, 400);
+        assert.equal(e.param, 'include');
+        assert.equal(e.code, 'invalid_value');
+        assert.equal(e.error.message, `Invalid value: '${include.at(-1)}'. Supported values are: '${INC_CONTENT}' and '${INC_QUERIES}'.`);
+        return true;
+      });
+      await assert.rejects(client.beta.threads.runs.steps.retrieve(stepId, { thread_id: thread.id, run_id: run.id, include }), (e) => e.status === 400);
+    }
+    // Run creation accepts the new value like the content one (only the
+    // step endpoints add fields).
+    up.script('Nothing more.');
+    const r = await raw(s, 'POST', `/v1/threads/${thread.id}/runs?include[]=${encodeURIComponent(INC_QUERIES)}&include[]=${encodeURIComponent(INC_CONTENT)}`, { body: { assistant_id: a.id } });
+    assert.equal(r.status, 200, r.text);
+    assert.equal('queries' in r.json, false);
+    const done = await client.beta.threads.runs.poll(r.json.id, { thread_id: thread.id }, poll);
+    assert.equal(done.status, 'completed');
+    const bad = await raw(s, 'POST', `/v1/threads/${thread.id}/runs?include[]=nope`, { body: { assistant_id: a.id } });
+    assert.equal(bad.status, 400);
+    assert.match(bad.json.error.message, /'step_details\.tool_calls\[\*\]\.file_search\.queries'/);
+  } finally {
+    await t.close();
+  }
+});
+
+test('file_search queries: a call still searching (its store indexing) has no queries yet; once it has run it has', async () => {
+  // Failing embeddings hold the file in ingestion (retried with back-off
+  // from 0.5 s), so the store is indexing and the search waits for it.
+  const t = await setupRuns({ env: { ASSISTD_EMBEDDINGS_MODEL: 'fixture-embed' } });
+  try {
+    const { client, up } = t;
+    up.failEmbeddings(1000);
+    const f = await client.files.create({ file: await toFile(Buffer.from(VAULT), 'vault_info.txt'), purpose: 'assistants' });
+    const vs = await client.vectorStores.create({ file_ids: [f.id] });
+    const a = await client.beta.assistants.create({
+      model: 'gpt-4o', tools: [{ type: 'file_search' }], tool_resources: { file_search: { vector_store_ids: [vs.id] } },
+    });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'How is the vault unsealed?' }] });
+    up.script({ tool_calls: [{ name: 'file_search', arguments: '{"queries":["unseal vault"]}' }] }, { text: 'I could not find it.' });
+    const run = await client.beta.threads.runs.create(thread.id, { assistant_id: a.id });
+    let seen = null;
+    for (let i = 0; i < 300 && !seen; i++) {
+      const steps = await client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id, include: [INC_QUERIES] });
+      seen = steps.data.find((x) => x.type === 'tool_calls') ?? null;
+      if (!seen) await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.ok(seen, 'the tool_calls step appeared');
+    assert.equal((await client.vectorStores.retrieve(vs.id)).status, 'in_progress', 'the store was still indexing');
+    assert.equal(seen.status, 'in_progress');
+    assert.equal(seen.step_details.tool_calls[0].type, 'file_search');
+    assert.equal('queries' in seen.step_details.tool_calls[0].file_search, false);
+
+    // Let the embeddings through: ingestion's next retry succeeds.
+    up.failEmbeddings(0);
+    const done = await client.beta.threads.runs.poll(run.id, { thread_id: thread.id }, poll);
+    assert.equal(done.status, 'completed', JSON.stringify(done.last_error));
+    const after = await client.beta.threads.runs.steps.retrieve(seen.id, { thread_id: thread.id, run_id: run.id, include: [INC_QUERIES] });
+    assert.equal(after.status, 'completed');
+    assert.deepEqual(after.step_details.tool_calls[0].file_search.queries, ['unseal vault']);
+  } finally {
+    t.up.failEmbeddings(0);
+    await t.close();
+  }
+});

@@ -380,7 +380,7 @@ test('steps list and retrieve: include[] accepted (also percent-encoded), invali
       const e = errorOf(r);
       assert.equal(e.type, 'invalid_request_error');
       assert.equal(e.param, 'include');
-      assert.match(e.message, /^Invalid value: '[^']+'\. Supported values are: 'step_details\.tool_calls\[\*\]\.file_search\.results\[\*\]\.content'\.$/);
+      assert.match(e.message, /^Invalid value: '[^']+'\. Supported values are: 'step_details\.tool_calls\[\*\]\.file_search\.results\[\*\]\.content' and 'step_details\.tool_calls\[\*\]\.file_search\.queries'\.$/);
       const one = await raw(s, 'GET', `${base}/${plain.json.data[0].id}?${q}`);
       assert.equal(one.status, 400, q);
     }

@@ -567,9 +567,7 @@ test('two file_search calls in one model turn: sources numbered K=0 and K=1, bot
 // createRun documents include[] as "additional fields to include in the
 // response"; with stream:true the response is the stream, so its step
 // events should carry the result content, as listRunSteps/getRunStep do.
-test('include[] on a streamed createRun: the streamed file_search step carries the result content', {
-  todo: 'the engine strips result content from every streamed step (src/run/engine.c, ad_tools_strip_content in the step announce and in the outputs delta) whatever include[] the createRun request had; src/api/runs.c validates include[] but does not pass it to the engine',
-}, async () => {
+test('include[] on a streamed createRun: the streamed file_search step carries the result content', async () => {
   const t = await setupRuns();
   try {
     const { up, s } = t;
@@ -589,6 +587,17 @@ test('include[] on a streamed createRun: the streamed file_search step carries t
     const result = done.step_details.tool_calls[0].file_search.results[0];
     assert.ok(Array.isArray(result.content), JSON.stringify(result));
     assert.match(result.content[0].text, /security clearance level 3/);
+    // The step delta with the results carries it too; a stream without include[] does not.
+    const delta = events.find((e) => e.event === 'thread.run.step.delta' && e.data.delta.step_details?.tool_calls?.[0]?.file_search?.results);
+    if (delta) assert.ok(Array.isArray(delta.data.delta.step_details.tool_calls[0].file_search.results[0].content));
+    await client.beta.threads.messages.create(thread.id, { role: 'user', content: 'And again?' });
+    up.script(fsCall('vault access'), { text: 'Level 3.' });
+    const plain = [];
+    const s2 = client.beta.threads.runs.stream(thread.id, { assistant_id: a.id });
+    s2.on('event', (e) => plain.push(structuredClone(e)));
+    assert.equal((await s2.finalRun()).status, 'completed');
+    const done2 = plain.find((e) => e.event === 'thread.run.step.completed' && e.data.type === 'tool_calls').data;
+    assert.equal(done2.step_details.tool_calls[0].file_search.results[0].content, undefined);
   } finally {
     await t.close();
   }

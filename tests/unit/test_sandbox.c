@@ -47,7 +47,7 @@ static void cfg_init(ad_config *cfg)
     cfg->sandbox_disk = 128ull << 20;
     cfg->sandbox_idle = 3600;
     cfg->sandbox_max_sessions = 8;
-    cfg->sandbox_timeout = 3;
+    cfg->sandbox_timeout = 6; /* a cold sympy import on a loaded machine takes seconds */
 }
 
 static int group_setup(void **state)

@@ -1,0 +1,394 @@
+/* test_ranking.c -- the keyword ranker: query terms and the FTS5 expression
+ * built from them, BM25 arithmetic, RM3 feedback terms, the FTS5 evidence
+ * the store reports (term frequencies, lengths, per-store statistics, the
+ * index's tokens of a chunk), and that a store ranks as if it were alone in
+ * the database while FTS5's own bm25() (the benchmark baseline) does not. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ingest/ingest.h"
+#include "search/search.h"
+#include "store/store.h"
+
+static void test_kw_terms(void **state)
+{
+    (void)state;
+    ad_kw_term t[AD_KW_MAX_WORDS];
+    size_t n = ad_kw_terms("Do Statins cause statins-induced CANCER?", t);
+    assert_int_equal(n, 4); /* "do" is a stopword; "statins" twice */
+    assert_string_equal(t[0].word, "statins");
+    assert_true(t[0].weight == 2.0);
+    assert_string_equal(t[1].word, "cause");
+    assert_string_equal(t[2].word, "induced");
+    assert_string_equal(t[3].word, "cancer");
+    assert_true(t[3].weight == 1.0);
+    /* nothing but stopwords: they are searched for after all */
+    n = ad_kw_terms("what is it", t);
+    assert_int_equal(n, 3);
+    assert_string_equal(t[0].word, "what");
+    assert_int_equal(ad_kw_terms("  ?! ", t), 0);
+    /* at most AD_KW_MAX_WORDS words */
+    char many[2000] = "";
+    for (int i = 0; i < 100; i++) {
+        char w[16];
+        snprintf(w, sizeof w, "w%d ", i);
+        strcat(many, w);
+    }
+    assert_int_equal(ad_kw_terms(many, t), AD_KW_MAX_WORDS);
+}
+
+static void test_match_expr(void **state)
+{
+    (void)state;
+    ad_kw_term t[2] = {{.word = "statin", .weight = 1}, {.word = "cancer", .weight = 1}};
+    ad_buf b;
+    ad_buf_init(&b, 4096);
+    assert_true(ad_kw_match_expr("vs_MDI7xbavXJiG7kZW", t, 2, &b));
+    assert_string_equal(b.ptr,
+                        "store_id : \"MDI7xbavXJiG7kZW\" AND text : (\"statin\" OR \"cancer\")");
+    ad_buf_reset(&b);
+    /* a short or unusual id is used whole, quotes doubled */
+    assert_true(ad_kw_match_expr("vs_a\"b", t, 1, &b));
+    assert_string_equal(b.ptr, "store_id : \"vs_a\"\"b\" AND text : (\"statin\")");
+    ad_buf_reset(&b);
+    assert_false(ad_kw_match_expr("vs_abcdefghij", t, 0, &b));
+    ad_buf_free(&b);
+}
+
+static void test_bm25(void **state)
+{
+    (void)state;
+    assert_true(fabs(ad_bm25_idf(10, 1) - log(1 + 9.5 / 1.5)) < 1e-12);
+    assert_true(ad_bm25_idf(10, 1) > ad_bm25_idf(10, 5));
+    assert_true(ad_bm25_idf(10, 10) > 0); /* never negative, even in every chunk */
+    assert_true(ad_bm25_idf(10, 12) == ad_bm25_idf(10, 10));
+    /* length-normalised, saturating term frequency */
+    double k1 = AD_BM25_K1;
+    assert_true(fabs(ad_bm25_tf(1, 50, 50) - (k1 + 1) / (1 + k1)) < 1e-12);
+    assert_true(ad_bm25_tf(2, 50, 50) > ad_bm25_tf(1, 50, 50));
+    assert_true(ad_bm25_tf(1, 100, 50) < ad_bm25_tf(1, 50, 50));
+    assert_true(ad_bm25_tf(1000, 50, 50) < k1 + 1);
+    assert_true(ad_bm25_tf(0, 50, 50) == 0);
+    assert_true(ad_bm25_tf(1, 50, 0) == ad_bm25_tf(1, 7, 7)); /* no average: no normalisation */
+}
+
+static void test_rm3_terms(void **state)
+{
+    (void)state;
+    /* doc 0 (score 3): statin x2, cancer, the; doc 1 (score 1): cancer, risk */
+    const char d0[] = "statin\tStatins\nstatin\tstatin\ncancer\tCancer\nthe\tthe\n";
+    const char d1[] = "cancer\tcancer\nrisk\trisk\nx\tx\n";
+    const char *docs[] = {d0, d1};
+    size_t lens[] = {sizeof d0 - 1, sizeof d1 - 1};
+    double scores[] = {3, 1};
+    ad_kw_term out[AD_RM3_TERMS];
+    size_t n = ad_rm3_terms(docs, lens, scores, 2, AD_RM3_TERMS, out);
+    /* statin: 0.75 * 2/4 = 0.375; cancer: 0.75/4 + 0.25/3 = 0.2708; risk:
+     * 0.25/3 = 0.0833; "the" (stopword) and "x" (one byte) left out */
+    assert_int_equal(n, 3);
+    assert_string_equal(out[0].word, "statins"); /* surface of the first occurrence, lower-cased */
+    assert_string_equal(out[1].word, "cancer");
+    assert_string_equal(out[2].word, "risk");
+    double z = 0.375 + 0.75 / 4 + 0.25 / 3 + 0.25 / 3;
+    assert_true(fabs(out[0].weight - 0.375 / z) < 1e-9);
+    assert_true(fabs(out[2].weight - (0.25 / 3) / z) < 1e-9);
+    assert_true(fabs(out[0].weight + out[1].weight + out[2].weight - 1) < 1e-9);
+    /* at most max_terms */
+    assert_int_equal(ad_rm3_terms(docs, lens, scores, 2, 1, out), 1);
+    assert_string_equal(out[0].word, "statins");
+    /* nothing to learn from */
+    double zero[] = {0, 0};
+    assert_int_equal(ad_rm3_terms(docs, lens, zero, 2, AD_RM3_TERMS, out), 0);
+    assert_int_equal(ad_rm3_terms(docs, lens, scores, 0, AD_RM3_TERMS, out), 0);
+}
+
+/* ---------------------------------------------------------------- store */
+
+typedef struct ctx {
+    char dir[64];
+    ad_logger log;
+    ad_store *s;
+    ad_db *db;
+} ctx;
+
+static int setup(void **state)
+{
+    ctx *c = calloc(1, sizeof *c);
+    snprintf(c->dir, sizeof c->dir, "/tmp/assistd-ranking-XXXXXX");
+    c->log.fd = 2;
+    c->log.level = AD_LOG_WARN;
+    if (!mkdtemp(c->dir) || ad_store_open(c->dir, 2, &c->log, &c->s)) {
+        free(c);
+        return -1;
+    }
+    c->db = ad_store_acquire(c->s);
+    *state = c;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    ctx *c = *state;
+    ad_store_release(c->s, c->db);
+    ad_store_close(c->s);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", c->dir);
+    if (system(cmd) != 0)
+        return -1;
+    free(c);
+    unsetenv("ASSISTD_SEARCH_RANKER");
+    return 0;
+}
+
+static void put_json(ad_db *db, const char *kind, const char *id, const char *parent,
+                     const char *json)
+{
+    ad_obj o = {.kind = kind, .id = id, .project = "p", .parent = parent, .aux = ""};
+    assert_int_equal(ad_db_put(db, &o, json, strlen(json)), AD_OK);
+}
+
+static void add_store(ad_db *db, const char *id)
+{
+    char json[256];
+    snprintf(json, sizeof json, "{\"id\":\"%s\",\"object\":\"vector_store\",\"last_active_at\":1}",
+             id);
+    put_json(db, "vector_store", id, "", json);
+}
+
+/* One completed file of n chunks in a store. */
+static void add_file(ad_db *db, const char *store, const char *file, const char *const *texts,
+                     size_t n)
+{
+    char json[512];
+    snprintf(json, sizeof json,
+             "{\"id\":\"%s\",\"vector_store_id\":\"%s\",\"status\":\"completed\","
+             "\"usage_bytes\":10,\"created_at\":1,\"attributes\":{}}",
+             file, store);
+    json_t *v = json_loads(json, 0, NULL);
+    assert_int_equal(ad_vsf_save(db, "p", v, true), AD_OK);
+    json_decref(v);
+    snprintf(json, sizeof json, "{\"id\":\"%s\",\"filename\":\"%s.txt\"}", file, file);
+    put_json(db, "file", file, "", json);
+    ad_chunk_row *rows = calloc(n, sizeof *rows);
+    for (size_t i = 0; i < n; i++)
+        rows[i] = (ad_chunk_row){texts[i], strlen(texts[i]), NULL, 0};
+    assert_int_equal(ad_db_begin(db), AD_OK);
+    assert_int_equal(ad_db_chunks_insert(db, store, file, rows, n), AD_OK);
+    assert_int_equal(ad_db_commit(db), AD_OK);
+    free(rows);
+}
+
+typedef struct tf_acc {
+    int64_t id[8];
+    uint32_t tf[8][4];
+    uint32_t len[8];
+    size_t n;
+} tf_acc;
+
+static ad_err tf_row(void *ud, int64_t id, const uint32_t *tf, size_t np, uint32_t len)
+{
+    tf_acc *a = ud;
+    assert_true(a->n < 8 && np <= 4);
+    a->id[a->n] = id;
+    memcpy(a->tf[a->n], tf, np * sizeof *tf);
+    a->len[a->n] = len;
+    a->n++;
+    return AD_OK;
+}
+
+static void test_store_evidence(void **state)
+{
+    ctx *c = *state;
+    add_store(c->db, "vs_storeAAAAAAAA");
+    add_store(c->db, "vs_storeBBBBBBBB");
+    const char *a[] = {"Running dogs run; the dog ran.", "Cats sleep."};
+    const char *b[] = {"Dogs everywhere."};
+    add_file(c->db, "vs_storeAAAAAAAA", "file-a", a, 2);
+    add_file(c->db, "vs_storeBBBBBBBB", "file-b", b, 1);
+
+    int64_t chunks = 0, tokens = 0;
+    assert_int_equal(ad_db_chunks_stats(c->db, "vs_storeAAAAAAAA", &chunks, &tokens), AD_OK);
+    assert_int_equal(chunks, 2);
+    assert_int_equal(tokens, 6 + 2); /* index tokens: running dogs run the dog ran / cats sleep */
+    assert_int_equal(ad_db_chunks_stats(c->db, "vs_storeBBBBBBBB", &chunks, &tokens), AD_OK);
+    assert_int_equal(chunks, 1);
+    assert_int_equal(tokens, 2);
+
+    /* term frequencies (stemmed: run/running, dog/dogs) and lengths, this
+     * store only */
+    ad_kw_term t[2] = {{.word = "run", .weight = 1}, {.word = "dogs", .weight = 1}};
+    ad_buf e;
+    ad_buf_init(&e, 4096);
+    assert_true(ad_kw_match_expr("vs_storeAAAAAAAA", t, 2, &e));
+    tf_acc acc = {0};
+    assert_int_equal(ad_db_chunks_match(c->db, e.ptr, 1, NULL, tf_row, &acc), AD_OK);
+    assert_int_equal(acc.n, 1);
+    assert_int_equal(acc.tf[0][0], 2); /* running, run ("ran" is not stemmed to run) */
+    assert_int_equal(acc.tf[0][1], 2); /* dogs, dog */
+    assert_int_equal(acc.len[0], 6);
+    int64_t df = 0;
+    assert_int_equal(ad_db_chunks_count(c->db, e.ptr, -1, &df), AD_OK);
+    assert_int_equal(df, 1);
+    assert_int_equal(ad_db_chunks_count(c->db, e.ptr, 0, &df), AD_OK);
+    assert_int_equal(df, 0);
+    assert_int_equal(ad_db_chunks_count(c->db, e.ptr, 1, &df), AD_OK);
+    assert_int_equal(df, 1);
+
+    /* the index's tokens of a chunk, with the words they came from */
+    ad_buf terms;
+    ad_buf_init(&terms, 4096);
+    assert_int_equal(ad_db_chunk_terms(c->db, acc.id[0], &terms), AD_OK);
+    assert_string_equal(terms.ptr,
+                        "run\tRunning\ndog\tdogs\nrun\trun\nthe\tthe\ndog\tdog\nran\tran\n");
+    ad_buf_reset(&terms);
+    assert_int_equal(ad_db_chunk_terms(c->db, 999999, &terms), AD_ENOTFOUND);
+    ad_buf_free(&terms);
+
+    /* removing chunks keeps the statistics in step; an empty store has none */
+    assert_int_equal(ad_db_begin(c->db), AD_OK);
+    assert_int_equal(ad_vsf_remove(c->db, "p", "vs_storeAAAAAAAA", "file-a"), AD_OK);
+    assert_int_equal(ad_db_commit(c->db), AD_OK);
+    assert_int_equal(ad_db_chunks_stats(c->db, "vs_storeAAAAAAAA", &chunks, &tokens), AD_OK);
+    assert_true(chunks == 0 && tokens == 0);
+    acc.n = 0;
+    assert_int_equal(ad_db_chunks_match(c->db, e.ptr, 1, NULL, tf_row, &acc), AD_OK);
+    assert_int_equal(acc.n, 0);
+    ad_buf_free(&e);
+}
+
+static size_t search(ctx *c, const char *store, const char *query, ad_search_hit **hits)
+{
+    const char *stores[] = {store};
+    const char *queries[] = {query};
+    ad_search_req rq = {.project = "p",
+                        .store_ids = stores,
+                        .nstores = 1,
+                        .queries = queries,
+                        .nqueries = 1,
+                        .max_num_results = 10};
+    size_t n = 0;
+    char msg[256];
+    assert_int_equal(ad_search(NULL, c->db, &rq, hits, &n, msg, sizeof msg), AD_OK);
+    return n;
+}
+
+/* Store A: "zebra" is rare there (1 chunk of 4), "lion" common (3 of 4).
+ * Another store B, full of zebras, makes "zebra" common in the database as
+ * a whole. A's ranking must not change; FTS5's global bm25() flips. */
+static void test_store_ranks_alone(void **state)
+{
+    ctx *c = *state;
+    add_store(c->db, "vs_aloneAAAAAAAA");
+    add_store(c->db, "vs_zebrasBBBBBBB");
+    const char *a[] = {"zebra grass", "lion lion lion grass", "lion rock", "lion tree"};
+    add_file(c->db, "vs_aloneAAAAAAAA", "file-z", a, 1);
+    add_file(c->db, "vs_aloneAAAAAAAA", "file-l", a + 1, 3);
+
+    ad_search_hit *h = NULL;
+    size_t n = search(c, "vs_aloneAAAAAAAA", "zebra lion", &h);
+    assert_true(n >= 2);
+    assert_string_equal(h[0].file_id, "file-z"); /* the rare word wins */
+    ad_search_hits_free(h, n);
+
+    const char *z[8];
+    for (int i = 0; i < 8; i++)
+        z[i] = "zebra zebra stripes";
+    for (int f = 0; f < 4; f++) {
+        char id[32];
+        snprintf(id, sizeof id, "file-zz%d", f);
+        add_file(c->db, "vs_zebrasBBBBBBB", id, z, 8);
+    }
+    n = search(c, "vs_aloneAAAAAAAA", "zebra lion", &h);
+    assert_true(n >= 2);
+    assert_string_equal(h[0].file_id, "file-z"); /* unchanged */
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(h[i].vector_store_id, "vs_aloneAAAAAAAA");
+    ad_search_hits_free(h, n);
+
+    /* the baseline ranker's IDF is the whole database's: zebra lost */
+    setenv("ASSISTD_SEARCH_RANKER", "fts5", 1);
+    n = search(c, "vs_aloneAAAAAAAA", "zebra lion", &h);
+    assert_true(n >= 2);
+    assert_string_equal(h[0].file_id, "file-l");
+    ad_search_hits_free(h, n);
+    unsetenv("ASSISTD_SEARCH_RANKER");
+}
+
+/* Pseudo-relevance feedback finds a chunk that shares no word with the
+ * query but many with the chunks that match it best. */
+static void test_feedback_expands(void **state)
+{
+    ctx *c = *state;
+    add_store(c->db, "vs_feedbackAAAAA");
+    const char *t[] = {
+        "vault unseal keys rotation schedule quarterly",
+        "vault unseal keys shamir shares quarterly rotation",
+        "shamir shares quarterly rotation schedule",
+        "lunch menu pizza",
+        "parking garage levels",
+    };
+    add_file(c->db, "vs_feedbackAAAAA", "file-f", t, 5);
+    ad_search_hit *h = NULL;
+    size_t n = search(c, "vs_feedbackAAAAA", "vault unseal", &h);
+    assert_int_equal(n, 3); /* the third chunk comes in through feedback only */
+    assert_string_equal(h[2].text, "shamir shares quarterly rotation schedule");
+    ad_search_hits_free(h, n);
+}
+
+/* A store of 1 + extra chunks: "needle shared" and extra chunks "shared
+ * fillerN". Searching "needle" finds the first; feedback proposes
+ * "shared". */
+static size_t needle_search(ctx *c, const char *store, int extra)
+{
+    add_store(c->db, store);
+    char **texts = calloc((size_t)extra + 1, sizeof *texts);
+    texts[0] = strdup("needle shared");
+    for (int i = 1; i <= extra; i++) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "shared filler%d", i);
+        texts[i] = strdup(buf);
+    }
+    char file[64];
+    snprintf(file, sizeof file, "file-%s", store);
+    add_file(c->db, store, file, (const char *const *)texts, (size_t)extra + 1);
+    for (int i = 0; i <= extra; i++)
+        free(texts[i]);
+    free(texts);
+    ad_search_hit *h = NULL;
+    size_t n = search(c, store, "needle", &h);
+    assert_true(n >= 1);
+    assert_string_equal(h[0].text, "needle shared");
+    ad_search_hits_free(h, n);
+    return n;
+}
+
+/* A feedback word in more than 10% of a store's chunks (and more than
+ * 100) is left out of the second ranking; in a small store it stays. */
+static void test_feedback_common_words(void **state)
+{
+    ctx *c = *state;
+    assert_int_equal(needle_search(c, "vs_smallAAAAAAAA", 50), 10);
+    assert_int_equal(needle_search(c, "vs_largeAAAAAAAA", 300), 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kw_terms),
+        cmocka_unit_test(test_match_expr),
+        cmocka_unit_test(test_bm25),
+        cmocka_unit_test(test_rm3_terms),
+        cmocka_unit_test_setup_teardown(test_store_evidence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_ranks_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_feedback_expands, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_feedback_common_words, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
