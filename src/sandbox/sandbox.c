@@ -276,6 +276,10 @@ static int memfd_with(const char *name, const void *p, size_t n)
 }
 
 /* argv for bwrap; strings in `store` (freed by the caller). */
+/* /dev/shm (POSIX shared memory: multiprocessing, joblib) is a tmpfs of
+ * its own, bounded. */
+#define SHM_SIZE "67108864"
+
 static char **spawn_args(const ad_sandbox *sb, const session *s, char *store, size_t storelen)
 {
     static const char *const etc[] = {
@@ -318,6 +322,10 @@ static char **spawn_args(const ad_sandbox *sb, const session *s, char *store, si
                            "/proc",
                            "--dev",
                            "/dev",
+                           "--size",
+                           SHM_SIZE,
+                           "--tmpfs",
+                           "/dev/shm",
                            "--size",
                            tmpsize,
                            "--tmpfs",
@@ -364,7 +372,7 @@ static char **spawn_args(const ad_sandbox *sb, const session *s, char *store, si
                            "1"};
     size_t nfixed = sizeof fixed / sizeof fixed[0];
     size_t netc = sizeof etc / sizeof etc[0];
-    char **argv = ad_calloc(nfixed + 3 * netc + 8, sizeof *argv);
+    char **argv = ad_calloc(nfixed + 3 * netc + 12, sizeof *argv);
     size_t a = 0, used = 0;
 #define PUSH(str)                                                                                  \
     do {                                                                                           \
@@ -384,6 +392,14 @@ static char **spawn_args(const ad_sandbox *sb, const session *s, char *store, si
         PUSH(etc[i]);
         PUSH(etc[i]);
     }
+    /* The root and /dev are tmpfs mounts bwrap builds the tree in; left
+     * writable they would be unbounded space outside every quota (and host
+     * memory). Read-only once built; /tmp, /dev/shm and /mnt/data are mounts
+     * of their own and stay writable, each with its own bound. */
+    PUSH("--remount-ro");
+    PUSH("/dev");
+    PUSH("--remount-ro");
+    PUSH("/");
     PUSH(PYTHON);
     PUSH("-I");
     PUSH("-u");

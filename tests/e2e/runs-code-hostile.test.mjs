@@ -2,13 +2,15 @@
 // that attacks the sandbox -- a fork bomb, a memory bomb, an endless loop
 // (also one that ignores SIGINT), a disk filler, network access, reading
 // host files and other sessions' files, ptrace/mount/unshare, killing its
-// parent. Each time the run completes, the model is told what happened (the
-// tool message it reads next), the server stays healthy, and a bystander
-// thread's session keeps its variables and files. The executions are logged
-// and counted in /metrics by exit reason. A second server shows the reset
-// notice when an evicted session's thread comes back.
+// parent, writing outside /mnt/data, a gigabyte to stdout, closing or
+// flooding the protocol pipes. Each time the run completes, the model is
+// told what happened (the tool message it reads next), the server stays
+// healthy, and a bystander thread's session keeps its variables and files.
+// The executions are logged and counted in /metrics by exit reason. A second
+// server shows the reset notice when an evicted session's thread comes back.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { raw } from './lib/server.mjs';
 import { setupRuns } from './lib/runs.mjs';
 
@@ -144,6 +146,83 @@ describe('hostile code', () => {
     assert.ok(r.told.length > 0);
     const again = await runCode(t, asst, r.thread, 'print("next")');
     assert.match(again.told, /next/);
+    await unaffected();
+  });
+
+  // The bwrap root and /dev are tmpfs mounts remounted read-only once the
+  // tree is built: only /mnt/data, /tmp and /dev/shm (bounded mounts of
+  // their own) take writes.
+  test('writing outside /mnt/data: read-only or refused everywhere else, /mnt/data and /tmp writable', async () => {
+    const paths = ['/usr/x', '/etc/x', '/x', '/bin/x', '/mnt/x', '/dev/x', '/usr/lib/python3/x', '/etc/passwd'];
+    const r = await attack('import os\n'
+      + `for p in ${JSON.stringify(paths)}:\n`
+      + '    try:\n        open(p, "a").write("pwned"); print("WROTE", p)\n'
+      + '    except OSError as e:\n        print("refused", p, e.errno)\n'
+      + 'open("/mnt/data/t", "w").write("d"); open("/tmp/t", "w").write("t")\n'
+      + 'print("wrote", open("/mnt/data/t").read(), open("/tmp/t").read())\n');
+    assert.match(r.told, /^wrote d t$/m);
+    await unaffected();
+    assert.doesNotMatch(r.told, /WROTE/);
+    for (const p of paths) {
+      // EROFS (30) or EACCES (13): a read-only mount or no permission.
+      assert.match(r.told, new RegExp(`^refused ${p} (30|13)$`, 'm'), r.told);
+    }
+  });
+
+  test('1 GB to stdout: the model gets a bounded, truncated log with a notice; the server\'s memory stays bounded', async () => {
+    const rss = () => {
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${t.s.proc.pid}/status`, 'utf8'));
+      return Number(m[1]) * 1024;
+    };
+    const before = rss();
+    const r = await attack('import sys\nsys.stdout.write("FIRST\\n")\n'
+      + 'for _ in range(1024):\n    sys.stdout.write("x" * (1 << 20))\nprint("\\nTHE END")\n');
+    const grown = rss() - before;
+    // src/sandbox keeps the first 48 KiB and the last 16 KiB of a cell's
+    // output, with a "[... N bytes truncated ...]" marker between them.
+    assert.ok(r.told.length < 70 * 1024, `told ${r.told.length} chars`);
+    assert.match(r.told, /^FIRST\n/);
+    const m = /\[\.\.\. (\d+) bytes truncated \.\.\.\]/.exec(r.told);
+    assert.ok(m, r.told.slice(0, 200));
+    // Warm, the gigabyte takes about 1.6 s here (ASan build), close to this
+    // server's 2 s timeout: on a loaded machine the cell may be interrupted
+    // instead, which must then be said -- either way the log stays bounded.
+    if (/execution interrupted after 2 s/.test(r.told)) {
+      assert.match(r.told, /KeyboardInterrupt/);
+      assert.ok(Number(m[1]) > 64 * 1024 * 1024, m[0]);
+    } else {
+      assert.match(r.told, /THE END\n?$/);
+      assert.ok(Number(m[1]) > 1000 * 1024 * 1024, m[0]);
+    }
+    assert.equal(r.outputs[0].type, 'logs');
+    assert.ok(r.outputs[0].logs.length < 70 * 1024);
+    assert.ok(grown < 200 * 1024 * 1024, `server RSS grew by ${grown} bytes`);
+    const again = await runCode(t, asst, r.thread, 'print("next")');
+    assert.equal(again.told.trim(), 'next');
+    await unaffected();
+  });
+
+  test('closing every descriptor (the protocol pipes included): the model is told the session ended, the next execution restarts it', async () => {
+    const r = await attack('lost = 1\nimport os, time\nos.closerange(0, 4096)\ntime.sleep(0.3)\n');
+    assert.match(r.told, /Python process ended unexpectedly/);
+    assert.match(r.told, /next execution starts a new session/);
+    const again = await runCode(t, asst, r.thread, 'print("lost" in globals())');
+    assert.match(again.told, /session was restarted/);
+    assert.match(again.told, /^False$/m);
+    await unaffected();
+  });
+
+  test('flooding the protocol socket with a huge frame header and garbage: this session ends, the next execution restarts it', async () => {
+    const r = await attack('lost = 1\nimport os, stat, time\n'
+      + 'hit = 0\nfor fd in range(3, 64):\n    try:\n'
+      + '        if stat.S_ISSOCK(os.fstat(fd).st_mode):\n'
+      + '            os.write(fd, b"I 999999999999\\n" + b"x" * (1 << 20)); hit += 1\n'
+      + '    except OSError:\n        pass\n'
+      + 'time.sleep(0.5)\nprint("hit", hit)\n');
+    assert.match(r.told, /Python process ended unexpectedly/);
+    const again = await runCode(t, asst, r.thread, 'print("lost" in globals())');
+    assert.match(again.told, /session was restarted/);
+    assert.match(again.told, /^False$/m);
     await unaffected();
   });
 

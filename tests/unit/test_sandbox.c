@@ -294,14 +294,16 @@ static void test_isolation(void **state)
     assert_null(strstr(r.logs, "True"));
     ad_sbx_result_free(&r);
     /* Read-only system, writable /mnt/data and /tmp. */
-    expect("sess-i",
-           "import os\nfor p in ['/usr/x', '/etc/x', '/x', '/bin/x']:\n"
-           "    try:\n        open(p, 'w')\n        print('WROTE', p)\n"
-           "    except OSError:\n        pass\n"
-           "open('/tmp/t', 'w').write('t'); open('/mnt/data/t', 'w').write('t'); print('done')",
-           "ok", "done");
-    r = run("sess-i", "print('x')");
-    assert_null(strstr(r.logs, "WROTE"));
+    r = run("sess-i",
+            "import os\nfor p in ['/usr/x', '/etc/x', '/x', '/bin/x', '/mnt/x', '/dev/x', "
+            "'/etc/passwd']:\n"
+            "    try:\n        open(p, 'w')\n        print('WROTE', p)\n"
+            "    except OSError:\n        pass\n"
+            "open('/tmp/t', 'w').write('t'); open('/mnt/data/t', 'w').write('t')\n"
+            "open('/dev/shm/t', 'w').write('t'); print('done')");
+    assert_string_equal(r.exit_reason, "ok");
+    if (strstr(r.logs, "WROTE") || !strstr(r.logs, "done"))
+        fail_msg("writes outside /mnt/data, /tmp and /dev/shm: %s", r.logs);
     ad_sbx_result_free(&r);
     /* A clean environment. */
     r = run("sess-i", "import os\nprint(sorted(os.environ))");
