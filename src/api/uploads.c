@@ -620,6 +620,13 @@ void ad_h_uploads_complete(ad_req *req)
             close(fd);
         if (rc == AD_ENOTFOUND) {
             ad_buf_free(&scratch);
+            /* A concurrent complete or cancel may have ended the Upload and
+             * removed its parts since it was read: say that, as the loser
+             * of the race would have heard a moment later. */
+            json_t *again = load_pending(req, "complete it");
+            if (!again)
+                goto out;
+            json_decref(again);
             ad_reply_error(req, 400, "invalid_request_error", "part_ids", "invalid_value",
                            "Invalid 'part_ids[%zu]': no part with id '%.64s' was added to the "
                            "Upload %s.",
