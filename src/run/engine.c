@@ -1522,9 +1522,17 @@ static void tool_done(ad_tool_work *w, void *ud)
     act *a = add_act(o, A_TOOL_DONE);
     ad_strlcpy(a->id, j->tool_step_id, sizeof a->id);
     a->work = w;
-    act *d = add_act(o, A_EVENT);
-    ad_strlcpy(d->event_name, "thread.run.step.delta", sizeof d->event_name);
-    d->obj = step_delta(j, shown);
+    /* A file_search call's delta stays what the model's call announced,
+     * "file_search": {} (the spec: "always going to be an empty object");
+     * its results arrive with thread.run.step.completed. */
+    const char *ctype = json_string_value(json_object_get(w->details, "type"));
+    if (ctype && !strcmp(ctype, "file_search")) {
+        json_decref(shown);
+    } else {
+        act *d = add_act(o, A_EVENT);
+        ad_strlcpy(d->event_name, "thread.run.step.delta", sizeof d->event_name);
+        d->obj = step_delta(j, shown);
+    }
     submit(o);
     if (--j->tools_pending > 0)
         return;
