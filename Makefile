@@ -1,9 +1,10 @@
 # assistd -- build, run and test.
 #
 #   make run    install missing Debian/npm dependencies, build, start the server
-#   make test   install, build under ASan+UBSan, run unit, black-box and fuzz tests
+#   make test   install, build under ASan+UBSan, run unit, black-box, browser and fuzz tests
 #
-# Other targets: all (release build + playground), asan, playground, unit, e2e, browser, fuzz, fuzz-long, lint, bench, bench-runs, bench-sandbox, clean.
+# Other targets: all (release build + playground), asan, playground, unit, e2e, browser, fuzz,
+# fuzz-long, lint, bench, bench-runs, bench-sandbox, bench-search, tokenizer, tokenizer-check, clean.
 
 CC      ?= gcc
 FUZZCC  ?= clang

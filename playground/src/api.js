@@ -129,48 +129,6 @@ export async function request(method, path, { query, json, form, raw = false, si
   return body;
 }
 
-// Server-Sent Events from a fetch Response: yields { event, data } with
-// data parsed as JSON when it is JSON ("[DONE]" stays a string).
-export async function* sse(res) {
-  const reader = res.body.getReader();
-  const dec = new TextDecoder();
-  let buf = '';
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buf += dec.decode(value, { stream: true });
-    let cut;
-    while ((cut = buf.search(/\r?\n\r?\n/)) >= 0) {
-      const block = buf.slice(0, cut);
-      buf = buf.slice(cut + (buf[cut] === '\r' ? 4 : 2));
-      const ev = parseBlock(block);
-      if (ev) yield ev;
-    }
-  }
-  const ev = parseBlock(buf);
-  if (ev) yield ev;
-}
-
-function parseBlock(block) {
-  let event = 'message';
-  const data = [];
-  for (const line of block.split(/\r?\n/)) {
-    if (!line || line.startsWith(':')) continue;
-    const i = line.indexOf(':');
-    const name = i < 0 ? line : line.slice(0, i);
-    const val = i < 0 ? '' : line.slice(i + 1).replace(/^ /, '');
-    if (name === 'event') event = val;
-    else if (name === 'data') data.push(val);
-  }
-  if (!data.length) return null;
-  const text = data.join('\n');
-  let parsed = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch { /* "[DONE]" */ }
-  return { event, data: parsed };
-}
-
 // File bytes as a blob: URL (the content route needs the key, so an <img
 // src> cannot point at it directly). Cached per file id.
 const blobs = new Map();

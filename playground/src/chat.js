@@ -7,9 +7,10 @@
 // code-interpreter images are fetched with the key and shown inline. A run
 // that stops in requires_action shows a form for the function outputs; a
 // streaming run can be stopped with Cancel run.
-import { request, sse, fileBlobUrl, fileInfo, uploadFile, errorText, STEP_INCLUDE } from './api.js';
+import { request, fileBlobUrl, fileInfo, uploadFile, errorText, STEP_INCLUDE } from './api.js';
+import { sse } from './sse.js';
 import { h, clear, pretty, uid } from './dom.js';
-import { renderText, renderPlain } from './markdown.js';
+import { renderText, renderPlain, safeHref } from './markdown.js';
 import { state, on, emit, throttled } from './state.js';
 
 const THREAD_SLOT = 'assistd.playground.thread';
@@ -181,7 +182,11 @@ export function createChat(root, { logs }) {
       } else if (part.type === 'image_file') {
         b.body.append(image(part.image_file.file_id));
       } else if (part.type === 'image_url') {
-        b.body.append(h('a', { href: part.image_url.url, target: '_blank', rel: 'noopener noreferrer' }, 'image'));
+        // Any client may put any "scheme:..." URL in a message: only
+        // http(s) becomes a link, anything else is shown as text.
+        const url = part.image_url?.url;
+        b.body.append(safeHref(url) ? h('a', { href: safeHref(url), target: '_blank', rel: 'noopener noreferrer' }, 'image')
+          : h('span', { class: 'muted' }, `image: ${url}`));
       }
     }
     if (msg.attachments?.length) {
@@ -392,11 +397,20 @@ export function createChat(root, { logs }) {
   async function consume(res, done) {
     const names = [];
     let lastRun = null;
+    let streamError = false;
     const live = new Map(); // message id -> re-render scheduler
     try {
       for await (const ev of sse(res)) {
         names.push(ev.event);
         const d = ev.data;
+        if (ev.event === 'error') {
+          streamError = true;
+          emit('error', `Stream error: ${d?.error?.message || d?.message || pretty(d)}`);
+          continue;
+        }
+        // Every other event carries an object; anything else ("[DONE]", or
+        // a line the page cannot read) has nothing to render.
+        if (!d || typeof d !== 'object') continue;
         if (ev.event.startsWith('thread.run.step.')) {
           logs.stepEvent(ev.event, d);
         } else if (ev.event.startsWith('thread.run.')) {
@@ -404,7 +418,7 @@ export function createChat(root, { logs }) {
           activeRun = ['queued', 'in_progress', 'cancelling'].includes(d.status) ? d : null;
           syncCancel();
           logs.run(d);
-          runStatus.textContent = `Run ${d.id}: ${d.status.replace('_', ' ')}`;
+          runStatus.textContent = `Run ${d.id}: ${String(d.status).replace('_', ' ')}`;
           if (d.status === 'requires_action') showAction(d);
           if (d.status === 'failed' || d.status === 'expired') {
             emit('error', `Run ${d.status}: ${d.last_error ? `${d.last_error.code}: ${d.last_error.message}` : 'no details'}`);
@@ -429,8 +443,6 @@ export function createChat(root, { logs }) {
         } else if (ev.event === 'thread.message.completed' || ev.event === 'thread.message.incomplete') {
           live.delete(d.id);
           renderFinal(d);
-        } else if (ev.event === 'error') {
-          emit('error', `Stream error: ${d?.error?.message || d?.message || pretty(d)}`);
         }
       }
     } finally {
@@ -438,6 +450,22 @@ export function createChat(root, { logs }) {
       syncCancel();
     }
     done({ events: names, run: lastRun });
+    // A stream cut short (connection lost, proxy timeout) ends without the
+    // run's last word: say so instead of leaving "in progress" on screen.
+    if (!lastRun || ['queued', 'in_progress', 'cancelling'].includes(lastRun.status)) {
+      const what = lastRun ? `run ${lastRun.id} was still ${lastRun.status.replace('_', ' ')}` : 'no run had started';
+      for (const id of live.keys()) {
+        const b = bubbles.get(id);
+        if (!b || b.final) continue;
+        renderLive(b); // what arrived, then no more frames
+        b.final = true;
+        b.body.querySelector('.typing')?.remove();
+        b.body.append(h('div', { class: 'muted' }, '(the stream ended here)'));
+      }
+      runStatus.textContent = lastRun ? `Run ${lastRun.id}: the stream ended early.` : '';
+      if (!streamError) emit('error', `The event stream ended before the run finished (${what}); it may still be running: reload the page to see its messages.`);
+      return;
+    }
     if (lastRun && ['completed', 'failed', 'cancelled', 'incomplete', 'expired'].includes(lastRun.status)) {
       searchesByRun.delete(lastRun.id);
       // Full steps, with file_search result content, for the logs pane.

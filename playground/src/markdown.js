@@ -1,4 +1,5 @@
-// Message text -> safe DOM. marked turns Markdown into HTML; that HTML is
+// Message text -> safe DOM. marked turns Markdown into HTML (raw HTML in the
+// text is escaped, so it reads as written); that HTML is
 // parsed into an inert <template> and rebuilt from an allow-list of tags and
 // attributes (links only to http(s)/mailto), so neither the model nor a
 // document can inject script. Annotations are cut out of the text before
@@ -8,7 +9,11 @@
 import { marked } from 'marked';
 import { h } from './dom.js';
 
-marked.setOptions({ gfm: true, breaks: false });
+// HTML written in a message ("wrap it in a <span>", or an attack) is shown
+// as the text it is, as OpenAI's pages do; the allow-list below is a second
+// line of defence for what Markdown itself produces.
+const escapeHtml = (t) => t.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+marked.use({ gfm: true, breaks: false, renderer: { html: ({ text }) => escapeHtml(text) } });
 
 const CITE_OPEN = '\uE000';
 const CITE_CLOSE = '\uE001';
@@ -20,6 +25,12 @@ const DROP = new Set(['SCRIPT', 'STYLE', 'IFRAME', 'OBJECT', 'EMBED', 'TEMPLATE'
 const KEEP = new Set(['P', 'BR', 'STRONG', 'EM', 'DEL', 'CODE', 'PRE', 'BLOCKQUOTE', 'UL', 'OL', 'LI',
   'H1', 'H2', 'H3', 'H4', 'H5', 'H6', 'A', 'TABLE', 'THEAD', 'TBODY', 'TR', 'TH', 'TD', 'HR', 'B', 'I', 'SUP', 'SUB']);
 
+// A URL that may be a link's href: http(s) or mailto only (never
+// javascript:, data: or the like). null otherwise.
+export function safeHref(url) {
+  return typeof url === 'string' && /^(https?:|mailto:)/i.test(url.trim()) ? url.trim() : null;
+}
+
 function cleanAttrs(src, dst) {
   const tag = src.tagName;
   if (tag === 'A') {
@@ -28,8 +39,8 @@ function cleanAttrs(src, dst) {
       dst.dataset.fileId = href.slice(LINK_PREFIX.length);
       dst.setAttribute('href', '#');
       dst.className = 'file-link';
-    } else if (/^(https?:|mailto:)/i.test(href)) {
-      dst.setAttribute('href', href);
+    } else if (safeHref(href)) {
+      dst.setAttribute('href', safeHref(href));
       dst.setAttribute('target', '_blank');
       dst.setAttribute('rel', 'noopener noreferrer');
     }

@@ -32,6 +32,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "ingest/ingest.h"
 #include "util/alloc.h"
 #include "util/id.h"
 #include "util/str.h"
@@ -226,6 +227,8 @@ static ad_err file_remove(ad_req *req, const char *id)
         if (mrc && mrc != AD_ENOTFOUND)
             rc = mrc;
     }
+    if (!rc) /* "Delete a file and remove it from all vector stores." */
+        rc = ad_vsf_remove_everywhere(db, req->project, id);
     if (!rc)
         rc = ad_db_commit(db);
     if (rc) {

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "util/str.h"
 
 static void set_body(ad_req *req, int status, const char *data, size_t len, const char *ctype)
 {
@@ -65,7 +66,16 @@ static void verror(ad_req *req, int status, const char *type, const char *param,
                    const char *fmt, va_list ap)
 {
     char msg[2048];
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t len = n < 0 ? 0 : (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1;
+    msg[len] = '\0';
+    /* A URL or a value echoed back may hold bytes that are not UTF-8, or the
+     * cut above may split a character; JSON cannot carry either, and
+     * json_string would fail and drop the message. */
+    if (!ad_utf8_valid(msg, len))
+        for (size_t i = 0; i < len; i++)
+            if ((unsigned char)msg[i] >= 0x80)
+                msg[i] = '?';
     json_t *e = json_object();
     json_object_set_new(e, "message", json_string(msg));
     json_object_set_new(e, "type", json_string(type));

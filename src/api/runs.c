@@ -457,6 +457,21 @@ static ad_err waiting_step(void *ud, const char *id, const char *json, size_t le
     return AD_OK;
 }
 
+/* *step = the waiting tool_calls step of the run in req->params[1] (NULL
+ * if none; the caller owns it). Newest first: a run with more steps than
+ * one page still finds it. */
+static ad_err find_waiting_step(ad_req *req, json_t **step)
+{
+    ad_list_q q = {.project = req->project,
+                   .kind = "step",
+                   .parent = req->params[1],
+                   .limit = 1000,
+                   .asc = false};
+    bool more;
+    *step = NULL;
+    return ad_db_list(ad_req_db(req), &q, waiting_step, step, &more);
+}
+
 /* Expires a run waiting for tool outputs, with its waiting step, inside
  * the open transaction, and commits (as the engine's expiry would). */
 static void expire_waiting(ad_req *req, json_t *run)
@@ -464,13 +479,7 @@ static void expire_waiting(ad_req *req, json_t *run)
     ad_db *db = ad_req_db(req);
     int64_t now = ad_now();
     json_t *step = NULL;
-    ad_list_q q = {.project = req->project,
-                   .kind = "step",
-                   .parent = req->params[1],
-                   .limit = 1000,
-                   .asc = true};
-    bool more;
-    ad_err rc = ad_db_list(db, &q, waiting_step, &step, &more);
+    ad_err rc = find_waiting_step(req, &step);
     if (!rc && step) {
         json_object_set_new(step, "status", json_string("expired"));
         json_object_set_new(step, "expired_at", json_integer(now));
@@ -573,13 +582,7 @@ void ad_h_runs_submit_tool_outputs(ad_req *req)
         goto fail;
     }
     /* Record each output on the waiting step and complete it. */
-    ad_list_q q = {.project = req->project,
-                   .kind = "step",
-                   .parent = req->params[1],
-                   .limit = 1000,
-                   .asc = true};
-    bool more;
-    ad_err rc = ad_db_list(db, &q, waiting_step, &step, &more);
+    ad_err rc = find_waiting_step(req, &step);
     if (rc || !step) {
         ad_reply_internal(req, rc ? rc : AD_EINTERNAL);
         goto fail;

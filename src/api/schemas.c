@@ -875,7 +875,12 @@ static const ad_vfield filter = {.type = AD_V_ONEOF, .alts = filter_alts, .nalts
 
 static const ad_vfield search_query_alts[] = {
     {.type = AD_V_STRING},
-    {.type = AD_V_ARRAY, .flags = AD_V_HAS_MIN, .min = 1, .items = &string_item},
+    /* at most 20 queries: each is ranked twice (RM3) over the store */
+    {.type = AD_V_ARRAY,
+     .flags = AD_V_HAS_MIN | AD_V_HAS_MAX,
+     .min = 1,
+     .max = 20,
+     .items = &string_item},
 };
 
 static const ad_vfield search_ranking_fields[] = {

@@ -345,8 +345,8 @@ static int ext_value_decode(const char *v, size_t n, ad_buf *out)
         if (utf8 || c < 0x80) {
             rc = ad_buf_addc(out, (char)c);
         } else {
-            char two[2] = {(char)(0xC0 | (c >> 6)), (char)(0x80 | (c & 0x3F))};
-            rc = ad_buf_add(out, two, 2);
+            char u[4]; /* ISO-8859-1: the byte is the code point */
+            rc = ad_buf_add(out, u, ad_utf8_put(c, u));
         }
         if (rc)
             return -1;

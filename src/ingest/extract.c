@@ -95,30 +95,10 @@ static bool is_space(unsigned char ch)
     return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\f' || ch == '\v';
 }
 
+/* As ad_utf8_put, but NUL (not text) becomes U+FFFD too. */
 static size_t utf8_encode(uint32_t cp, char *o)
 {
-    if (cp == 0 || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        cp = 0xFFFD;
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xC0 | cp >> 6);
-        o[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | cp >> 12);
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | cp >> 18);
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
+    return ad_utf8_put(cp ? cp : 0xFFFD, o);
 }
 
 /* ---- decode: a UTF-8 view of a text file -------------------------------- */
@@ -205,7 +185,8 @@ static res put_lf(ctx *c, const char *p, size_t n)
     return AD_EXTRACT_OK;
 }
 
-static res extract_text(ctx *c, const char *p, size_t n)
+/* Decodes p (decode_text) and hands the UTF-8 text to then. */
+static res decoded(ctx *c, const char *p, size_t n, res (*then)(ctx *c, const char *p, size_t n))
 {
     ad_buf tmp;
     const char *q = NULL;
@@ -213,9 +194,14 @@ static res extract_text(ctx *c, const char *p, size_t n)
     ad_buf_init(&tmp, n / 2 * 3 + 16);
     res r = decode_text(c, p, n, &tmp, &q, &qn);
     if (!r)
-        r = put_lf(c, q, qn);
+        r = then(c, q, qn);
     ad_buf_free(&tmp);
     return r;
+}
+
+static res extract_text(ctx *c, const char *p, size_t n)
+{
+    return decoded(c, p, n, put_lf);
 }
 
 /* ---- HTML ------------------------------------------------------------------ */
@@ -534,15 +520,7 @@ static res html_scan(ctx *c, const char *p, size_t n)
 
 static res extract_html(ctx *c, const char *p, size_t n)
 {
-    ad_buf tmp;
-    const char *q = NULL;
-    size_t qn = 0;
-    ad_buf_init(&tmp, n / 2 * 3 + 16);
-    res r = decode_text(c, p, n, &tmp, &q, &qn);
-    if (!r)
-        r = html_scan(c, q, qn);
-    ad_buf_free(&tmp);
-    return r;
+    return decoded(c, p, n, html_scan);
 }
 
 /* ---- zip ------------------------------------------------------------------- */

@@ -83,6 +83,25 @@ json_t *ad_vsf_load(ad_db *db, const char *project, const char *store_id, const 
     return v;
 }
 
+/* Inserts or replaces one row of a vector store file (kind
+ * "vector_store_file" or "vector_store_batch_file"), aux = its status. */
+static ad_err put_row(ad_db *db, const char *project, const char *kind, const char *parent,
+                      const char *file, const char *status, int64_t created, const char *json,
+                      size_t len, bool insert)
+{
+    char rid[AD_VSF_ROWID_MAX];
+    ad_vsf_rowid(rid, parent, file);
+    if (!insert)
+        return ad_db_update(db, project, kind, rid, status, json, len);
+    ad_obj o = {.kind = kind,
+                .id = rid,
+                .project = project,
+                .parent = parent,
+                .aux = status,
+                .created_at = created};
+    return ad_db_put(db, &o, json, len);
+}
+
 ad_err ad_vsf_save(ad_db *db, const char *project, const json_t *vsf, bool insert)
 {
     const char *store = json_string_value(json_object_get(vsf, "vector_store_id"));
@@ -95,36 +114,14 @@ ad_err ad_vsf_save(ad_db *db, const char *project, const json_t *vsf, bool inser
     if (!s)
         return AD_EINTERNAL;
     size_t len = strlen(s);
-    char rid[AD_VSF_ROWID_MAX];
-    ad_vsf_rowid(rid, store, file);
-    json_int_t created = json_integer_value(json_object_get(vsf, "created_at"));
-    ad_err rc;
-    if (insert) {
-        ad_obj o = {.kind = "vector_store_file",
-                    .id = rid,
-                    .project = project,
-                    .parent = store,
-                    .aux = status,
-                    .created_at = created};
-        rc = ad_db_put(db, &o, s, len);
-    } else {
-        rc = ad_db_update(db, project, "vector_store_file", rid, status, s, len);
-    }
+    int64_t created = (int64_t)json_integer_value(json_object_get(vsf, "created_at"));
+    ad_err rc =
+        put_row(db, project, "vector_store_file", store, file, status, created, s, len, insert);
     if (!rc && batch) {
-        ad_vsf_rowid(rid, batch, file);
-        if (insert) {
-            ad_obj o = {.kind = "vector_store_batch_file",
-                        .id = rid,
-                        .project = project,
-                        .parent = batch,
-                        .aux = status,
-                        .created_at = created};
-            rc = ad_db_put(db, &o, s, len);
-        } else {
-            rc = ad_db_update(db, project, "vector_store_batch_file", rid, status, s, len);
-            if (rc == AD_ENOTFOUND) /* the batch row is gone: nothing to keep in step */
-                rc = AD_OK;
-        }
+        rc = put_row(db, project, "vector_store_batch_file", batch, file, status, created, s, len,
+                     insert);
+        if (!insert && rc == AD_ENOTFOUND) /* the batch row is gone: nothing to keep in step */
+            rc = AD_OK;
     }
     free(s);
     return rc;
@@ -149,6 +146,45 @@ ad_err ad_vsf_remove(ad_db *db, const char *project, const char *store_id, const
     if (!rc)
         rc = ad_db_chunks_delete(db, store_id, file_id);
     json_decref(v);
+    return rc;
+}
+
+typedef struct store_ids {
+    char (*ids)[AD_VSF_ROWID_MAX];
+    size_t n, cap;
+} store_ids;
+
+static ad_err collect_store(void *ud, const char *id, const char *json, size_t len)
+{
+    (void)json;
+    (void)len;
+    store_ids *a = ud;
+    if (a->n == a->cap) {
+        a->cap = a->cap ? a->cap * 2 : 16;
+        a->ids = ad_realloc(a->ids, a->cap * sizeof *a->ids);
+    }
+    ad_strlcpy(a->ids[a->n++], id, sizeof a->ids[0]);
+    return AD_OK;
+}
+
+ad_err ad_vsf_remove_everywhere(ad_db *db, const char *project, const char *file_id)
+{
+    /* Every store of the project is asked (an indexed range scan, then one
+     * lookup by row id each): no index leads from a file to its stores. */
+    ad_list_q q = {.project = project,
+                   .kind = "vector_store",
+                   .parent = "",
+                   .limit = (int64_t)1 << 40,
+                   .asc = true};
+    store_ids a = {0};
+    bool more;
+    ad_err rc = ad_db_list(db, &q, collect_store, &a, &more);
+    for (size_t i = 0; i < a.n && !rc; i++) {
+        rc = ad_vsf_remove(db, project, a.ids[i], file_id);
+        if (rc == AD_ENOTFOUND)
+            rc = AD_OK;
+    }
+    ad_free(a.ids);
     return rc;
 }
 

@@ -73,6 +73,9 @@ json_t *ad_vsf_load(ad_db *db, const char *project, const char *store_id, const 
 ad_err ad_vsf_save(ad_db *db, const char *project, const json_t *vsf, bool insert);
 /* Removes a vector store file, its batch member row and its chunks. */
 ad_err ad_vsf_remove(ad_db *db, const char *project, const char *store_id, const char *file_id);
+/* Removes a file from every vector store of the project (as ad_vsf_remove;
+ * stores without it are skipped): DELETE /files/{id} does, as OpenAI's. */
+ad_err ad_vsf_remove_everywhere(ad_db *db, const char *project, const char *file_id);
 /* A copy of obj without its private ('_') keys. New reference. */
 json_t *ad_vsf_public(const json_t *obj);
 

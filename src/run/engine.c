@@ -107,11 +107,12 @@ typedef struct evq {
     ev *head, *tail;
 } evq;
 
-static void evq_push(evq *q, const char *event, const json_t *obj)
+/* Queues an event; returns the bytes of its data. */
+static size_t evq_push(evq *q, const char *event, const json_t *obj)
 {
     char *s = json_dumps(obj, JSON_COMPACT);
     if (!s)
-        return;
+        return 0;
     ev *v = ad_calloc(1, sizeof *v);
     ad_strlcpy(v->name, event, sizeof v->name);
     v->data = s;
@@ -121,6 +122,7 @@ static void evq_push(evq *q, const char *event, const json_t *obj)
     else
         q->head = v;
     q->tail = v;
+    return v->len;
 }
 
 static void evq_clear(evq *q)
@@ -173,6 +175,7 @@ struct job {
     /* ops: see the top comment */
     int inflight;         /* submitted, completion not yet back on the loop */
     evq held;             /* events waiting for the ops in flight */
+    size_t held_bytes;    /* held since inflight was last 0 (see announce) */
     void (*then)(job *j); /* runs once nothing is in flight */
     bool ended;           /* job_end ran: freed once nothing is in flight */
     /* the model call in flight */
@@ -202,15 +205,20 @@ typedef struct task {
     ad_sse *sse;
     bool cancel;
     bool step_content; /* AD_ENGINE_STEP_CONTENT */
+    long delay_ms;     /* repair_cb: how long this attempt was put off */
 } task;
 
 /* Posted work that the loop may drop unrun at shutdown stays on a list so
  * that ad_engine_free can release it (upstream.h: dropped work's ud remains
  * the poster's). */
-static task *task_new(ad_engine *e)
+/* A task about one run; its ids are copied. */
+static task *task_new(ad_engine *e, const char *project, const char *thread_id, const char *run_id)
 {
     task *tk = ad_calloc(1, sizeof *tk);
     tk->e = e;
+    ad_strlcpy(tk->project, project, sizeof tk->project);
+    ad_strlcpy(tk->thread_id, thread_id, sizeof tk->thread_id);
+    ad_strlcpy(tk->run_id, run_id, sizeof tk->run_id);
     pthread_mutex_lock(&e->tasks_mu);
     tk->next = e->tasks;
     if (e->tasks)
@@ -347,6 +355,7 @@ typedef enum {
     A_EVENT,      /* an event, in order with the others */
     A_CANCELLING, /* announce thread.run.cancelling if the run is stored so */
     A_EXPIRE,     /* a run waiting for tool outputs whose expires_at passed */
+    A_REPAIR,     /* a run no job works on any more ends (failed, or cancelled) */
 } act_kind;
 
 typedef enum { R_NONE, R_IN_PROGRESS, R_END, R_REQUIRES_ACTION } run_edit;
@@ -385,6 +394,14 @@ static void act_free(act *a)
     if (a->work)
         ad_tool_work_free(a->work);
     ad_free(a);
+}
+
+static void set_error(act *a, const char *code, const char *message)
+{
+    if (!code)
+        return;
+    ad_strlcpy(a->code, code, sizeof a->code);
+    ad_strlcpy(a->message, message ? message : "", sizeof a->message);
 }
 
 /* What applying actions needs to know (the op's ids, its connection). */
@@ -706,6 +723,38 @@ static ad_err expire_waiting(wctx *c)
     return rc;
 }
 
+/* A run that is still active in the store although no job works on it any
+ * more -- a previous process died, or this one could not commit the run's
+ * end -- ends: its open messages incomplete, its open steps and the run
+ * cancelled when a cancel was asked for, failed (with a's error) otherwise.
+ * A run that ended meanwhile, or waits for tool outputs (answerable; its
+ * expiry timer is armed), stays as it is. */
+static ad_err repair_run(wctx *c, const act *a)
+{
+    json_t *run = load(c->db, c->project, "run", c->run_id);
+    const char *st = run ? status_of(run) : "";
+    bool skip = !run || is_terminal(st) || !strcmp(st, "requires_action");
+    bool cancelling = !strcmp(st, "cancelling");
+    json_decref(run);
+    if (skip)
+        return AD_OK;
+    act m = {.k = A_SWEEP_MSG,
+             .status = "incomplete",
+             .reason = cancelling ? "run_cancelled" : "run_failed"};
+    act s = {.k = A_SWEEP_STEP, .status = cancelling ? "cancelled" : "failed"};
+    act r = {.k = A_RUN, .edit = R_END, .status = s.status};
+    if (!cancelling) {
+        set_error(&s, a->code, a->message);
+        set_error(&r, a->code, a->message);
+    }
+    ad_err rc = sweep_messages(c, &m);
+    if (!rc)
+        rc = sweep_steps(c, &s);
+    if (!rc)
+        rc = apply_run(c, &r);
+    return rc;
+}
+
 static ad_err apply_acts(wctx *c, act *list)
 {
     ad_err rc = AD_OK;
@@ -754,6 +803,9 @@ static ad_err apply_acts(wctx *c, act *list)
         case A_EXPIRE:
             rc = expire_waiting(c);
             break;
+        case A_REPAIR:
+            rc = repair_run(c, a);
+            break;
         }
     }
     return rc;
@@ -772,6 +824,10 @@ struct op {
     evq pre;      /* the job's held events: sent first, commit or not */
     evq out;      /* produced by apply; sent by writer_done after the commit */
     int rearm_ms; /* A_EXPIRE */
+    /* The job's last op (its end, or requires_action): when it cannot be
+     * committed, the stream hears an error and the run is repaired later. */
+    bool final;
+    long retry_ms; /* A_REPAIR: the delay before the next attempt */
 };
 
 static op *op_new(ad_engine *e, const char *project, const char *thread_id, const char *run_id)
@@ -824,14 +880,6 @@ static act *add_act(op *o, act_kind k)
     return a;
 }
 
-static void set_error(act *a, const char *code, const char *message)
-{
-    if (!code)
-        return;
-    ad_strlcpy(a->code, code, sizeof a->code);
-    ad_strlcpy(a->message, message ? message : "", sizeof a->message);
-}
-
 /* Writer thread. */
 static ad_err op_apply(ad_wop *w, ad_db *db)
 {
@@ -851,8 +899,11 @@ static ad_err op_apply(ad_wop *w, ad_db *db)
 
 static void ops_done(void *ud);
 
+#define SAVE_FAILED "The run could not be saved."
+
 /* Writer thread, after each group: the events of committed ops go out now
- * (in order), then the loop hears of the group. */
+ * (in order), then the loop hears of the group. A job's end that could not
+ * be committed is announced as an error (the stream then ends). */
 static void writer_done(void *ud, ad_wop *ops)
 {
     ad_engine *e = ud;
@@ -864,6 +915,13 @@ static void writer_done(void *ud, ad_wop *ops)
             evq_send(&o->out, o->sse);
         else
             evq_clear(&o->out);
+        if (!w->committed && o->final && o->sse) {
+            json_t *err = json_pack("{s:s,s:s,s:n,s:s}", "code", "server_error", "message",
+                                    SAVE_FAILED, "param", "type", "server_error");
+            evq_push(&o->out, "error", err);
+            json_decref(err);
+            evq_send(&o->out, o->sse);
+        }
     }
     ad_upstream_post(e->up, ops_done, ops);
 }
@@ -915,13 +973,16 @@ static void send_direct(job *j, size_t waiting)
     }
 }
 
-/* An event that needs no write (deltas): now, or after the ops in flight. */
+/* An event that needs no write (deltas): now, or after the ops in flight.
+ * Held events are bounded as the stream is: past its high-water mark the
+ * model call pauses until the writer has caught up (ops_done). */
 static void announce(job *j, const char *event, const json_t *obj)
 {
     if (!j->sse)
         return;
     if (j->inflight > 0) {
-        evq_push(&j->held, event, obj);
+        j->held_bytes += evq_push(&j->held, event, obj);
+        send_direct(j, j->held_bytes);
         return;
     }
     char *s = json_dumps(obj, JSON_COMPACT);
@@ -991,11 +1052,39 @@ static void expire_cb(void *ud);
 static void arm_expiry(ad_engine *e, const char *project, const char *thread_id, const char *run_id,
                        long ms)
 {
-    task *tk = task_new(e);
-    ad_strlcpy(tk->project, project, sizeof tk->project);
-    ad_strlcpy(tk->thread_id, thread_id, sizeof tk->thread_id);
-    ad_strlcpy(tk->run_id, run_id, sizeof tk->run_id);
+    task *tk = task_new(e, project, thread_id, run_id);
     ad_upstream_post_after(e->up, ms > 0 ? ms : 0, expire_cb, tk);
+}
+
+static void repair_cb(void *ud);
+
+/* In ms, the run gets repaired (see repair_run), unless it has ended. */
+static void arm_repair(ad_engine *e, const char *project, const char *thread_id, const char *run_id,
+                       long ms)
+{
+    task *tk = task_new(e, project, thread_id, run_id);
+    tk->delay_ms = ms;
+    ad_upstream_post_after(e->up, ms, repair_cb, tk);
+}
+
+/* Attempts at repairing a run whose end could not be committed: the first
+ * after a second, then less and less often (the store may be full). */
+#define REPAIR_FIRST_MS 1000
+#define REPAIR_MAX_MS   60000
+
+/* An op that could not be committed and is not followed by another of its
+ * job: the run would stay active in the store with nobody working on it
+ * (until the next start), so it is tried again. A run's end or a repair:
+ * the run gets repaired; an expiry of a waiting run: the expiry. */
+static void retry_failed(ad_engine *e, const op *o)
+{
+    if (e->stopping) /* the next start repairs what is left active */
+        return;
+    if (o->final || o->retry_ms > 0)
+        arm_repair(e, o->project, o->thread_id, o->run_id,
+                   o->final ? REPAIR_FIRST_MS : o->retry_ms);
+    else if (!o->j && o->acts && o->acts->k == A_EXPIRE)
+        arm_expiry(e, o->project, o->thread_id, o->run_id, REPAIR_FIRST_MS);
 }
 
 /* Loop thread: the writer finished a group. */
@@ -1010,10 +1099,13 @@ static void ops_done(void *ud)
         bool committed = w->committed;
         if (!j && committed && o->rearm_ms >= 0 && !e->stopping)
             arm_expiry(e, o->project, o->thread_id, o->run_id, o->rearm_ms);
+        if (!committed) {
+            ad_log(&e->srv->log, AD_LOG_ERROR, "run %s: a store write failed", o->run_id);
+            retry_failed(e, o);
+        }
         op_free(o);
         if (j) {
             if (!committed && !j->ended) {
-                ad_log(&e->srv->log, AD_LOG_ERROR, "run %s: a store write failed", j->run_id);
                 j->save_failed = true;
                 if (j->call)
                     ad_upstream_cancel(e->up, j->call); /* on_done fails the run */
@@ -1023,7 +1115,16 @@ static void ops_done(void *ud)
                     job_free(j);
                 } else {
                     if (j->held.head && j->sse)
-                        send_direct(j, evq_send(&j->held, j->sse));
+                        evq_send(&j->held, j->sse);
+                    j->held_bytes = 0;
+                    /* A call paused for held events goes on unless the
+                     * client lags (then its drain resumes it). */
+                    size_t waiting = j->sse ? ad_sse_waiting(j->sse) : 0;
+                    send_direct(j, waiting);
+                    if (j->paused && j->call && waiting < AD_SSE_HIGH_WATER) {
+                        j->paused = false;
+                        ad_upstream_resume(e->up, j->call);
+                    }
                     void (*fn)(job *) = j->then;
                     j->then = NULL;
                     if (fn)
@@ -1262,6 +1363,7 @@ static void finish(job *j, op *o, const char *status, const char *code, const ch
                    const char *incomplete_reason, const usage_t *u)
 {
     add_finish(o, status, code, message, incomplete_reason, u);
+    o->final = true;
     submit(o);
     job_end(j);
 }
@@ -1354,6 +1456,7 @@ static void wait_for_outputs(job *j)
     op *o = op_for(j);
     act *a = add_run(o, R_REQUIRES_ACTION, NULL, NULL, true);
     a->obj = function_calls(j);
+    o->final = true;
     submit(o);
     arm_expiry(j->e, j->project, j->thread_id, j->run_id,
                j->expires_at > now_s() ? (long)(j->expires_at - now_s()) * 1000 : 0);
@@ -1544,7 +1647,7 @@ static void tool_done(ad_tool_work *w, void *ud)
 static void tools_or_wait(job *j)
 {
     if (j->save_failed) {
-        fail_run(j, "server_error", "The run could not be saved.", NULL);
+        fail_run(j, "server_error", SAVE_FAILED, NULL);
         return;
     }
     if (submit_builtins(j) > 0)
@@ -1564,7 +1667,7 @@ static void on_done(void *ud, const ad_up_result *res)
         return;
     }
     if (j->save_failed) {
-        fail_run(j, "server_error", "The run could not be saved.", &u);
+        fail_run(j, "server_error", SAVE_FAILED, &u);
         return;
     }
     if (res->cancelled || j->cancel_requested || j->expire_requested) {
@@ -1758,13 +1861,27 @@ static void expire_cb(void *ud)
     task_free(tk);
 }
 
+static void repair_cb(void *ud)
+{
+    task *tk = ud;
+    ad_engine *e = tk->e;
+    if (e->stopping) {
+        /* the next start repairs it */
+    } else if (find_job(e, tk->run_id)) { /* a cancel took the run up again */
+        arm_repair(e, tk->project, tk->thread_id, tk->run_id, tk->delay_ms);
+    } else {
+        op *o = op_new(e, tk->project, tk->thread_id, tk->run_id);
+        set_error(add_act(o, A_REPAIR), "server_error", SAVE_FAILED);
+        o->retry_ms = tk->delay_ms * 2 < REPAIR_MAX_MS ? tk->delay_ms * 2 : REPAIR_MAX_MS;
+        submit(o);
+    }
+    task_free(tk);
+}
+
 static void post(ad_engine *e, const char *project, const char *thread_id, const char *run_id,
                  ad_sse *sse, bool cancel, unsigned flags)
 {
-    task *tk = task_new(e);
-    ad_strlcpy(tk->project, project, sizeof tk->project);
-    ad_strlcpy(tk->thread_id, thread_id, sizeof tk->thread_id);
-    ad_strlcpy(tk->run_id, run_id, sizeof tk->run_id);
+    task *tk = task_new(e, project, thread_id, run_id);
     if (sse) {
         ad_sse_ref(sse);
         tk->sse = sse;
@@ -1791,7 +1908,8 @@ static void drain_all(void *ud)
 {
     ad_engine *e = ud;
     for (job *j = e->jobs; j; j = j->next)
-        if (j->paused && j->call && (!j->sse || ad_sse_waiting(j->sse) < AD_SSE_LOW_WATER)) {
+        if (j->paused && j->call && j->held_bytes < AD_SSE_HIGH_WATER &&
+            (!j->sse || ad_sse_waiting(j->sse) < AD_SSE_LOW_WATER)) {
             j->paused = false;
             ad_upstream_resume(e->up, j->call);
         }
@@ -1830,7 +1948,8 @@ static void tick(void *ud)
         if (j->sse)
             ad_sse_heartbeat(j->sse, (long)e->srv->cfg.sse_heartbeat * 1000);
         /* A paused call whose client has caught up or left resumes. */
-        if (j->paused && j->call && (!j->sse || !ad_sse_attached(j->sse))) {
+        if (j->paused && j->call && j->held_bytes < AD_SSE_HIGH_WATER &&
+            (!j->sse || !ad_sse_attached(j->sse))) {
             j->paused = false;
             ad_upstream_resume(e->up, j->call);
         }
@@ -1906,24 +2025,11 @@ static void recover(void *ud)
         stale *next = s->next;
         if (!strcmp(s->status, "requires_action")) {
             /* Still answerable: re-arm its expiry. */
-            task *tk = task_new(e);
-            ad_strlcpy(tk->project, s->project, sizeof tk->project);
-            ad_strlcpy(tk->thread_id, s->thread_id, sizeof tk->thread_id);
-            ad_strlcpy(tk->run_id, s->run_id, sizeof tk->run_id);
+            task *tk = task_new(e, s->project, s->thread_id, s->run_id);
             ad_upstream_post(e->up, expire_cb, tk);
         } else {
-            bool cancelling = !strcmp(s->status, "cancelling");
             op *o = op_new(e, s->project, s->thread_id, s->run_id);
-            act *m = add_act(o, A_SWEEP_MSG);
-            m->status = "incomplete";
-            m->reason = cancelling ? "run_cancelled" : "run_failed";
-            act *st = add_act(o, A_SWEEP_STEP);
-            st->status = cancelling ? "cancelled" : "failed";
-            act *run = add_run(o, R_END, st->status, NULL, false);
-            if (!cancelling) {
-                set_error(st, "server_error", RESTARTED);
-                set_error(run, "server_error", RESTARTED);
-            }
+            set_error(add_act(o, A_REPAIR), "server_error", RESTARTED);
             apply_now(e, o);
         }
         ad_free(s);

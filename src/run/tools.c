@@ -413,6 +413,14 @@ static void exec_code(ad_server *srv, ad_db *db, ad_tool_work *w)
             break;
         json_t *f = load_obj(db, w->project, "file", json_string_value(v));
         const char *fname = json_string_value(json_object_get(f, "filename"));
+        /* /mnt/data/NAME takes one path component: the filename's last one,
+         * or the file's id when that is no usable name ("", "..", too long). */
+        const char *slash = fname ? strrchr(fname, '/') : NULL;
+        if (slash)
+            fname = slash + 1;
+        if (fname &&
+            (!*fname || !strcmp(fname, ".") || !strcmp(fname, "..") || strlen(fname) > 255))
+            fname = json_string_value(v);
         if (fname && ad_blob_path(srv->cfg.data_dir, "files", json_string_value(v), paths[nin],
                                   sizeof paths[nin])) {
             json_array_append_new(names, json_string(fname));
@@ -919,27 +927,7 @@ static int hexval(char c)
 static ad_err put_cp(ad_buf *out, unsigned cp)
 {
     char u[4];
-    size_t n;
-    if (cp < 0x80) {
-        u[0] = (char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        u[0] = (char)(0xC0 | (cp >> 6));
-        u[1] = (char)(0x80 | (cp & 0x3F));
-        n = 2;
-    } else if (cp < 0x10000) {
-        u[0] = (char)(0xE0 | (cp >> 12));
-        u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        u[2] = (char)(0x80 | (cp & 0x3F));
-        n = 3;
-    } else {
-        u[0] = (char)(0xF0 | (cp >> 18));
-        u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-        u[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        u[3] = (char)(0x80 | (cp & 0x3F));
-        n = 4;
-    }
-    return ad_buf_add(out, u, n);
+    return ad_buf_add(out, u, ad_utf8_put(cp, u));
 }
 
 ad_err ad_jsfield_feed(ad_jsfield *f, const char *key, const char *p, size_t n, ad_buf *out)

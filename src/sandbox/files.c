@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -27,6 +28,11 @@
 #define MAX_ENTRIES 4096
 #define MAX_DEPTH   8
 #define MAX_SCAN    20000 /* directory entries looked at, files or not */
+/* The quota's measure and the removal look this deep and at this many names;
+ * a tree beyond either counts as over the quota (ad_sbx_dir_usage). */
+#define TREE_DEPTH  64
+#define USAGE_NAMES 200000
+#define RM_PASSES   100000
 
 bool ad_sbx_name_ok(const char *name)
 {
@@ -51,6 +57,20 @@ static void snap_add(ad_sbx_snap *s, const char *rel, const struct stat *st)
     e->ino = (uint64_t)st->st_ino;
 }
 
+/* The next entry of d other than "." and "..", with its lstat (never
+ * following a symlink); NULL at the end. */
+static const char *next_entry(DIR *d, struct stat *st)
+{
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        if (fstatat(dirfd(d), de->d_name, st, AT_SYMLINK_NOFOLLOW) == 0)
+            return de->d_name;
+    }
+    return NULL;
+}
+
 /* Walks dirfd (which it closes); rel is the path of dirfd ("" at the top). */
 static void scan(int dirfd, const char *rel, int depth, ad_sbx_snap *s, size_t *budget)
 {
@@ -59,20 +79,16 @@ static void scan(int dirfd, const char *rel, int depth, ad_sbx_snap *s, size_t *
         close(dirfd);
         return;
     }
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
+    const char *name;
+    struct stat st;
+    while ((name = next_entry(d, &st)) != NULL) {
         if (*budget == 0) {
             s->truncated = true;
             break;
         }
         (*budget)--;
-        struct stat st;
-        if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
-            continue;
         char path[256];
-        int n = snprintf(path, sizeof path, "%s%s%s", rel, rel[0] ? "/" : "", de->d_name);
+        int n = snprintf(path, sizeof path, "%s%s%s", rel, rel[0] ? "/" : "", name);
         if (n < 0 || (size_t)n >= sizeof path)
             continue; /* too long to report */
         if (S_ISREG(st.st_mode)) {
@@ -83,8 +99,8 @@ static void scan(int dirfd, const char *rel, int depth, ad_sbx_snap *s, size_t *
                 s->truncated = true;
                 continue;
             }
-            int sub = openat(dirfd, de->d_name,
-                             O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+            int sub =
+                openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
             if (sub >= 0)
                 scan(sub, path, depth + 1, s, budget);
         }
@@ -117,14 +133,51 @@ const ad_sbx_entry *ad_sbx_snap_find(const ad_sbx_snap *s, const char *name)
     return NULL;
 }
 
+/* Adds the bytes of the regular files under dirfd (which it closes) to
+ * *total. False when the tree is deeper than TREE_DEPTH or has more than
+ * *budget names: then it is not measured, and the caller counts it as over
+ * any quota (files the snapshot never sees must not escape the quota). */
+static bool usage_walk(int dirfd, int depth, uint64_t *total, size_t *budget)
+{
+    DIR *d = fdopendir(dirfd);
+    if (!d) {
+        close(dirfd);
+        return true;
+    }
+    bool ok = true;
+    const char *name;
+    struct stat st;
+    while (ok && (name = next_entry(d, &st)) != NULL) {
+        if (*budget == 0) {
+            ok = false;
+            break;
+        }
+        (*budget)--;
+        if (S_ISREG(st.st_mode)) {
+            *total += (uint64_t)st.st_size;
+        } else if (S_ISDIR(st.st_mode)) {
+            if (depth + 1 >= TREE_DEPTH) {
+                ok = false;
+                break;
+            }
+            int sub =
+                openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+            if (sub >= 0)
+                ok = usage_walk(sub, depth + 1, total, budget);
+        }
+    }
+    closedir(d);
+    return ok;
+}
+
 uint64_t ad_sbx_dir_usage(int dirfd)
 {
-    ad_sbx_snap s;
-    if (ad_sbx_snap_take(dirfd, &s))
+    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
         return 0;
-    uint64_t t = s.total;
-    ad_sbx_snap_free(&s);
-    return t;
+    uint64_t total = 0;
+    size_t budget = USAGE_NAMES;
+    return usage_walk(fd, 0, &total, &budget) ? total : UINT64_MAX;
 }
 
 static bool same_content(int a, int b)
@@ -265,30 +318,57 @@ out:
     return rc;
 }
 
-static void rm_tree(int dirfd, int depth)
+/* Removes everything under dirfd (which it closes). A directory at
+ * TREE_DEPTH is not descended into (that bounds the recursion and the
+ * descriptors held open) but moved up into topfd as ".rm-deep-N" (N from
+ * *seq, never reused) for a later pass; *more says one was. */
+static void rm_tree(int dirfd, int topfd, int depth, unsigned *seq, bool *more)
 {
     DIR *d = fdopendir(dirfd);
     if (!d) {
         close(dirfd);
         return;
     }
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+    const char *name;
+    struct stat st;
+    while ((name = next_entry(d, &st)) != NULL) {
+        if (!S_ISDIR(st.st_mode)) {
+            unlinkat(dirfd, name, 0);
             continue;
-        struct stat st;
-        if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
-            continue;
-        if (S_ISDIR(st.st_mode) && depth < 64) {
-            int sub = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (sub >= 0)
-                rm_tree(sub, depth + 1);
-            unlinkat(dirfd, de->d_name, AT_REMOVEDIR);
-        } else {
-            unlinkat(dirfd, de->d_name, 0);
         }
+        if (depth + 1 >= TREE_DEPTH) {
+            char up[32];
+            int rc;
+            do {
+                snprintf(up, sizeof up, ".rm-deep-%u", ++*seq);
+            } while ((rc = renameat2(dirfd, name, topfd, up, RENAME_NOREPLACE)) != 0 &&
+                     errno == EEXIST);
+            *more |= rc == 0;
+            continue;
+        }
+        int sub = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub >= 0)
+            rm_tree(sub, topfd, depth + 1, seq, more);
+        unlinkat(dirfd, name, AT_REMOVEDIR);
     }
     closedir(d);
+}
+
+void ad_sbx_rm_contents(int dirfd)
+{
+    /* Each pass removes TREE_DEPTH levels; a deeper tree needs more passes
+     * (bounded: the sandbox cannot build an unbounded tree before it is
+     * stopped, and this gives up rather than loop for ever). */
+    unsigned seq = 0;
+    for (unsigned pass = 0; pass < RM_PASSES; pass++) {
+        int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+            return;
+        bool more = false;
+        rm_tree(fd, dirfd, 0, &seq, &more);
+        if (!more)
+            return;
+    }
 }
 
 void ad_sbx_rm_rf_at(int dirfd, const char *name)
@@ -298,8 +378,10 @@ void ad_sbx_rm_rf_at(int dirfd, const char *name)
         return;
     if (S_ISDIR(st.st_mode)) {
         int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd >= 0)
-            rm_tree(fd, 0);
+        if (fd >= 0) {
+            ad_sbx_rm_contents(fd);
+            close(fd);
+        }
         unlinkat(dirfd, name, AT_REMOVEDIR);
     } else {
         unlinkat(dirfd, name, 0);

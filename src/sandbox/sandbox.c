@@ -1301,11 +1301,20 @@ ad_err ad_sandbox_exec(ad_sandbox *sb, const char *session_key, const char *code
     }
     if (ad_sbx_dir_usage(s->dirfd) > sb->disk) {
         enforce_quota(sb, s, &before);
-        if (reason != R_DISK)
+        if (ad_sbx_dir_usage(s->dirfd) > sb->disk) {
+            /* Still over: files the snapshot does not see (a tree too deep
+             * or too wide to measure). Nothing of it can stay. */
+            ad_sbx_rm_contents(s->dirfd);
+            add_note(&o,
+                     "\n[sandbox: /mnt/data exceeded its %llu-byte quota or its limit of 64 "
+                     "directory levels and 200000 names; every file in it was removed]\n",
+                     (unsigned long long)sb->disk);
+        } else if (reason != R_DISK) {
             add_note(&o,
                      "\n[sandbox: /mnt/data exceeded its %llu-byte quota; files this "
                      "execution created were removed]\n",
                      (unsigned long long)sb->disk);
+        }
         reason = R_DISK;
     }
     collect_files(sb, s, &before, &c, res, &o);

@@ -98,7 +98,9 @@ ad_err ad_sbx_snap_take(int dirfd, ad_sbx_snap *s);
 void ad_sbx_snap_free(ad_sbx_snap *s);
 /* Entry of `name` in s, or NULL. */
 const ad_sbx_entry *ad_sbx_snap_find(const ad_sbx_snap *s, const char *name);
-/* Total bytes of regular files under dirfd (bounded scan). */
+/* Total bytes of regular files under dirfd; UINT64_MAX (over any quota)
+ * when the tree is more than 64 levels deep or has more than 200,000 names,
+ * which the scan does not measure. */
 uint64_t ad_sbx_dir_usage(int dirfd);
 
 /* True for a name usable as one /mnt/data file name: 1-255 bytes, no '/',
@@ -111,7 +113,10 @@ ad_err ad_sbx_copy_in(int dirfd, const char *name, const char *src, uid_t uid, g
 /* Copies dirfd/relpath (a regular file, no symlink anywhere on the path, at
  * most max bytes) to the new host file dst (O_EXCL). */
 ad_err ad_sbx_copy_out(int dirfd, const char *relpath, const char *dst, uint64_t max);
-/* Removes everything under dirfd/name (no symlinks followed), then the entry. */
+/* Removes everything under dirfd/name (no symlinks followed, any depth),
+ * then the entry. */
 void ad_sbx_rm_rf_at(int dirfd, const char *name);
+/* Removes everything under dirfd, leaving the directory itself. */
+void ad_sbx_rm_contents(int dirfd);
 
 #endif

@@ -27,9 +27,6 @@
 #include "search/search.h"
 #include "util/alloc.h"
 
-#define FTS_MAX_WORDS 64
-#define FTS_MAX_WORD  64
-
 /* Common English words that carry no topic: left out of keyword queries
  * (they would only reward long chunks). Sorted, for bsearch. */
 static const char *const stopwords[] = {
@@ -64,53 +61,6 @@ static bool word_byte(unsigned char c)
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c >= 0x80;
 }
 
-/* Appends every word of text (stopwords left out with skip_stop) as an
- * OR-ed quoted string; *words counts them. false when out is full. */
-static bool emit_words(const char *text, bool skip_stop, ad_buf *out, size_t *words)
-{
-    const unsigned char *p = (const unsigned char *)text;
-    while (*p && *words < FTS_MAX_WORDS) {
-        while (*p && !word_byte(*p))
-            p++;
-        const unsigned char *s = p;
-        while (*p && word_byte(*p))
-            p++;
-        size_t n = (size_t)(p - s);
-        if (!n)
-            break;
-        if (n > FTS_MAX_WORD) /* keep whole UTF-8 characters */
-            for (n = FTS_MAX_WORD; n > 0 && (s[n] & 0xC0) == 0x80; n--)
-                ;
-        if (!n || (skip_stop && is_stopword(s, n)))
-            continue;
-        if ((*words)++ && ad_buf_addstr(out, " OR "))
-            return false;
-        if (ad_buf_addc(out, '"'))
-            return false;
-        for (size_t i = 0; i < n; i++) {
-            char c = (char)s[i];
-            if (c >= 'A' && c <= 'Z')
-                c = (char)(c - 'A' + 'a');
-            if (ad_buf_addc(out, c))
-                return false;
-        }
-        if (ad_buf_addc(out, '"'))
-            return false;
-    }
-    return true;
-}
-
-bool ad_fts_query(const char *text, ad_buf *out)
-{
-    size_t words = 0;
-    if (!emit_words(text, true, out, &words))
-        return false;
-    /* Nothing but stopwords: search for them after all. */
-    if (!words && !emit_words(text, false, out, &words))
-        return false;
-    return words > 0;
-}
-
 /* Calls fn for every word of text (stopwords left out with skip_stop), at
  * most AD_KW_MAX_WORDS; returns how many. */
 static size_t each_word(const char *text, bool skip_stop,
@@ -136,6 +86,39 @@ static size_t each_word(const char *text, bool skip_stop,
         words++;
     }
     return words;
+}
+
+typedef struct fts_acc {
+    ad_buf *out;
+    size_t n;
+    bool full;
+} fts_acc;
+
+/* Appends a word as a lower-cased quoted string, OR-ed to the previous. */
+static void add_fts_word(void *ud, const unsigned char *w, size_t n)
+{
+    fts_acc *a = ud;
+    if (a->full || (a->n++ && ad_buf_addstr(a->out, " OR ")) || ad_buf_addc(a->out, '"')) {
+        a->full = true;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = (char)(w[i] >= 'A' && w[i] <= 'Z' ? w[i] - 'A' + 'a' : w[i]);
+        if (ad_buf_addc(a->out, c)) {
+            a->full = true;
+            return;
+        }
+    }
+    a->full = ad_buf_addc(a->out, '"') != AD_OK;
+}
+
+bool ad_fts_query(const char *text, ad_buf *out)
+{
+    fts_acc a = {.out = out};
+    /* Nothing but stopwords: search for them after all. */
+    if (!each_word(text, true, add_fts_word, &a))
+        each_word(text, false, add_fts_word, &a);
+    return !a.full && a.n > 0;
 }
 
 typedef struct terms_acc {

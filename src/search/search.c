@@ -135,16 +135,25 @@ static fentry *file_entry(sctx *c, const char *store, const char *file)
     return e;
 }
 
+/* Whether a chunk of file (in the store being scanned) passes the
+ * request's filter; always without one. *rc gets a store error. */
+static bool file_passes(sctx *c, const char *file, ad_err *rc)
+{
+    *rc = AD_OK;
+    if (!c->rq->filters)
+        return true;
+    fentry *e = file_entry(c, c->store, file);
+    if (!e)
+        *rc = AD_EDB;
+    return e && e->ok;
+}
+
 static ad_err keyword_hit(void *ud, int64_t id, const char *file, double score)
 {
     sctx *c = ud;
-    if (c->rq->filters) {
-        fentry *e = file_entry(c, c->store, file);
-        if (!e)
-            return AD_EDB;
-        if (!e->ok)
-            return AD_OK;
-    }
+    ad_err rc;
+    if (!file_passes(c, file, &rc))
+        return rc;
     c->ids[c->n] = id;
     c->scores[c->n] = score;
     c->stores[c->n] = c->store;
@@ -176,13 +185,9 @@ static ad_err vector_hit(void *ud, int64_t id, const char *file, const float *ve
     double s = ad_vec_dot(c->qvec, vec, dims);
     if (c->n == CAND && s <= c->scores[CAND - 1])
         return AD_OK;
-    if (c->rq->filters) {
-        fentry *e = file_entry(c, c->store, file);
-        if (!e)
-            return AD_EDB;
-        if (!e->ok)
-            return AD_OK;
-    }
+    ad_err rc;
+    if (!file_passes(c, file, &rc))
+        return rc;
     top_insert(c, id, s);
     return AD_OK;
 }

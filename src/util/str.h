@@ -20,6 +20,10 @@ bool ad_parse_size(const char *s, uint64_t *out);
 
 /* True when s[0..n) is well-formed UTF-8 (no overlongs, no surrogates). */
 bool ad_utf8_valid(const char *s, size_t n);
+/* Writes code point cp as UTF-8 to out and returns its length (1-4); a
+ * surrogate or a value over U+10FFFF is written as U+FFFD. U+0000 is one
+ * NUL byte (callers that must not produce one map it first). */
+size_t ad_utf8_put(uint32_t cp, char out[4]);
 /* Number of code points in well-formed UTF-8 s[0..n). */
 size_t ad_utf8_count(const char *s, size_t n);
 

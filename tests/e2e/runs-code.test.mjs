@@ -129,3 +129,26 @@ test('CSV in, analysis, CSV out: input files under their names, the output a fil
     await t.close();
   }
 });
+
+test('input files whose names are no single path component still arrive (last component, else the file id)', async () => {
+  const t = await setupRuns();
+  try {
+    const { client, up } = t;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o', tools: [{ type: 'code_interpreter' }] });
+    const nested = await client.files.create({ file: await toFile(Buffer.from('a,b\n1,2\n'), 'exports/q1/data.csv'), purpose: 'assistants' });
+    const dots = await client.files.create({ file: await toFile(Buffer.from('dots\n'), '..'), purpose: 'assistants' });
+    const thread = await client.beta.threads.create({
+      messages: [{
+        role: 'user', content: 'Read them.',
+        attachments: [nested.id, dots.id].map((file_id) => ({ file_id, tools: [{ type: 'code_interpreter' }] })),
+      }],
+    });
+    up.script(code(`print(open("/mnt/data/data.csv").read().strip())\nprint(open("/mnt/data/${dots.id}").read().strip())`), { text: 'Read.' });
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id }, poll);
+    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+    const ci = (await codeStep(client, thread.id, run.id)).step_details.tool_calls[0].code_interpreter;
+    assert.deepEqual(ci.outputs, [{ type: 'logs', logs: 'a,b\n1,2\ndots\n' }]);
+  } finally {
+    await t.close();
+  }
+});

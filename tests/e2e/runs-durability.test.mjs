@@ -7,10 +7,11 @@
 // with its open step and message.
 import test from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { openai, raw, errorOf, runAssistd, KEY } from './lib/server.mjs';
-import { setupRuns, withRestarts } from './lib/runs.mjs';
+import { setupRuns, withRestarts, parseSSE } from './lib/runs.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -435,4 +436,60 @@ test('kill -9 while code_interpreter executes: failed at restart with last_error
     const st = (await listAll(s, `/v1/threads/${thread.id}/runs/${again.id}/steps`)).find((x) => x.type === 'tool_calls');
     assert.deepEqual(st.step_details.tool_calls[0].code_interpreter.outputs, [{ type: 'logs', logs: '42\n' }]);
   });
+});
+
+// A store write that fails: the database refuses (a trigger added from
+// outside, as a full disk would) to store any run as completed. The run's
+// end cannot be committed, so the stream says so with an `error` event
+// (spec ErrorEvent, flat) and ends; the run does not stay in_progress with
+// nobody working on it: it is failed (server_error) a second later, its
+// message closed incomplete and its step failed, and the thread is free.
+test('a run whose end cannot be committed: error event on the stream, run failed soon after, thread usable', async () => {
+  const t = await setupRuns();
+  const db = path.join(t.s.dataDir, 'assistd.db');
+  const sql = (q) => execFileSync('sqlite3', ['-cmd', '.timeout 5000', db, q]);
+  try {
+    const { client, up, s } = t;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o' });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'hi' }] });
+    sql(`CREATE TRIGGER refuse_completed BEFORE UPDATE ON objects
+         WHEN NEW.kind = 'run' AND json_extract(NEW.body, '$.status') = 'completed'
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;`);
+    up.script({ text: 'Hello there', chunks: ['Hello ', 'there'] });
+    const r = await raw(s, 'POST', `/v1/threads/${thread.id}/runs`, { body: { assistant_id: a.id, stream: true } });
+    assert.equal(r.status, 200);
+    const ev = parseSSE(r.text);
+    assert.deepEqual(ev.map((e) => e.event), ['thread.run.created', 'thread.run.queued', 'thread.run.in_progress',
+      'thread.run.step.created', 'thread.run.step.in_progress', 'thread.message.created', 'thread.message.in_progress',
+      'thread.message.delta', 'thread.message.delta', 'error', 'done']);
+    assert.deepEqual(ev.at(-2).data, { code: 'server_error', message: 'The run could not be saved.', param: null, type: 'server_error' });
+    const runId = ev[0].data.id;
+    const failed = await waitStatus(s, thread.id, runId, 'failed');
+    assert.equal(failed.status, 'failed');
+    assert.deepEqual(failed.last_error, { code: 'server_error', message: 'The run could not be saved.' });
+    assert.equal(typeof failed.failed_at, 'number');
+    assert.equal(failed.expires_at, null);
+    const steps = await listAll(s, `/v1/threads/${thread.id}/runs/${runId}/steps`);
+    assert.deepEqual(steps.map((x) => [x.type, x.status]), [['message_creation', 'failed']]);
+    const msgs = await listAll(s, `/v1/threads/${thread.id}/messages`);
+    assert.deepEqual(msgs.map((m) => [m.role, m.status]), [['user', 'completed'], ['assistant', 'incomplete']]);
+    assert.deepEqual(msgs[1].incomplete_details, { reason: 'run_failed' });
+
+    // Through the SDK: the stream helper rejects on the error event (openai
+    // 6.x hands the flat ErrorEvent to AssistantStream, which throws).
+    up.script({ text: 'Again' });
+    const stream = client.beta.threads.runs.stream(thread.id, { assistant_id: a.id });
+    await assert.rejects(stream.finalRun(), /error event/);
+    const list = await client.beta.threads.runs.list(thread.id);
+    const second = await waitStatus(s, thread.id, list.data[0].id, 'failed');
+    assert.equal(second.status, 'failed');
+
+    // Once the store takes writes again, the thread runs as before.
+    sql('DROP TRIGGER refuse_completed;');
+    up.script({ text: 'Fine now' });
+    const ok = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id }, { pollIntervalMs: 20 });
+    assert.equal(ok.status, 'completed');
+  } finally {
+    await t.close();
+  }
 });

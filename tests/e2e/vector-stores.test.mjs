@@ -187,6 +187,17 @@ describe('vector stores, keyword retrieval', () => {
     const r4 = await raw(s, 'POST', `/v1/vector_stores/${ok.id}/search`, { body: { query: 'x', filters: { type: 'between', key: 'a', value: 1 } } });
     assert.equal(r4.status, 400);
     assert.equal(errorOf(r4).param, 'filters.type');
+    // A query array is bounded (each query is ranked over the whole store).
+    const r7 = await raw(s, 'POST', `/v1/vector_stores/${ok.id}/search`, { body: { query: Array.from({ length: 21 }, (_, i) => `q${i}`) } });
+    assert.equal(r7.status, 400);
+    assert.equal(errorOf(r7).code, 'array_above_max_length');
+    assert.equal(errorOf(r7).type, 'invalid_request_error');
+    const r8 = await raw(s, 'POST', `/v1/vector_stores/${ok.id}/search`, { body: { query: [] } });
+    assert.equal(r8.status, 400);
+    assert.equal(errorOf(r8).param, 'query');
+    const r9 = await raw(s, 'POST', `/v1/vector_stores/${ok.id}/search`, { body: { query: 'x', ranking_options: { score_threshold: 1.5 } } });
+    assert.equal(r9.status, 400);
+    assert.equal(errorOf(r9).param, 'ranking_options.score_threshold');
     const r5 = await raw(s, 'POST', `/v1/vector_stores/${ok.id}/file_batches`, { body: {} });
     assert.equal(r5.status, 400);
     assert.equal(errorOf(r5).param, 'file_ids');
@@ -259,6 +270,29 @@ describe('vector stores, keyword retrieval', () => {
     // Deleting the store: its search is gone.
     await c.vectorStores.delete(vs.id);
     await assert.rejects(c.vectorStores.search(vs.id, { query: 'unseal' }), NotFoundError);
+  });
+
+  test('deleting a File removes it from every vector store', async () => {
+    const f = await upload(c, VAULT, 'vault_info.txt');
+    const keep = await upload(c, MONITOR, 'monitoring.md');
+    const a = await c.vectorStores.create({ name: 'a', file_ids: [f.id, keep.id] });
+    const b = await c.vectorStores.create({ name: 'b', file_ids: [f.id] });
+    for (const vs of [a, b]) {
+      await waitFor(async () => (await c.vectorStores.retrieve(vs.id)).file_counts.in_progress === 0);
+      const hit = await c.vectorStores.search(vs.id, { query: 'unseal keys rotated' });
+      assert.equal(hit.data[0].file_id, f.id);
+    }
+    assert.deepEqual(await c.files.delete(f.id), { id: f.id, object: 'file', deleted: true });
+    for (const vs of [a, b]) {
+      const res = await c.vectorStores.search(vs.id, { query: 'unseal keys rotated' });
+      assert.ok(!res.data.some((d) => d.file_id === f.id), JSON.stringify(res.data));
+      await assert.rejects(c.vectorStores.files.retrieve(f.id, { vector_store_id: vs.id }), NotFoundError);
+      const st = await c.vectorStores.retrieve(vs.id);
+      assertCounts(st.file_counts);
+      assert.equal(st.file_counts.total, vs.id === a.id ? 1 : 0);
+    }
+    const left = await c.vectorStores.search(a.id, { query: 'PagerDuty alerts' });
+    assert.equal(left.data[0].file_id, keep.id);
   });
 
   test('tool_resources vector_stores helper and file_search attachments create stores', async () => {

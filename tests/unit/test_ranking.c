@@ -17,6 +17,8 @@
 #include "search/search.h"
 #include "store/store.h"
 
+#include "fixture_store.h"
+
 static void test_kw_terms(void **state)
 {
     (void)state;
@@ -111,78 +113,15 @@ static void test_rm3_terms(void **state)
 
 /* ---------------------------------------------------------------- store */
 
-typedef struct ctx {
-    char dir[64];
-    ad_logger log;
-    ad_store *s;
-    ad_db *db;
-} ctx;
-
 static int setup(void **state)
 {
-    ctx *c = calloc(1, sizeof *c);
-    snprintf(c->dir, sizeof c->dir, "/tmp/assistd-ranking-XXXXXX");
-    c->log.fd = 2;
-    c->log.level = AD_LOG_WARN;
-    if (!mkdtemp(c->dir) || ad_store_open(c->dir, 2, &c->log, &c->s)) {
-        free(c);
-        return -1;
-    }
-    c->db = ad_store_acquire(c->s);
-    *state = c;
-    return 0;
+    return fixture_setup(state, "assistd-ranking");
 }
 
 static int teardown(void **state)
 {
-    ctx *c = *state;
-    ad_store_release(c->s, c->db);
-    ad_store_close(c->s);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", c->dir);
-    if (system(cmd) != 0)
-        return -1;
-    free(c);
     unsetenv("ASSISTD_SEARCH_RANKER");
-    return 0;
-}
-
-static void put_json(ad_db *db, const char *kind, const char *id, const char *parent,
-                     const char *json)
-{
-    ad_obj o = {.kind = kind, .id = id, .project = "p", .parent = parent, .aux = ""};
-    assert_int_equal(ad_db_put(db, &o, json, strlen(json)), AD_OK);
-}
-
-static void add_store(ad_db *db, const char *id)
-{
-    char json[256];
-    snprintf(json, sizeof json, "{\"id\":\"%s\",\"object\":\"vector_store\",\"last_active_at\":1}",
-             id);
-    put_json(db, "vector_store", id, "", json);
-}
-
-/* One completed file of n chunks in a store. */
-static void add_file(ad_db *db, const char *store, const char *file, const char *const *texts,
-                     size_t n)
-{
-    char json[512];
-    snprintf(json, sizeof json,
-             "{\"id\":\"%s\",\"vector_store_id\":\"%s\",\"status\":\"completed\","
-             "\"usage_bytes\":10,\"created_at\":1,\"attributes\":{}}",
-             file, store);
-    json_t *v = json_loads(json, 0, NULL);
-    assert_int_equal(ad_vsf_save(db, "p", v, true), AD_OK);
-    json_decref(v);
-    snprintf(json, sizeof json, "{\"id\":\"%s\",\"filename\":\"%s.txt\"}", file, file);
-    put_json(db, "file", file, "", json);
-    ad_chunk_row *rows = calloc(n, sizeof *rows);
-    for (size_t i = 0; i < n; i++)
-        rows[i] = (ad_chunk_row){texts[i], strlen(texts[i]), NULL, 0};
-    assert_int_equal(ad_db_begin(db), AD_OK);
-    assert_int_equal(ad_db_chunks_insert(db, store, file, rows, n), AD_OK);
-    assert_int_equal(ad_db_commit(db), AD_OK);
-    free(rows);
+    return fixture_teardown(state);
 }
 
 typedef struct tf_acc {
@@ -210,8 +149,8 @@ static void test_store_evidence(void **state)
     add_store(c->db, "vs_storeBBBBBBBB");
     const char *a[] = {"Running dogs run; the dog ran.", "Cats sleep."};
     const char *b[] = {"Dogs everywhere."};
-    add_file(c->db, "vs_storeAAAAAAAA", "file-a", a, 2);
-    add_file(c->db, "vs_storeBBBBBBBB", "file-b", b, 1);
+    add_file(c->db, "vs_storeAAAAAAAA", "file-a", "{}", a, 2, NULL, 0);
+    add_file(c->db, "vs_storeBBBBBBBB", "file-b", "{}", b, 1, NULL, 0);
 
     int64_t chunks = 0, tokens = 0;
     assert_int_equal(ad_db_chunks_stats(c->db, "vs_storeAAAAAAAA", &chunks, &tokens), AD_OK);
@@ -263,22 +202,6 @@ static void test_store_evidence(void **state)
     ad_buf_free(&e);
 }
 
-static size_t search(ctx *c, const char *store, const char *query, ad_search_hit **hits)
-{
-    const char *stores[] = {store};
-    const char *queries[] = {query};
-    ad_search_req rq = {.project = "p",
-                        .store_ids = stores,
-                        .nstores = 1,
-                        .queries = queries,
-                        .nqueries = 1,
-                        .max_num_results = 10};
-    size_t n = 0;
-    char msg[256];
-    assert_int_equal(ad_search(NULL, c->db, &rq, hits, &n, msg, sizeof msg), AD_OK);
-    return n;
-}
-
 /* Store A: "zebra" is rare there (1 chunk of 4), "lion" common (3 of 4).
  * Another store B, full of zebras, makes "zebra" common in the database as
  * a whole. A's ranking must not change; FTS5's global bm25() flips. */
@@ -288,11 +211,11 @@ static void test_store_ranks_alone(void **state)
     add_store(c->db, "vs_aloneAAAAAAAA");
     add_store(c->db, "vs_zebrasBBBBBBB");
     const char *a[] = {"zebra grass", "lion lion lion grass", "lion rock", "lion tree"};
-    add_file(c->db, "vs_aloneAAAAAAAA", "file-z", a, 1);
-    add_file(c->db, "vs_aloneAAAAAAAA", "file-l", a + 1, 3);
+    add_file(c->db, "vs_aloneAAAAAAAA", "file-z", "{}", a, 1, NULL, 0);
+    add_file(c->db, "vs_aloneAAAAAAAA", "file-l", "{}", a + 1, 3, NULL, 0);
 
     ad_search_hit *h = NULL;
-    size_t n = search(c, "vs_aloneAAAAAAAA", "zebra lion", &h);
+    size_t n = search(c, "vs_aloneAAAAAAAA", "zebra lion", NULL, &h);
     assert_true(n >= 2);
     assert_string_equal(h[0].file_id, "file-z"); /* the rare word wins */
     ad_search_hits_free(h, n);
@@ -303,9 +226,9 @@ static void test_store_ranks_alone(void **state)
     for (int f = 0; f < 4; f++) {
         char id[32];
         snprintf(id, sizeof id, "file-zz%d", f);
-        add_file(c->db, "vs_zebrasBBBBBBB", id, z, 8);
+        add_file(c->db, "vs_zebrasBBBBBBB", id, "{}", z, 8, NULL, 0);
     }
-    n = search(c, "vs_aloneAAAAAAAA", "zebra lion", &h);
+    n = search(c, "vs_aloneAAAAAAAA", "zebra lion", NULL, &h);
     assert_true(n >= 2);
     assert_string_equal(h[0].file_id, "file-z"); /* unchanged */
     for (size_t i = 0; i < n; i++)
@@ -314,7 +237,7 @@ static void test_store_ranks_alone(void **state)
 
     /* the baseline ranker's IDF is the whole database's: zebra lost */
     setenv("ASSISTD_SEARCH_RANKER", "fts5", 1);
-    n = search(c, "vs_aloneAAAAAAAA", "zebra lion", &h);
+    n = search(c, "vs_aloneAAAAAAAA", "zebra lion", NULL, &h);
     assert_true(n >= 2);
     assert_string_equal(h[0].file_id, "file-l");
     ad_search_hits_free(h, n);
@@ -334,9 +257,9 @@ static void test_feedback_expands(void **state)
         "lunch menu pizza",
         "parking garage levels",
     };
-    add_file(c->db, "vs_feedbackAAAAA", "file-f", t, 5);
+    add_file(c->db, "vs_feedbackAAAAA", "file-f", "{}", t, 5, NULL, 0);
     ad_search_hit *h = NULL;
-    size_t n = search(c, "vs_feedbackAAAAA", "vault unseal", &h);
+    size_t n = search(c, "vs_feedbackAAAAA", "vault unseal", NULL, &h);
     assert_int_equal(n, 3); /* the third chunk comes in through feedback only */
     assert_string_equal(h[2].text, "shamir shares quarterly rotation schedule");
     ad_search_hits_free(h, n);
@@ -357,12 +280,12 @@ static size_t needle_search(ctx *c, const char *store, int extra)
     }
     char file[64];
     snprintf(file, sizeof file, "file-%s", store);
-    add_file(c->db, store, file, (const char *const *)texts, (size_t)extra + 1);
+    add_file(c->db, store, file, "{}", (const char *const *)texts, (size_t)extra + 1, NULL, 0);
     for (int i = 0; i <= extra; i++)
         free(texts[i]);
     free(texts);
     ad_search_hit *h = NULL;
-    size_t n = search(c, store, "needle", &h);
+    size_t n = search(c, store, "needle", NULL, &h);
     assert_true(n >= 1);
     assert_string_equal(h[0].text, "needle shared");
     ad_search_hits_free(h, n);

@@ -42,6 +42,14 @@ static void split_shapes(void **state)
     assert_string_equal(p, "/files");
     assert_true(ad_url_split("/healthz", &s, &p));
     assert_int_equal(s, AD_SHAPE_ROOT);
+    /* The playground: one root route for the prefix and everything below. */
+    assert_true(ad_url_split("/playground", &s, &p));
+    assert_int_equal(s, AD_SHAPE_ROOT);
+    assert_string_equal(p, "/playground");
+    assert_true(ad_url_split("/playground/assets/x.js", &s, &p));
+    assert_int_equal(s, AD_SHAPE_ROOT);
+    assert_string_equal(p, "/playground");
+    assert_false(ad_url_split("/playgroundx", &s, &p));
     assert_false(ad_url_split("/v2/assistants", &s, &p));
     assert_false(ad_url_split("/", &s, &p));
     assert_false(ad_url_split("/openai/deployments/", &s, &p));

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -601,6 +602,78 @@ static ad_sbx_result run_in(ad_sandbox *x, const char *key, const char *code)
     return r;
 }
 
+/* Removal reaches any depth (the walk itself stops at 64 levels and moves
+ * deeper subtrees up for another pass). */
+static void test_rm_deep(void **state)
+{
+    (void)state;
+    char top[1200];
+    snprintf(top, sizeof top, "%s/rm-deep", datadir);
+    assert_int_equal(mkdir(top, 0755), 0);
+    int base = open(datadir, O_RDONLY | O_DIRECTORY);
+    int fd = open(top, O_RDONLY | O_DIRECTORY);
+    assert_true(base >= 0 && fd >= 0);
+    for (int i = 0; i < 300; i++) {
+        assert_int_equal(mkdirat(fd, "d", 0755), 0);
+        int f = openat(fd, "f", O_WRONLY | O_CREAT, 0644);
+        assert_true(f >= 0);
+        close(f);
+        int next = openat(fd, "d", O_RDONLY | O_DIRECTORY);
+        assert_true(next >= 0);
+        close(fd);
+        fd = next;
+    }
+    close(fd);
+    assert_true(ad_sbx_dir_usage(base) == UINT64_MAX); /* too deep to measure */
+    ad_sbx_rm_rf_at(base, "rm-deep");
+    struct stat st;
+    assert_int_equal(fstatat(base, "rm-deep", &st, AT_SYMLINK_NOFOLLOW), -1);
+    close(base);
+}
+
+/* The quota counts every file, however deep or however many names come
+ * before it: a scan bounded in depth or entries must not let bytes past it. */
+static void test_disk_quota_unscanned(void **state)
+{
+    (void)state;
+    ad_config cfg;
+    cfg_init(&cfg);
+    cfg.sandbox_disk = 8ull << 20;
+    cfg.sandbox_file_size = 4ull << 20;
+    ad_sandbox *x = own_sandbox("quota-deep", &cfg, &logger);
+    /* Deeper than any scan looks. */
+    ad_sbx_result r = run_in(x, "deep",
+                             "import os\nd = '/mnt/data/' + '/'.join('d' * 80)\nos.makedirs(d)\n"
+                             "for i in range(4):\n"
+                             "    open(d + '/f%d' % i, 'wb').write(b'x' * (3 << 20))\n");
+    if (strcmp(r.exit_reason, "killed-disk"))
+        fail_msg("deep files: %s\n%s", r.exit_reason, r.logs);
+    ad_sbx_result_free(&r);
+    /* More names than any scan looks at, then the bytes. */
+    r = run_in(x, "wide",
+               "import os\nos.mkdir('/mnt/data/w')\n"
+               "for i in range(25000):\n    open('/mnt/data/w/%05d' % i, 'wb').close()\n"
+               "for i in range(4):\n"
+               "    open('/mnt/data/w/zz%d' % i, 'wb').write(b'x' * (3 << 20))\n");
+    if (strcmp(r.exit_reason, "killed-disk"))
+        fail_msg("many names: %s\n%s", r.exit_reason, r.logs);
+    ad_sbx_result_free(&r);
+    /* Both sessions' directories are gone with them. */
+    ad_sandbox_end(x, "deep");
+    ad_sandbox_end(x, "wide");
+    char path[1200];
+    snprintf(path, sizeof path, "%s/sandbox", cfg.data_dir);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    struct dirent *de;
+    int left = 0;
+    while ((de = readdir(d)) != NULL)
+        left += strncmp(de->d_name, "s-", 2) == 0;
+    closedir(d);
+    assert_int_equal(left, 0);
+    ad_sandbox_free(x);
+}
+
 /* ---- spare interpreters ---- */
 
 static void test_spares(void **state)
@@ -911,11 +984,16 @@ int main(void)
         cmocka_unit_test(test_bad_calls),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_limits_small),
+        cmocka_unit_test(test_rm_deep),
+        cmocka_unit_test(test_disk_quota_unscanned),
         cmocka_unit_test(test_spares),
         cmocka_unit_test(test_spares_stop_when_idle),
         cmocka_unit_test(test_exec_log_and_metrics),
         cmocka_unit_test(test_end_while_running),
         cmocka_unit_test(test_shutdown),
     };
+    /* SBX_TEST=PATTERN runs only the matching tests (e.g. "test_spares*"). */
+    if (getenv("SBX_TEST"))
+        cmocka_set_test_filter(getenv("SBX_TEST"));
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -12,9 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sqlite3.h>
+
 #include "ingest/ingest.h"
 #include "search/search.h"
 #include "store/store.h"
+
+#include "fixture_store.h"
 
 static void test_fts_query(void **state)
 {
@@ -150,89 +154,9 @@ static void test_vectors(void **state)
 
 /* ---- the chunk index and ad_search against a real store ---- */
 
-typedef struct ctx {
-    char dir[64];
-    ad_logger log;
-    ad_store *s;
-    ad_db *db;
-} ctx;
-
 static int setup(void **state)
 {
-    ctx *c = calloc(1, sizeof *c);
-    snprintf(c->dir, sizeof c->dir, "/tmp/assistd-search-XXXXXX");
-    c->log.fd = 2;
-    c->log.level = AD_LOG_WARN;
-    if (!mkdtemp(c->dir) || ad_store_open(c->dir, 2, &c->log, &c->s)) {
-        free(c);
-        return -1;
-    }
-    c->db = ad_store_acquire(c->s);
-    *state = c;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    ctx *c = *state;
-    ad_store_release(c->s, c->db);
-    ad_store_close(c->s);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", c->dir);
-    if (system(cmd) != 0)
-        return -1;
-    free(c);
-    return 0;
-}
-
-static void put_json(ad_db *db, const char *kind, const char *id, const char *parent,
-                     const char *aux, const char *json)
-{
-    ad_obj o = {.kind = kind, .id = id, .project = "p", .parent = parent, .aux = aux};
-    assert_int_equal(ad_db_put(db, &o, json, strlen(json)), AD_OK);
-}
-
-/* A store with one completed file holding the given chunks. */
-static void add_file(ad_db *db, const char *store, const char *file, const char *attrs,
-                     const char *const *texts, size_t n, const float *vecs, size_t dims)
-{
-    char json[512];
-    snprintf(json, sizeof json,
-             "{\"id\":\"%s\",\"vector_store_id\":\"%s\",\"status\":\"completed\","
-             "\"usage_bytes\":10,\"created_at\":1,\"attributes\":%s}",
-             file, store, attrs);
-    json_t *v = json_loads(json, 0, NULL);
-    assert_int_equal(ad_vsf_save(db, "p", v, true), AD_OK);
-    json_decref(v);
-    snprintf(json, sizeof json, "{\"id\":\"%s\",\"filename\":\"%s.txt\"}", file, file);
-    put_json(db, "file", file, "", "assistants", json);
-    ad_chunk_row rows[8];
-    for (size_t i = 0; i < n; i++)
-        rows[i] = (ad_chunk_row){texts[i], strlen(texts[i]), vecs ? vecs + i * dims : NULL,
-                                 vecs ? dims : 0};
-    assert_int_equal(ad_db_begin(db), AD_OK);
-    assert_int_equal(ad_db_chunks_insert(db, store, file, rows, n), AD_OK);
-    assert_int_equal(ad_db_commit(db), AD_OK);
-}
-
-static size_t search(ctx *c, const char *store, const char *query, const char *filter,
-                     ad_search_hit **hits)
-{
-    const char *stores[] = {store};
-    const char *queries[] = {query};
-    json_t *f = filter ? json_loads(filter, 0, NULL) : NULL;
-    ad_search_req rq = {.project = "p",
-                        .store_ids = stores,
-                        .nstores = 1,
-                        .queries = queries,
-                        .nqueries = 1,
-                        .max_num_results = 10,
-                        .filters = f};
-    size_t n = 0;
-    char msg[256];
-    assert_int_equal(ad_search(NULL, c->db, &rq, hits, &n, msg, sizeof msg), AD_OK);
-    json_decref(f);
-    return n;
+    return fixture_setup(state, "assistd-search");
 }
 
 static void test_index_and_search(void **state)
@@ -284,20 +208,12 @@ static void test_index_and_search(void **state)
     ad_search_hits_free(h, n);
 
     /* an unknown store, or one of another project */
-    const char *stores[] = {"vs_zz"};
-    const char *queries[] = {"x"};
-    ad_search_req rq = {.project = "p",
-                        .store_ids = stores,
-                        .nstores = 1,
-                        .queries = queries,
-                        .nqueries = 1,
-                        .max_num_results = 5};
     char msg[256];
-    assert_int_equal(ad_search(NULL, c->db, &rq, &h, &n, msg, sizeof msg), AD_ENOTFOUND);
+    assert_int_equal(fixture_search(c, "p", "vs_zz", "x", NULL, &h, &n, msg, sizeof msg),
+                     AD_ENOTFOUND);
     assert_string_equal(msg, "No vector store found with id 'vs_zz'.");
-    stores[0] = "vs_a";
-    rq.project = "other";
-    assert_int_equal(ad_search(NULL, c->db, &rq, &h, &n, msg, sizeof msg), AD_ENOTFOUND);
+    assert_int_equal(fixture_search(c, "other", "vs_a", "x", NULL, &h, &n, msg, sizeof msg),
+                     AD_ENOTFOUND);
 
     /* counts from the rows */
     int64_t usage = 0;
@@ -332,17 +248,11 @@ static void test_expired_and_vectors(void **state)
              "{\"id\":\"vs_old\",\"last_active_at\":1000,"
              "\"expires_after\":{\"anchor\":\"last_active_at\",\"days\":1}}");
     const char *stores[] = {"vs_old"};
-    const char *queries[] = {"x"};
-    ad_search_req rq = {.project = "p",
-                        .store_ids = stores,
-                        .nstores = 1,
-                        .queries = queries,
-                        .nqueries = 1,
-                        .max_num_results = 5};
     ad_search_hit *h = NULL;
     size_t n = 0;
     char msg[256];
-    assert_int_equal(ad_search(NULL, c->db, &rq, &h, &n, msg, sizeof msg), AD_ESTATE);
+    assert_int_equal(fixture_search(c, "p", "vs_old", "x", NULL, &h, &n, msg, sizeof msg),
+                     AD_ESTATE);
     assert_non_null(strstr(msg, "is expired"));
     bool expired = false;
     assert_int_equal(ad_vector_stores_wait_ready(NULL, c->db, "p", stores, 1, 10, &expired), AD_OK);
@@ -360,6 +270,77 @@ static void test_expired_and_vectors(void **state)
     assert_true(a.dot[0] == 0.0 && a.dot[1] == 1.0);
 }
 
+/* A database left at schema 2 by an older assistd (chunks indexed without
+ * their store, no chunk_stats) is migrated at open: the index is rebuilt
+ * with the store ids, the statistics counted, and the old chunks found. */
+static void test_migration_from_v2(void **state)
+{
+    (void)state;
+    static const char *const v2 =
+        "CREATE TABLE objects (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,"
+        "  id TEXT NOT NULL UNIQUE, project TEXT NOT NULL, parent TEXT NOT NULL DEFAULT '',"
+        "  aux TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL, body TEXT);"
+        "CREATE INDEX objects_page ON objects(project, kind, parent, seq);"
+        "CREATE TABLE chunks (id INTEGER PRIMARY KEY, store_id TEXT NOT NULL,"
+        "  file_id TEXT NOT NULL, ord INTEGER NOT NULL, text TEXT NOT NULL, embedding BLOB);"
+        "CREATE INDEX chunks_owner ON chunks(store_id, file_id, ord);"
+        "CREATE VIRTUAL TABLE chunks_fts USING fts5(text, content='chunks', content_rowid='id',"
+        "  tokenize='porter unicode61 remove_diacritics 2');"
+        "CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN"
+        "  INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text); END;"
+        "CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN"
+        "  INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);"
+        "  END;"
+        "INSERT INTO chunks(store_id, file_id, ord, text) VALUES"
+        "  ('vs_oldAAAAAAAAAA', 'file-1', 0, 'Rotate the unseal keys every ninety days.'),"
+        "  ('vs_oldAAAAAAAAAA', 'file-1', 1, 'The root token is revoked.'),"
+        "  ('vs_oldAAAAAAAAAA', 'file-2', 0, 'Alerts go to PagerDuty.'),"
+        "  ('vs_otherBBBBBBBB', 'file-3', 0, 'Unseal keys of another store.');"
+        "PRAGMA user_version=2;";
+    ctx *c = calloc(1, sizeof *c);
+    snprintf(c->dir, sizeof c->dir, "/tmp/assistd-migrate-XXXXXX");
+    assert_non_null(mkdtemp(c->dir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/assistd.db", c->dir);
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(path, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, v2, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+
+    c->log.fd = 2;
+    c->log.level = AD_LOG_WARN;
+    assert_int_equal(ad_store_open(c->dir, 2, &c->log, &c->s), AD_OK);
+    c->db = ad_store_acquire(c->s);
+    void *st = c;
+    int64_t chunks = 0, tokens = 0;
+    assert_int_equal(ad_db_chunks_stats(c->db, "vs_oldAAAAAAAAAA", &chunks, &tokens), AD_OK);
+    assert_int_equal(chunks, 3);
+    assert_int_equal(tokens, 7 + 5 + 4); /* index tokens of the three chunks */
+    assert_int_equal(ad_db_chunks_stats(c->db, "vs_otherBBBBBBBB", &chunks, &tokens), AD_OK);
+    assert_int_equal(chunks, 1);
+
+    add_store(c->db, "vs_oldAAAAAAAAAA");
+    ad_search_hit *hits = NULL;
+    size_t n = search(c, "vs_oldAAAAAAAAAA", "unseal keys", NULL, &hits);
+    assert_int_equal(n, 1); /* the other store's chunk is not seen */
+    assert_string_equal(hits[0].file_id, "file-1");
+    assert_string_equal(hits[0].text, "Rotate the unseal keys every ninety days.");
+    ad_search_hits_free(hits, n);
+    /* the migrated triggers keep the index and the statistics in step */
+    const char *more[] = {"PagerDuty pages the on-call engineer."};
+    add_file(c->db, "vs_oldAAAAAAAAAA", "file-4", "{}", more, 1, NULL, 0);
+    n = search(c, "vs_oldAAAAAAAAAA", "PagerDuty", NULL, &hits);
+    assert_int_equal(n, 2);
+    ad_search_hits_free(hits, n);
+    assert_int_equal(ad_db_begin(c->db), AD_OK);
+    assert_int_equal(ad_db_chunks_delete(c->db, "vs_oldAAAAAAAAAA", "file-1"), AD_OK);
+    assert_int_equal(ad_db_commit(c->db), AD_OK);
+    assert_int_equal(ad_db_chunks_stats(c->db, "vs_oldAAAAAAAAAA", &chunks, &tokens), AD_OK);
+    assert_int_equal(chunks, 2);
+    assert_int_equal(tokens, 4 + 6); /* PagerDuty pages the on call engineer */
+    assert_int_equal(fixture_teardown(&st), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -367,8 +348,9 @@ int main(void)
         cmocka_unit_test(test_rrf),
         cmocka_unit_test(test_filters),
         cmocka_unit_test(test_vectors),
-        cmocka_unit_test_setup_teardown(test_index_and_search, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_expired_and_vectors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_and_search, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_expired_and_vectors, setup, fixture_teardown),
+        cmocka_unit_test(test_migration_from_v2),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /* test_static.c -- the playground's file serving: which URL tails are
  * looked up at all, that the lookup never follows a symlink or leaves the
- * root, Content-Types, and Accept-Encoding parsing. */
+ * root, Content-Types, and Accept-Encoding parsing. (That /playground
+ * routes at the root is in test_router.c.) */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,7 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "http/router.h"
 #include "http/static.h"
 
 static void path_checks(void **state)
@@ -151,26 +151,13 @@ static void open_below_root(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
-static void routed_at_root(void **state)
-{
-    (void)state;
-    ad_shape s;
-    const char *p;
-    assert_true(ad_url_split("/playground", &s, &p));
-    assert_int_equal(s, AD_SHAPE_ROOT);
-    assert_string_equal(p, "/playground");
-    assert_true(ad_url_split("/playground/assets/x.js", &s, &p));
-    assert_int_equal(s, AD_SHAPE_ROOT);
-    assert_string_equal(p, "/playground");
-    assert_false(ad_url_split("/playgroundx", &s, &p));
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(path_checks),     cmocka_unit_test(content_types),
-        cmocka_unit_test(accept_encoding), cmocka_unit_test(open_below_root),
-        cmocka_unit_test(routed_at_root),
+        cmocka_unit_test(path_checks),
+        cmocka_unit_test(content_types),
+        cmocka_unit_test(accept_encoding),
+        cmocka_unit_test(open_below_root),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -102,6 +102,40 @@ static void utf8_validation(void **state)
     assert_int_equal(ad_utf8_count("h\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 10), 4);
 }
 
+static void utf8_encoding(void **state)
+{
+    (void)state;
+    static const struct {
+        uint32_t cp;
+        const char *want;
+    } cases[] = {
+        {0x41, "A"},
+        {0x7F, "\x7f"},
+        {0x80, "\xc2\x80"},
+        {0xE9, "\xc3\xa9"},
+        {0x7FF, "\xdf\xbf"},
+        {0x800, "\xe0\xa0\x80"},
+        {0x20AC, "\xe2\x82\xac"},
+        {0xFFFF, "\xef\xbf\xbf"},
+        {0x10000, "\xf0\x90\x80\x80"},
+        {0x1F600, "\xf0\x9f\x98\x80"},
+        {0x10FFFF, "\xf4\x8f\xbf\xbf"},
+        {0xD800, "\xef\xbf\xbd"},
+        {0xDFFF, "\xef\xbf\xbd"},   /* surrogates */
+        {0x110000, "\xef\xbf\xbd"}, /* past U+10FFFF */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char u[4];
+        size_t n = ad_utf8_put(cases[i].cp, u);
+        assert_int_equal(n, strlen(cases[i].want));
+        assert_memory_equal(u, cases[i].want, n);
+        assert_true(ad_utf8_valid(u, n));
+    }
+    char z[4] = {'x'};
+    assert_int_equal(ad_utf8_put(0, z), 1); /* NUL is one NUL byte */
+    assert_int_equal(z[0], 0);
+}
+
 static void constant_time_equal(void **state)
 {
     (void)state;
@@ -162,6 +196,7 @@ int main(void)
         cmocka_unit_test(parse_i64_is_strict),
         cmocka_unit_test(parse_size_suffixes),
         cmocka_unit_test(utf8_validation),
+        cmocka_unit_test(utf8_encoding),
         cmocka_unit_test(constant_time_equal),
         cmocka_unit_test(strlcpy_truncates),
         cmocka_unit_test(arena_allocates_and_aligns),
