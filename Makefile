@@ -4,7 +4,7 @@
 #   make test   install, build under ASan+UBSan, run unit, black-box, browser and fuzz tests
 #
 # Other targets: all (release build + playground), asan, playground, unit, e2e, browser, fuzz,
-# fuzz-long, lint, bench, bench-runs, bench-sandbox, bench-search, tokenizer, tokenizer-check, clean.
+# fuzz-long, lint, bench, bench-runs, bench-sandbox, bench-search, bench-tokenizer, tokenizer, tokenizer-check, clean.
 
 CC      ?= gcc
 FUZZCC  ?= clang
@@ -50,7 +50,7 @@ else
 Q := @
 endif
 
-.PHONY: all asan run test deps unit e2e browser playground fuzz fuzz-build fuzz-long lint bench bench-runs bench-sandbox clean tokenizer tokenizer-check
+.PHONY: all asan run test deps unit e2e browser playground fuzz fuzz-build fuzz-long lint bench bench-runs bench-sandbox bench-tokenizer clean tokenizer tokenizer-check
 
 all: $(BUILD)/assistd playground
 
@@ -157,6 +157,14 @@ $(BUILD)/bench/sandbox_bench: bench/sandbox_bench.c $(REL_OBJ)
 
 bench-sandbox: $(BUILD)/bench/sandbox_bench
 	bench/sandbox.sh $(CURDIR)/$(BUILD)/bench/sandbox_bench
+
+# Tokenizer and chunker throughput on NFCorpus text, piece cache off vs on (bench/tokenizer_bench.c).
+$(BUILD)/bench/tokenizer_bench: bench/tokenizer_bench.c $(REL_OBJ)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS_REL) -o $@ $< $(REL_OBJ) $(PKGLIBS)
+
+bench-tokenizer: $(BUILD)/bench/tokenizer_bench
+	$(BUILD)/bench/tokenizer_bench
 
 # file_search: NFCorpus quality, ingestion rate, search latency (bench/search.sh).
 bench-search: $(BUILD)/assistd

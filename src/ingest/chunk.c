@@ -19,12 +19,31 @@
  * A chunk starting at s gets the window [s, L) of max_tokens tokens; its end
  * is the strongest boundary in the window's last part (at least
  * overlap + (max - overlap) / 2 tokens in, so every chunk moves the start on
- * by at least half the stride), the last such boundary of that class. The
+ * by at least half the stride, and past the previous chunk's end, so that no
+ * chunk lies inside the one before), the last such boundary of that class. The
  * next chunk starts about overlap_tokens before the end: the strongest
  * boundary within a quarter of the overlap either side of that point, the
  * nearest one on ties. Since a substring does not always tokenize exactly as
  * the same bytes inside the whole text, each chunk is counted on its own and
  * a chunk over the maximum is recomputed with a smaller window.
+ *
+ * Counting a chunk without tokenizing it again. Call p a hard cut when
+ * t[p-1] is an ASCII character other than whitespace and t[p] is a space.
+ * In both published pre-tokenizer patterns (o200k_base, cl100k_base) a
+ * space can only be the first character of a piece or part of a piece made
+ * of whitespace alone, so no piece holds both t[p-1] and t[p]: every split
+ * of every substring containing both has a piece boundary at p. Nor does
+ * matching a piece that ends at p look past t[p] (the elements that could
+ * take more would have to take that space). So in valid UTF-8 (one run for
+ * the tokenizer), for hard cuts s < h1 <= h2 < e, the pieces of t[s..e)
+ * between h1 and h2 are the whole text's, and since a piece's tokens depend
+ * on the piece alone,
+ *     count(t[s..e)) = count(t[s..h1)) + (tokens of the text in [h1, h2))
+ *                      + count(t[h2..e)),
+ * the middle read off the offsets array. h1 is the first hard cut after s,
+ * h2 the last before e (a word or two each); a chunk with none near its
+ * ends, text that is not valid UTF-8, or another encoding is counted whole.
+ * The unit tests check every chunk's count against a full count.
  */
 #include "ingest/chunk.h"
 
@@ -34,7 +53,7 @@
 
 #include "util/alloc.h"
 
-#define SMALL_TEXT (1u << 20) /* bytes; over this the tokens are counted first */
+#define CUT_SCAN 256 /* bytes searched for a hard cut at each end of a chunk */
 
 enum { B_NONE, B_CHAR, B_WORD, B_SENT, B_LINE, B_PARA };
 
@@ -44,6 +63,7 @@ typedef struct {
     size_t len;
     uint32_t *off; /* off[i]: byte where token i starts; off[nt] == len */
     size_t nt;
+    bool cuts; /* hard cuts may be used (valid UTF-8, a known encoding) */
 } doc;
 
 static bool is_ws(unsigned char c)
@@ -115,6 +135,30 @@ static int classify(const doc *d, size_t p)
     return B_WORD;
 }
 
+/* Whether the text is well-formed UTF-8 by the tokenizer's rules (which
+ * seq_len mirrors), so that the tokenizer sees it as one valid run. */
+static bool all_valid(const doc *d)
+{
+    for (size_t q = 0; q < d->len;) {
+        if (d->t[q] < 0x80) {
+            q++;
+            continue;
+        }
+        size_t k = seq_len(d, q);
+        if (!k)
+            return false;
+        q += k;
+    }
+    return true;
+}
+
+/* p is a hard cut (see the top of the file); 0 < p < len. */
+static bool hard_cut(const doc *d, size_t p)
+{
+    unsigned char a = d->t[p - 1];
+    return d->t[p] == ' ' && a < 0x80 && !is_ws(a);
+}
+
 /* Largest i <= nt with off[i] <= pos. */
 static size_t tok_at(const doc *d, size_t pos)
 {
@@ -127,6 +171,28 @@ static size_t tok_at(const doc *d, size_t pos)
             hi = mid - 1;
     }
     return lo;
+}
+
+/* Exact token count of text[s..e) (s < e): as ad_tokenizer_count, with the
+ * middle between two hard cuts read off the whole text's tokens. */
+static size_t span_tokens(const doc *d, size_t s, size_t e)
+{
+    const char *txt = (const char *)d->t;
+    if (d->cuts && e - s > 2) {
+        size_t h1 = s + 1, h2 = e - 1, lim1 = e - s > CUT_SCAN ? s + CUT_SCAN : e,
+               lim2 = e - s > CUT_SCAN ? e - CUT_SCAN : s;
+        while (h1 < lim1 && !hard_cut(d, h1))
+            h1++;
+        while (h2 > lim2 && !hard_cut(d, h2))
+            h2--;
+        if (h1 < lim1 && h2 > lim2 && h1 <= h2) {
+            size_t a = tok_at(d, h1), b = tok_at(d, h2);
+            if (d->off[a] == h1 && d->off[b] == h2) /* piece starts are token starts */
+                return ad_tokenizer_count(d->tok, txt + s, h1 - s) + (b - a) +
+                       ad_tokenizer_count(d->tok, txt + h2, e - h2);
+        }
+    }
+    return ad_tokenizer_count(d->tok, txt + s, e - s);
 }
 
 /* Byte position of token index i (clamped to the end). */
@@ -159,8 +225,9 @@ static size_t best_before(const doc *d, size_t lo, size_t hi)
     return best;
 }
 
-/* End of the chunk starting at s whose window is lim tokens. */
-static size_t chunk_end(const doc *d, size_t s, size_t lim, size_t overlap)
+/* End of the chunk starting at s whose window is lim tokens; past min_end
+ * (the previous chunk's end) whenever the window reaches beyond it. */
+static size_t chunk_end(const doc *d, size_t s, size_t lim, size_t overlap, size_t min_end)
 {
     size_t ts = tok_at(d, s);
     if (ts + lim >= d->nt)
@@ -172,7 +239,11 @@ static size_t chunk_end(const doc *d, size_t s, size_t lim, size_t overlap)
     size_t lo = pos_of(d, ts + lo_tok);
     if (lo < s)
         lo = s;
+    if (lo < min_end && min_end < hard) /* a chunk inside the previous one adds nothing */
+        lo = min_end;
     size_t e = best_before(d, lo, hard);
+    if (!e && lo > min_end && min_end > s)
+        e = best_before(d, min_end, lo);
     if (!e && lo > s)
         e = best_before(d, s, lo);
     if (!e) /* not one character boundary in the window: take one character */
@@ -240,26 +311,24 @@ ad_err ad_chunk_text(const ad_tokenizer *tok, const char *text, size_t len, size
     if (s == len)
         return AD_OK;
 
-    /* Encode once; turn ids into start offsets in place. A small text gets
-     * room for a token every 2 bytes (tokens average 3-5 bytes; 1 is rare);
-     * a large one is counted first, so the array is exact and the limit is
-     * checked before it is allocated. */
+    /* Encode once; turn ids into start offsets in place. The array has room
+     * for a token every 2 bytes (tokens average 3-5 bytes; 1 is rare), but
+     * never more than one past the limit, so a text over the limit is known
+     * from the same pass and costs at most 20 MB; only text averaging under
+     * 2 bytes a token is encoded a second time. */
     size_t want = len / 2 + 16;
-    if (len > SMALL_TEXT) {
-        want = ad_tokenizer_count(tok, text, len);
-        if (want > AD_CHUNK_MAX_TOKENS)
-            return AD_ETOOBIG;
-    }
+    if (want > AD_CHUNK_MAX_TOKENS + 1)
+        want = AD_CHUNK_MAX_TOKENS + 1;
     d.off = ad_malloc((want + 1) * sizeof *d.off);
     d.nt = ad_tokenizer_encode(tok, text, len, d.off, want);
+    if (d.nt > AD_CHUNK_MAX_TOKENS) {
+        rc = AD_ETOOBIG;
+        goto out;
+    }
     if (d.nt > want) {
         ad_free(d.off);
         d.off = ad_malloc((d.nt + 1) * sizeof *d.off);
         ad_tokenizer_encode(tok, text, len, d.off, d.nt);
-    }
-    if (d.nt > AD_CHUNK_MAX_TOKENS) {
-        rc = AD_ETOOBIG;
-        goto out;
     }
     uint64_t at = 0;
     for (size_t i = 0; i < d.nt; i++) {
@@ -272,12 +341,14 @@ ad_err ad_chunk_text(const ad_tokenizer *tok, const char *text, size_t len, size
         rc = AD_EINTERNAL; /* the tokens do not spell the text */
         goto out;
     }
+    const char *enc = ad_tokenizer_name(tok);
+    d.cuts = (!strcmp(enc, "o200k_base") || !strcmp(enc, "cl100k_base")) && all_valid(&d);
 
     for (;;) {
         size_t lim = max_tokens, e, tokens;
         for (;;) {
-            e = chunk_end(&d, s, lim, overlap_tokens);
-            tokens = ad_tokenizer_count(tok, text + s, e - s);
+            e = chunk_end(&d, s, lim, overlap_tokens, count ? chunks[count - 1].end : 0);
+            tokens = span_tokens(&d, s, e);
             if (tokens <= max_tokens || lim == 1)
                 break;
             size_t over = tokens - max_tokens;
@@ -291,7 +362,7 @@ ad_err ad_chunk_text(const ad_tokenizer *tok, const char *text, size_t len, size
             size_t k = e;
             while (k < len && is_ws(d.t[k]))
                 k++;
-            size_t all = k == len ? ad_tokenizer_count(tok, text + s, len - s) : SIZE_MAX;
+            size_t all = k == len ? span_tokens(&d, s, len) : SIZE_MAX;
             if (all <= max_tokens) {
                 e = len;
                 tokens = all;

@@ -11,9 +11,10 @@
  * boundary > any UTF-8 character boundary), and the next chunk starts about
  * overlap_tokens earlier, snapped the same way. Each chunk's token count is
  * then the exact count of its own bytes (a substring can tokenize slightly
- * differently from the same bytes inside the whole text); a chunk over the
- * maximum is shrunk until it fits. Cost: one encode of the text plus about
- * one encode of every chunk -- a 1 MB text takes a small fraction of a second.
+ * differently from the same bytes inside the whole text: a chunk's middle is
+ * read off the whole text's tokens, only a word or so at each end is
+ * tokenized again, see chunk.c); a chunk over the maximum is shrunk until it
+ * fits. Cost: about one encode of the text -- a 1 MB text takes ~30 ms.
  *
  * Ownership: the tokenizer and text are borrowed; *out is allocated with
  * ad_malloc and freed by the caller with ad_free (NULL when *n is 0).
@@ -27,8 +28,8 @@
 #include "util/err.h"
 
 /* OpenAI's limit of tokens per file_search file: a longer text is refused
- * (AD_ETOOBIG) after one counting pass, before anything is allocated for
- * its tokens. */
+ * (AD_ETOOBIG) after one encoding pass into an array of at most this many
+ * (+1) tokens. */
 #define AD_CHUNK_MAX_TOKENS 5000000u
 
 typedef struct ad_chunk {
@@ -47,8 +48,8 @@ typedef struct ad_chunk {
  * caller frees with ad_free) holds *n chunks in order. Deterministic.
  * Errors: AD_EINVAL when max_tokens is 0, overlap_tokens > max_tokens / 2, or
  * tok/out/n is NULL (or text is NULL with len > 0); AD_ETOOBIG when the text
- * has more than AD_CHUNK_MAX_TOKENS tokens. Memory: 4 bytes per token of the
- * text plus the chunk array. Chunk ranges start at a
+ * has more than AD_CHUNK_MAX_TOKENS tokens. Memory: 2 bytes per byte of text
+ * (at most 20 MB) plus the chunk array. Chunk ranges start at a
  * non-whitespace character; the first starts at the text's first one and the
  * last ends at len (unless the text ends in more whitespace than fits in a
  * chunk), so together they cover all of the text but its leading whitespace.

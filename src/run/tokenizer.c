@@ -18,12 +18,14 @@
  * the invalid byte runs between them; run the regex over each valid run with
  * PCRE2_NO_UTF_CHECK (we validated already: letting PCRE2 check would rescan
  * the rest of the subject on every match, which is quadratic); feed every
- * match, and every invalid run, to encode_piece.
+ * match, and every invalid run, to encode_piece -- a match one step late,
+ * after its cache entry (below) was prefetched while the regex found the
+ * next one.
  *
- * encode_piece keeps the piece's parts as a doubly linked list over byte
- * offsets (a part is named by its first byte): nxt/prv link the parts, tk is
- * the token of a part, pair the rank of the part merged with its successor
- * (NO_RANK when that is not a token). Merging part i with its successor j
+ * merge_piece (a piece the cache does not answer) keeps its parts as a doubly
+ * linked list over byte offsets (a part is named by its first byte): nxt/prv
+ * link the parts, tk is the token of a part, pair the rank of the part
+ * merged with its successor (NO_RANK when that is not a token). Merging part i with its successor j
  * makes tk[i] = pair[i], unlinks j, and recomputes the only two pair ranks
  * that changed, pair[i] and pair[prv[i]]. The next merge is the lowest
  * (pair rank, offset), which is tiktoken's order (lowest rank, leftmost).
@@ -35,8 +37,28 @@
  * pops one and pushes at most two, so it never holds more than 2n: a piece of
  * n bytes needs 32n bytes of scratch, freed when the call returns.
  *
+ * Piece cache. Natural text repeats its words, and a word that is not one
+ * token costs a merge (several hash probes, each likely a cache miss in the
+ * 4 MB table); even a word that is one token costs a probe and a compare of
+ * its bytes in the 1.6 MB file. So pieces of 3..CACHE_KEY bytes that give at
+ * most CACHE_IDS tokens are remembered in a direct-mapped table of
+ * CACHE_SLOTS 64-byte entries (4 MB, allocated at load but touched only as
+ * used; 4 MB of NFCorpus text has ~36,000 distinct pieces), shared by
+ * all threads without a lock: each entry is eight atomic words guarded by a
+ * sequence number (a seqlock). A writer claims the entry by moving the
+ * sequence from even to odd with a compare-and-swap (if another thread holds
+ * it, the insert is simply skipped), stores the words, and releases it at
+ * the next even number; a reader copies the words between two reads of the
+ * sequence and uses them only if both were the same even number, so it
+ * never sees half an entry. A hit also needs the same length and 48 bits of
+ * the hash, and the key bytes themselves are compared, so an entry is only
+ * ever used for exactly its own piece; a collision just replaces the entry.
+ * The cache can only change speed, never output: it stores what the merge
+ * computed. ad_tokenizer_set_cache(t, false) bypasses it (benchmarks).
+ *
  * The per-call state (PCRE2 match data, the merge arrays) is allocated per
- * call; nothing in the tokenizer is written after load, hence thread safety.
+ * call; after load the tokenizer's only writes are the cache's, which are
+ * atomic as described, hence thread safety.
  * If PCRE2 ever fails to match (a resource limit -- not expected with these
  * patterns), the rest of that run counts one token per byte: an upper bound,
  * so truncation stays on the safe side.
@@ -47,6 +69,8 @@
 #include <pcre2.h>
 
 #include <errno.h>
+#include <stdalign.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -62,6 +86,17 @@
 #define MAX_NAME    32
 #define TAG_BITS    14
 #define MAX_RANKS   (1u << (32 - TAG_BITS)) /* 262144; o200k_base has 199998 */
+
+#define CACHE_SLOTS 65536 /* entries of the piece cache, a power of two */
+#define CACHE_KEY   24    /* longest cached piece, bytes (3 words) */
+#define CACHE_IDS   6     /* most tokens of a cached piece (3 words) */
+
+/* One piece cache entry: w[0] the sequence (odd while written), w[1] the
+ * piece's length << 56 | token count << 48 | 48 bits of its hash (0: empty),
+ * w[2..4] its bytes zero-padded, w[5..7] its token ids, two a word. */
+typedef struct {
+    alignas(64) _Atomic uint64_t w[8];
+} centry;
 
 typedef struct {
     uint32_t ref;      /* offset of the token's bytes in data << 8 | length; 0: empty */
@@ -82,6 +117,9 @@ struct ad_tokenizer {
     pcre2_general_context *gctx;
     pcre2_code *re;
     bool jit;
+    bool use_cache;
+    centry *cache; /* CACHE_SLOTS entries, 64-byte aligned inside cache_mem */
+    void *cache_mem;
     size_t mem;
 };
 
@@ -138,10 +176,10 @@ static bool bytes_equal(const uint8_t *a, const uint8_t *b, size_t n)
     return true;
 }
 
-/* The slot for p[0..n): the one holding it, or the empty one ending its probe. */
-static const slot *find_slot(const ad_tokenizer *t, const uint8_t *p, size_t n)
+/* The slot for p[0..n) of hash h: the one holding it, or the empty one
+ * ending its probe. */
+static const slot *find_slot_h(const ad_tokenizer *t, const uint8_t *p, size_t n, uint64_t h)
 {
-    uint64_t h = hash_bytes(p, n);
     uint32_t tag = (uint32_t)(h >> 40) & ((1u << TAG_BITS) - 1);
     for (size_t i = (size_t)h & t->mask;; i = (i + 1) & t->mask) {
         const slot *s = &t->slots[i];
@@ -151,6 +189,11 @@ static const slot *find_slot(const ad_tokenizer *t, const uint8_t *p, size_t n)
             bytes_equal(t->data + (s->ref >> 8), p, n))
             return s;
     }
+}
+
+static const slot *find_slot(const ad_tokenizer *t, const uint8_t *p, size_t n)
+{
+    return find_slot_h(t, p, n, hash_bytes(p, n));
 }
 
 static uint32_t rank_of(const ad_tokenizer *t, const uint8_t *p, size_t n)
@@ -190,7 +233,7 @@ static void emit(sink *out, uint32_t id)
 
 /* ---- byte-pair merge ---------------------------------------------------- */
 
-/* Per-call arrays for encode_piece, from the stack for short pieces. */
+/* Per-call arrays for merge_piece, from the stack for short pieces. */
 typedef struct {
     uint32_t *nxt, *prv, *pair, *tk; /* the arrays for the current piece */
     uint32_t *big;                   /* 4 * cap entries, allocated on demand */
@@ -293,25 +336,9 @@ static uint32_t merge_at(const ad_tokenizer *t, const uint8_t *p, uint32_t n, sc
     return h;
 }
 
-static void encode_piece(const ad_tokenizer *t, const uint8_t *p, size_t len, scratch *sc,
-                         sink *out)
+/* Encodes a piece of len >= 3 bytes by merging (the cache's miss path). */
+static void merge_piece(const ad_tokenizer *t, const uint8_t *p, size_t len, scratch *sc, sink *out)
 {
-    if (len == 0)
-        return;
-    if (len == 1) {
-        emit(out, t->byte_rank[p[0]]);
-        return;
-    }
-    if (len == 2) {
-        uint32_t r = t->pair2[p[0] << 8 | p[1]];
-        if (r != NO_RANK) {
-            emit(out, r);
-        } else {
-            emit(out, t->byte_rank[p[0]]);
-            emit(out, t->byte_rank[p[1]]);
-        }
-        return;
-    }
     uint32_t whole = rank_of(t, p, len);
     if (whole != NO_RANK) {
         emit(out, whole);
@@ -365,6 +392,151 @@ static void encode_piece(const ad_tokenizer *t, const uint8_t *p, size_t len, sc
     }
     for (uint32_t i = 0; i < n; i = sc->nxt[i])
         emit(out, sc->tk[i]);
+}
+
+/* ---- the piece cache ---------------------------------------------------- */
+
+#define META_TOKENS(m) ((size_t)((m) >> 48 & 0xff))
+
+/* Copies entry e's ids into ids if it holds the piece whose length and hash
+ * are meta (len << 56 | 48 hash bits) and whose padded bytes are key; the
+ * number of ids, or 0 on a miss (a cached piece has at least one token). */
+static size_t cache_get(centry *e, uint64_t meta, const uint64_t key[3], uint32_t *ids)
+{
+    uint64_t v = atomic_load_explicit(&e->w[0], memory_order_acquire);
+    if (v & 1)
+        return 0;
+    uint64_t m = atomic_load_explicit(&e->w[1], memory_order_relaxed);
+    if ((m & ~(0xffull << 48)) != meta)
+        return 0;
+    if (atomic_load_explicit(&e->w[2], memory_order_relaxed) != key[0] ||
+        atomic_load_explicit(&e->w[3], memory_order_relaxed) != key[1] ||
+        atomic_load_explicit(&e->w[4], memory_order_relaxed) != key[2])
+        return 0;
+    uint64_t w[3];
+    for (size_t i = 0; i < 3; i++)
+        w[i] = atomic_load_explicit(&e->w[5 + i], memory_order_relaxed);
+    atomic_thread_fence(memory_order_acquire);
+    if (atomic_load_explicit(&e->w[0], memory_order_relaxed) != v)
+        return 0; /* written meanwhile: what we read may be torn */
+    size_t n = META_TOKENS(m);
+    if (n == 0 || n > CACHE_IDS)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        ids[i] = (uint32_t)(w[i / 2] >> (32 * (i % 2)));
+    return n;
+}
+
+/* Stores ids[0..n) (1 <= n <= CACHE_IDS) as the tokens of the piece in
+ * entry e, unless another thread is writing e right now. */
+static void cache_put(centry *e, uint64_t meta, const uint64_t key[3], const uint32_t *ids,
+                      size_t n)
+{
+    uint64_t v = atomic_load_explicit(&e->w[0], memory_order_relaxed);
+    if ((v & 1) || !atomic_compare_exchange_strong_explicit(
+                       &e->w[0], &v, v + 1, memory_order_acquire, memory_order_relaxed))
+        return;
+    atomic_thread_fence(memory_order_release);
+    uint64_t w[3] = {0, 0, 0};
+    for (size_t i = 0; i < n; i++)
+        w[i / 2] |= (uint64_t)ids[i] << (32 * (i % 2));
+    atomic_store_explicit(&e->w[1], meta | (uint64_t)n << 48, memory_order_relaxed);
+    for (size_t i = 0; i < 3; i++) {
+        atomic_store_explicit(&e->w[2 + i], key[i], memory_order_relaxed);
+        atomic_store_explicit(&e->w[5 + i], w[i], memory_order_relaxed);
+    }
+    atomic_store_explicit(&e->w[0], v + 2, memory_order_release);
+}
+
+/* Whether pieces of len bytes go through the cache. */
+static bool cacheable(const ad_tokenizer *t, size_t len)
+{
+    return t->use_cache && len >= 3 && len <= CACHE_KEY;
+}
+
+static centry *cache_entry(const ad_tokenizer *t, uint64_t h)
+{
+    return &t->cache[(h >> 20) & (CACHE_SLOTS - 1)];
+}
+
+/* Emits the tokens of one piece p[0..len): short ones straight from the
+ * tables, the rest through the cache or the merge. h is hash_bytes(p, len)
+ * when cacheable(t, len), unused otherwise. */
+static void encode_piece_h(const ad_tokenizer *t, const uint8_t *p, size_t len, uint64_t h,
+                           scratch *sc, sink *out)
+{
+    if (len == 0)
+        return;
+    if (len == 1) {
+        emit(out, t->byte_rank[p[0]]);
+        return;
+    }
+    if (len == 2) {
+        uint32_t r = t->pair2[p[0] << 8 | p[1]];
+        if (r != NO_RANK) {
+            emit(out, r);
+        } else {
+            emit(out, t->byte_rank[p[0]]);
+            emit(out, t->byte_rank[p[1]]);
+        }
+        return;
+    }
+    if (!cacheable(t, len)) {
+        merge_piece(t, p, len, sc, out);
+        return;
+    }
+    uint64_t key[3] = {0, 0, 0};
+    memcpy(key, p, len);
+    uint64_t meta = (uint64_t)len << 56 | (h & 0xffffffffffffull);
+    centry *e = cache_entry(t, h);
+    uint32_t ids[CACHE_KEY]; /* a piece never has more tokens than bytes */
+    size_t n = cache_get(e, meta, key, ids);
+    if (!n) {
+        sink mine = {ids, CACHE_KEY, 0};
+        merge_piece(t, p, len, sc, &mine);
+        n = mine.count;
+        if (n <= CACHE_IDS)
+            cache_put(e, meta, key, ids, n);
+    }
+    for (size_t i = 0; i < n; i++)
+        emit(out, ids[i]);
+}
+
+static void encode_piece(const ad_tokenizer *t, const uint8_t *p, size_t len, scratch *sc,
+                         sink *out)
+{
+    encode_piece_h(t, p, len, cacheable(t, len) ? hash_bytes(p, len) : 0, sc, out);
+}
+
+/*
+ * The piece found last, encoded only once the next one has been found: its
+ * cache entry is prefetched when it is found, so the memory latency of the
+ * entry (a random line of a 4 MB table) overlaps the regex's next match.
+ */
+typedef struct {
+    const uint8_t *p;
+    size_t len; /* 0: none */
+    uint64_t h;
+} deferred;
+
+static void defer_flush(const ad_tokenizer *t, deferred *d, scratch *sc, sink *out)
+{
+    if (d->len)
+        encode_piece_h(t, d->p, d->len, d->h, sc, out);
+    d->len = 0;
+}
+
+static void defer_piece(const ad_tokenizer *t, deferred *d, const uint8_t *p, size_t len,
+                        scratch *sc, sink *out)
+{
+    defer_flush(t, d, sc, out);
+    d->p = p;
+    d->len = len;
+    d->h = 0;
+    if (cacheable(t, len)) {
+        d->h = hash_bytes(p, len);
+        __builtin_prefetch(cache_entry(t, d->h));
+    }
 }
 
 /* ---- UTF-8 and the pre-tokenizer ---------------------------------------- */
@@ -435,33 +607,36 @@ static void encode_valid(const ad_tokenizer *t, const uint8_t *s, size_t n, pcre
                          scratch *sc, sink *out)
 {
     size_t off = 0;
+    deferred d = {NULL, 0, 0};
     while (off < n) {
         int rc = match_at(t, s, n, off, md);
         if (rc == PCRE2_ERROR_NOMATCH) { /* every character matches some branch */
-            encode_piece(t, s + off, n - off, sc, out);
-            return;
+            defer_piece(t, &d, s + off, n - off, sc, out);
+            break;
         }
+        defer_flush(t, &d, sc, out);
         if (rc < 0) { /* a resource limit: count an upper bound */
             for (; off < n; off++)
                 emit(out, t->byte_rank[s[off]]);
-            return;
+            break;
         }
         const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         size_t ms = ov[0], me = ov[1];
         if (ms < off || ms > n || me > n) { /* impossible; keep the walk bounded */
             encode_piece(t, s + off, n - off, sc, out);
-            return;
+            break;
         }
         if (ms > off) /* text no branch matched (not expected) is a piece */
             encode_piece(t, s + off, ms - off, sc, out);
         if (me <= ms) { /* an empty match (not expected): take one character */
             if (ms >= n)
-                return;
+                break;
             me = ms + utf8_seq(s + ms, n - ms);
         }
-        encode_piece(t, s + ms, me - ms, sc, out);
+        defer_piece(t, &d, s + ms, me - ms, sc, out);
         off = me;
     }
+    defer_flush(t, &d, sc, out);
 }
 
 static size_t encode_text(const ad_tokenizer *t, const char *text, size_t len, uint32_t *ids,
@@ -715,7 +890,13 @@ static ad_err parse(ad_tokenizer *t, const char *want_name)
         uint8_t two[2] = {(uint8_t)(ab >> 8), (uint8_t)ab};
         t->pair2[ab] = rank_of(t, two, 2);
     }
-    t->mem += sizeof *t + t->data_len + slots * sizeof *t->slots + 65536 * sizeof *t->pair2 + t->n;
+    size_t csize = CACHE_SLOTS * sizeof(centry);
+    t->cache_mem = ad_calloc(1, csize + alignof(centry));
+    uintptr_t at = (uintptr_t)t->cache_mem;
+    t->cache = (centry *)(at + (alignof(centry) - at % alignof(centry)) % alignof(centry));
+    t->use_cache = true;
+    t->mem += sizeof *t + t->data_len + slots * sizeof *t->slots + 65536 * sizeof *t->pair2 + t->n +
+              csize;
     return compile_pattern(t, pat, pat_len);
 }
 
@@ -767,8 +948,14 @@ void ad_tokenizer_free(ad_tokenizer *t)
     ad_free(t->slots);
     ad_free(t->pair2);
     ad_free(t->tok_len);
+    ad_free(t->cache_mem);
     ad_free(t->data);
     ad_free(t);
+}
+
+void ad_tokenizer_set_cache(ad_tokenizer *t, bool on)
+{
+    t->use_cache = on;
 }
 
 const char *ad_tokenizer_name(const ad_tokenizer *t)

@@ -10,7 +10,9 @@
  *   1. a pre-tokenizer regex (PCRE2, UTF + Unicode properties, JIT) splits the
  *      text into pieces -- words with their leading space, runs of up to three
  *      digits, punctuation runs, whitespace runs, English contractions;
- *   2. a piece that is itself a token is one token; otherwise its bytes are
+ *   2. a piece seen recently is looked up in a bounded cache of pieces and
+ *      their ids (natural text repeats its words; see tokenizer.c);
+ *   3. a piece that is itself a token is one token; otherwise its bytes are
  *      merged pairwise, always the adjacent pair whose concatenation has the
  *      lowest rank (leftmost on ties), until no adjacent pair is a token. Short
  *      pieces use a linear scan, long ones (a base64 blob is a single piece) a
@@ -35,13 +37,16 @@
  * invalid byte run is a piece of its own between the valid runs around it.
  *
  * Ownership and threads: ad_tokenizer_load returns an object owned by the
- * caller and released with ad_tokenizer_free. It is immutable after load;
- * every other function takes it const and may be called from any number of
- * threads at once (each call uses its own scratch memory).
+ * caller and released with ad_tokenizer_free. It is immutable after load
+ * but for its piece cache, which threads share without a lock (a seqlock of
+ * atomic words per entry, tokenizer.c); every other function takes it const
+ * and may be called from any number of threads at once (each call uses its
+ * own scratch memory).
  */
 #ifndef AD_TOKENIZER_H
 #define AD_TOKENIZER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,13 +68,18 @@ typedef struct ad_tokenizer ad_tokenizer;
 ad_err ad_tokenizer_load(const char *path, const char *name, ad_tokenizer **out);
 /* Frees t (NULL is fine). No other thread may be using it. */
 void ad_tokenizer_free(ad_tokenizer *t);
+/* Turns the piece cache (see above) on (the default after load) or off, for
+ * benchmarks and tests; results are the same either way. Call it before t is
+ * shared: it is the one function that may not run concurrently with others. */
+void ad_tokenizer_set_cache(ad_tokenizer *t, bool on);
 
 /* The encoding's name, e.g. "o200k_base"; owned by t. */
 const char *ad_tokenizer_name(const ad_tokenizer *t);
 /* Number of ordinary tokens (ranks 0..n-1). */
 size_t ad_tokenizer_vocab_size(const ad_tokenizer *t);
-/* Heap bytes held by t (file, hash table, regex, JIT code): ~3.0 MB for
- * cl100k_base, ~5.8 MB for o200k_base. Loading takes ~10-25 ms. */
+/* Heap bytes held by t (file, hash table, regex, JIT code, the 4 MB piece
+ * cache, whose pages are touched only as it fills): ~7.4 MB for
+ * cl100k_base, ~10.5 MB for o200k_base. Loading takes ~10-30 ms. */
 size_t ad_tokenizer_memory(const ad_tokenizer *t);
 
 /* Byte length of token `id` (1..255), 0 for an id outside the vocabulary.

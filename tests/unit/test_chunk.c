@@ -9,7 +9,8 @@
  * last at the end. The other tests look at where the cuts fall (paragraph,
  * line, sentence, word, CJK full stop), how large the overlaps are, the
  * 100/4096 extremes, odd inputs (invalid UTF-8, emoji-only text, tiny
- * maxima) and a 1 MB text.
+ * maxima), a 1 MB text, and exact counts on text built to stress the
+ * pre-tokenizer's splits near chunk ends.
  *
  * Data: the rank tables in $AD_TOKENIZER_DIR, default share/tokenizer (run
  * from the repository root).
@@ -480,6 +481,91 @@ static void trailing_whitespace_is_covered(void **state)
     ad_buf_free(&b);
 }
 
+/* Text that stresses where the pre-tokenizer splits: contractions, runs of
+ * punctuation, digits, capitals, tabs, CR LF, several spaces, spaces before
+ * punctuation and newlines, Unicode spaces, CJK and emoji, glued or spaced
+ * at random. Chunk counts (which chunk.c partly reads off the whole text's
+ * tokens) must still equal a full count of every chunk (check_chunks). */
+static void counts_are_exact_on_tricky_text(void **state)
+{
+    (void)state;
+    static const char *const frag[] = {"don't",
+                                       "WE'VE",
+                                       "it's",
+                                       "they'll",
+                                       "'s",
+                                       "'",
+                                       "O'Neil",
+                                       "word.",
+                                       "end!",
+                                       "why?",
+                                       "\"q\"",
+                                       "(x)",
+                                       "[1]",
+                                       "...",
+                                       "--",
+                                       "a/b",
+                                       "http://x.y/z",
+                                       "1234567",
+                                       "3.14",
+                                       "abc123",
+                                       "HTTPServer",
+                                       "CamelCase",
+                                       "ALLCAPS",
+                                       "x",
+                                       "\303\251t\303\251",
+                                       "\302\240",
+                                       "\343\200\200",
+                                       "\346\227\245\346\234\254\343\200\202",
+                                       "\360\237\216\211",
+                                       "\xe2\x80\x94",
+                                       ",",
+                                       ";",
+                                       ":",
+                                       "#",
+                                       "$5",
+                                       "naive",
+                                       "the",
+                                       "search"};
+    static const char *const gap[] = {" ",   " ",  " ",    " ",    "",    "  ",     "   ", "\t",
+                                      " \t", "\n", "\n\n", "\r\n", " \n", "  \n  ", "\n ", "\f"};
+    const ad_tokenizer *toks[] = {o200k, cl100k};
+    static const size_t sizes[][2] = {{100, 50}, {100, 0}, {800, 400}, {300, 10}, {4096, 2048}};
+    for (uint32_t seed = 1; seed <= 3; seed++) {
+        ad_buf b;
+        ad_buf_init(&b, 1u << 20);
+        uint32_t x = seed;
+        while (b.len < 60000) {
+            assert_int_equal(ad_buf_addstr(&b, frag[lcg(&x) % (sizeof frag / sizeof *frag)]),
+                             AD_OK);
+            assert_int_equal(ad_buf_addstr(&b, gap[lcg(&x) % (sizeof gap / sizeof *gap)]), AD_OK);
+        }
+        for (size_t k = 0; k < 2; k++)
+            for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+                size_t n;
+                ad_chunk *c = chunk_ok(toks[k], b.ptr, b.len, sizes[i][0], sizes[i][1], &n, true);
+                assert_true(n > 1);
+                ad_free(c);
+            }
+        ad_buf_free(&b);
+    }
+}
+
+/* With a tiny maximum, the window after a chunk can end inside a character
+ * of several tokens (here an emoji) just past the previous chunk's end; the
+ * next chunk then ends at the character boundary before it (after the em
+ * dash) rather than at that previous end, which would make it a chunk inside
+ * the one before (check_chunks asserts ends strictly increase). */
+static void no_chunk_inside_the_previous_one(void **state)
+{
+    (void)state;
+    static const char text[] = "a/b  (x) --\t\xe2\x80\x94\xf0\x9f\x8e\x89\t1234567 :\nsearch";
+    size_t n;
+    ad_chunk *c = chunk_ok(cl100k, text, sizeof text - 1, 5, 2, &n, true);
+    assert_true(n >= 4);
+    ad_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -495,6 +581,8 @@ int main(void)
         cmocka_unit_test(extremes_100_and_4096),
         cmocka_unit_test(one_megabyte),
         cmocka_unit_test(trailing_whitespace_is_covered),
+        cmocka_unit_test(counts_are_exact_on_tricky_text),
+        cmocka_unit_test(no_chunk_inside_the_previous_one),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
