@@ -26,7 +26,12 @@
  * the shape of the fields it uses (choices, delta, tool_calls, content,
  * usage, ...: wrong types are AD_EINVAL) and silent about everything else, so
  * vendor extras (service_tier, obfuscation, timings, stop_reason,
- * reasoning_content, prompt_filter_results, ...) pass through.
+ * reasoning_content, prompt_filter_results, ...) pass through. Because
+ * parsing every token's chunk into a jansson tree is most of the relay's
+ * CPU, the common chunk shapes (content deltas, the role chunk) first meet a
+ * hand-written scanner that folds them directly and gives up -- leaving the
+ * chunk to jansson -- on anything it cannot decide exactly (see "fast path"
+ * below); the outcome is identical either way.
  *
  * Tool calls are merged into slots. The upstream `index` names the slot in
  * the normal case, but real servers deviate: some omit `index`, some send
@@ -95,6 +100,9 @@ struct ad_cs {
     bool started[AD_CS_MAX_TOOL_CALLS]; /* on_tool_call_start fired */
     char err[512];
     char err_code[64];
+    bool fast;        /* try the fast path for chunks (ad_cs_set_fast) */
+    size_t fast_hits; /* chunks it folded */
+    ad_buf scratch;   /* fast path: decoded strings of the current chunk */
 };
 
 /* ---- bounded, UTF-8-safe copies and errors ---- */
@@ -186,6 +194,8 @@ ad_cs *ad_cs_new(const ad_cs_limits *lim, const ad_cs_callbacks *cb, void *ud)
     size_t ev = cs->lim.max_event;
     ad_buf_init(&cs->data, ev < (size_t)-1 ? ev + 1 : ev);
     ad_buf_init(&cs->body, ev);
+    ad_buf_init(&cs->scratch, ev < (size_t)-1 ? ev + 1 : ev);
+    cs->fast = true;
     ad_buf_init(&cs->turn.text, cs->lim.max_text);
     ad_buf_init(&cs->turn.refusal, cs->lim.max_text);
     for (int i = 0; i < AD_CS_MAX_TOOL_CALLS; i++) {
@@ -204,6 +214,7 @@ void ad_cs_free(ad_cs *cs)
         return;
     ad_buf_free(&cs->data);
     ad_buf_free(&cs->body);
+    ad_buf_free(&cs->scratch);
     ad_buf_free(&cs->turn.text);
     ad_buf_free(&cs->turn.refusal);
     for (int i = 0; i < AD_CS_MAX_TOOL_CALLS; i++) {
@@ -227,6 +238,16 @@ const char *ad_cs_error(const ad_cs *cs)
 const char *ad_cs_error_code(const ad_cs *cs)
 {
     return cs->err_code;
+}
+
+void ad_cs_set_fast(ad_cs *cs, bool on)
+{
+    cs->fast = on;
+}
+
+size_t ad_cs_fast_count(const ad_cs *cs)
+{
+    return cs->fast_hits;
 }
 
 /* ---- JSON helpers ---- */
@@ -658,7 +679,613 @@ static ad_err fold_json(ad_cs *cs, const char *p, size_t n, bool completion)
     return rc;
 }
 
+/* ---- fast path for the common chunk shapes ----
+ *
+ * Nearly every event of a stream is a content delta (or the role chunk
+ * before it) whose only effects are: turn.id, turn.model, one text piece and
+ * possibly the content-filter flag. fast_scan recognises such a chunk with a
+ * hand-written validating scanner and fast_apply performs those effects, so
+ * jansson's tree (allocation per value, hashing per key) is skipped.
+ *
+ * The fast path is only an optimisation: fast_scan has no side effects and
+ * answers false ("not sure") for anything outside what it fully understands,
+ * and the chunk then goes through fold_json as before. It accepts only input
+ * that jansson also accepts (strict JSON grammar, UTF-8 checked, escapes
+ * checked incl. surrogate pairs, no control characters in strings, numbers
+ * short enough that jansson cannot report an overflow, bounded nesting) and
+ * whose meaning to fold_object it can decide exactly: any duplicate of a key
+ * fold_object reads (jansson keeps the last one), any key written with an
+ * escape, a non-null error/usage/refusal/tool_calls/finish_reason, an
+ * "object" of "error", content that is not a string, more than one choice,
+ * are all "not sure". Unknown members are validated and skipped. Effects are
+ * applied in fold_object's order (id, model, text, content filter), so even
+ * a failing on_text or a full max_text leaves the same state.
+ * ad_cs_set_fast(cs, false) turns the path off for differential tests. */
+
+#define FAST_MAX_DEPTH 32
+#define FAST_MAX_KEYS  16
+
+typedef struct fspan {
+    const char *p; /* raw bytes between the quotes */
+    size_t n;
+    bool esc; /* contains a backslash escape */
+} fspan;
+
+typedef struct fchunk {
+    bool has_id, has_model, has_content, fold, filtered;
+    fspan id, model, content;
+} fchunk;
+
+typedef struct fcur {
+    const char *p, *e;
+} fcur;
+
+static void f_ws(fcur *c)
+{
+    while (c->p < c->e && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+        c->p++;
+}
+
+/* Consumes ch (after blanks); false when the next byte is something else. */
+static bool f_eat(fcur *c, char ch)
+{
+    f_ws(c);
+    if (c->p < c->e && *c->p == ch) {
+        c->p++;
+        return true;
+    }
+    return false;
+}
+
+static bool f_peek(fcur *c, char ch)
+{
+    f_ws(c);
+    return c->p < c->e && *c->p == ch;
+}
+
+static int hexval(char h)
+{
+    if (h >= '0' && h <= '9')
+        return h - '0';
+    if (h >= 'a' && h <= 'f')
+        return h - 'a' + 10;
+    if (h >= 'A' && h <= 'F')
+        return h - 'A' + 10;
+    return -1;
+}
+
+/* Four hex digits at p (p + 4 <= e checked by the caller). */
+static long hex4(const char *p)
+{
+    long v = 0;
+    for (int k = 0; k < 4; k++) {
+        int h = hexval(p[k]);
+        if (h < 0)
+            return -1;
+        v = v * 16 + h;
+    }
+    return v;
+}
+
+/* String bytes: 1 plain ASCII, 2 a byte >= 0x80 (checked as UTF-8 at the
+ * end), 0 for '"', '\\' and control bytes. */
+static const unsigned char STR_PLAIN[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+};
+
+/* A string at c->p (which is at '"'): validated as jansson does; the raw
+ * span goes to out. */
+static bool f_str(fcur *c, fspan *out)
+{
+    if (c->p >= c->e || *c->p != '"')
+        return false;
+    const char *s = ++c->p, *e = c->e;
+    bool esc = false, high = false;
+    const char *p = s;
+    for (;;) {
+        while (p < e && STR_PLAIN[(unsigned char)*p] == 1)
+            p++;
+        if (p < e && (unsigned char)*p >= 0x80) {
+            high = true;
+            p++;
+            continue;
+        }
+        if (p >= e || (unsigned char)*p < 0x20)
+            return false;
+        if (*p == '"')
+            break;
+        esc = true; /* a backslash */
+        if (e - p < 2)
+            return false;
+        char x = p[1];
+        if (x == '"' || x == '\\' || x == '/' || x == 'b' || x == 'f' || x == 'n' || x == 'r' ||
+            x == 't') {
+            p += 2;
+            continue;
+        }
+        if (x != 'u' || e - p < 6)
+            return false;
+        long u = hex4(p + 2);
+        if (u < 0 || (u >= 0xDC00 && u <= 0xDFFF))
+            return false;
+        p += 6;
+        if (u >= 0xD800 && u <= 0xDBFF) {
+            if (e - p < 6 || p[0] != '\\' || p[1] != 'u')
+                return false;
+            long lo = hex4(p + 2);
+            if (lo < 0xDC00 || lo > 0xDFFF)
+                return false;
+            p += 6;
+        }
+    }
+    if (high && !ad_utf8_valid(s, (size_t)(p - s)))
+        return false;
+    out->p = s;
+    out->n = (size_t)(p - s);
+    out->esc = esc;
+    c->p = p + 1;
+    return true;
+}
+
+/* An object key (no escapes: jansson compares decoded keys and refuses NUL
+ * in them), then the ':'. */
+static bool f_key(fcur *c, fspan *k)
+{
+    f_ws(c);
+    return f_str(c, k) && !k->esc && f_eat(c, ':');
+}
+
+static bool key_is(const fspan *k, const char *name)
+{
+    size_t n = strlen(name);
+    return k->n == n && memcmp(k->p, name, n) == 0;
+}
+
+/* Marks bit in *seen; false on a duplicate. */
+static bool once(unsigned *seen, unsigned bit)
+{
+    if (*seen & bit)
+        return false;
+    *seen |= bit;
+    return true;
+}
+
+static bool f_lit(fcur *c, const char *lit)
+{
+    size_t n = strlen(lit);
+    if ((size_t)(c->e - c->p) < n || memcmp(c->p, lit, n) != 0)
+        return false;
+    c->p += n;
+    return true;
+}
+
+/* A number in strict JSON grammar, short enough that jansson neither
+ * overflows an integer nor a double. is_int and ival describe an integer. */
+static bool f_num(fcur *c, bool *is_int, int64_t *ival)
+{
+    const char *p = c->p, *e = c->e;
+    bool neg = false;
+    if (p < e && *p == '-') {
+        neg = true;
+        p++;
+    }
+    const char *d = p;
+    if (p < e && *p == '0') {
+        p++;
+    } else {
+        while (p < e && *p >= '0' && *p <= '9')
+            p++;
+    }
+    size_t idigits = (size_t)(p - d), fdigits = 0, edigits = 0;
+    if (idigits == 0)
+        return false;
+    if (p < e && *p >= '0' && *p <= '9')
+        return false; /* a leading zero */
+    bool real = false;
+    if (p < e && *p == '.') {
+        real = true;
+        const char *f = ++p;
+        while (p < e && *p >= '0' && *p <= '9')
+            p++;
+        fdigits = (size_t)(p - f);
+        if (fdigits == 0)
+            return false;
+    }
+    if (p < e && (*p == 'e' || *p == 'E')) {
+        real = true;
+        p++;
+        if (p < e && (*p == '+' || *p == '-'))
+            p++;
+        const char *x = p;
+        while (p < e && *p >= '0' && *p <= '9')
+            p++;
+        edigits = (size_t)(p - x);
+        if (edigits == 0 || edigits > 2)
+            return false;
+    }
+    if (real ? idigits + fdigits > 40 : idigits > 18)
+        return false;
+    *is_int = !real;
+    *ival = 0;
+    if (!real) {
+        for (const char *q = d; q < d + idigits; q++)
+            *ival = *ival * 10 + (*q - '0');
+        if (neg)
+            *ival = -*ival;
+    }
+    c->p = p;
+    return true;
+}
+
+/* Any value, validated and skipped. */
+static bool f_skip(fcur *c, int depth)
+{
+    f_ws(c);
+    if (c->p >= c->e || depth > FAST_MAX_DEPTH)
+        return false;
+    fspan s;
+    bool is_int;
+    int64_t iv;
+    switch (*c->p) {
+    case '"':
+        return f_str(c, &s);
+    case 't':
+        return f_lit(c, "true");
+    case 'f':
+        return f_lit(c, "false");
+    case 'n':
+        return f_lit(c, "null");
+    case '{':
+        c->p++;
+        if (f_eat(c, '}'))
+            return true;
+        do {
+            if (!f_key(c, &s) || !f_skip(c, depth + 1))
+                return false;
+        } while (f_eat(c, ','));
+        return f_eat(c, '}');
+    case '[':
+        c->p++;
+        if (f_eat(c, ']'))
+            return true;
+        do {
+            if (!f_skip(c, depth + 1))
+                return false;
+        } while (f_eat(c, ','));
+        return f_eat(c, ']');
+    default:
+        return (*c->p == '-' || (*c->p >= '0' && *c->p <= '9')) && f_num(c, &is_int, &iv);
+    }
+}
+
+/* "null" (after blanks); false otherwise, without consuming. */
+static bool f_null(fcur *c)
+{
+    f_ws(c);
+    return f_lit(c, "null");
+}
+
+/* One category of content_filter_results: *hit when its "filtered" is true. */
+static bool f_filter_cat(fcur *c, bool *hit)
+{
+    if (!f_peek(c, '{'))
+        return f_skip(c, 2); /* not an object: any_filtered ignores it */
+    c->p++;
+    if (f_eat(c, '}'))
+        return true;
+    unsigned seen = 0;
+    do {
+        fspan k;
+        if (!f_key(c, &k))
+            return false;
+        if (key_is(&k, "filtered")) {
+            if (!once(&seen, 1))
+                return false;
+            f_ws(c);
+            if (f_lit(c, "true"))
+                *hit = true;
+            else if (!f_skip(c, 3))
+                return false;
+        } else if (!f_skip(c, 3)) {
+            return false;
+        }
+    } while (f_eat(c, ','));
+    return f_eat(c, '}');
+}
+
+static bool f_filters(fcur *c, bool *filtered)
+{
+    if (!f_peek(c, '{'))
+        return f_skip(c, 1); /* not an object: ignored */
+    c->p++;
+    if (f_eat(c, '}'))
+        return true;
+    fspan keys[FAST_MAX_KEYS] = {{NULL, 0, false}};
+    size_t nkeys = 0;
+    do {
+        fspan k;
+        if (!f_key(c, &k) || nkeys == FAST_MAX_KEYS)
+            return false;
+        for (size_t i = 0; i < nkeys; i++)
+            if (keys[i].n == k.n && memcmp(keys[i].p, k.p, k.n) == 0)
+                return false; /* jansson would keep only the last one */
+        keys[nkeys++] = k;
+        if (!f_filter_cat(c, filtered))
+            return false;
+    } while (f_eat(c, ','));
+    return f_eat(c, '}');
+}
+
+static bool f_delta(fcur *c, fchunk *fc)
+{
+    if (f_null(c))
+        return true;
+    if (!f_eat(c, '{'))
+        return false;
+    if (f_eat(c, '}'))
+        return true;
+    unsigned seen = 0;
+    do {
+        fspan k;
+        if (!f_key(c, &k))
+            return false;
+        if (key_is(&k, "content")) {
+            if (!once(&seen, 1))
+                return false;
+            if (f_null(c))
+                continue;
+            if (!f_str(c, &fc->content))
+                return false;
+            fc->has_content = true;
+        } else if (key_is(&k, "refusal")) {
+            if (!once(&seen, 2) || !f_null(c))
+                return false;
+        } else if (key_is(&k, "tool_calls")) {
+            if (!once(&seen, 4) || !f_null(c))
+                return false;
+        } else if (!f_skip(c, 2)) {
+            return false;
+        }
+    } while (f_eat(c, ','));
+    return f_eat(c, '}');
+}
+
+static bool f_choice(fcur *c, fchunk *fc)
+{
+    if (!f_eat(c, '{'))
+        return false;
+    unsigned seen = 0;
+    int64_t index = 0;
+    bool filtered = false;
+    if (!f_eat(c, '}')) {
+        do {
+            fspan k;
+            if (!f_key(c, &k))
+                return false;
+            if (key_is(&k, "index")) {
+                bool is_int;
+                if (!once(&seen, 1))
+                    return false;
+                if (f_null(c))
+                    continue;
+                if (!f_num(c, &is_int, &index) || !is_int)
+                    return false;
+            } else if (key_is(&k, "delta")) {
+                if (!once(&seen, 2) || !f_delta(c, fc))
+                    return false;
+            } else if (key_is(&k, "finish_reason")) {
+                if (!once(&seen, 4) || !f_null(c))
+                    return false;
+            } else if (key_is(&k, "content_filter_results")) {
+                if (!once(&seen, 8) || !f_filters(c, &filtered))
+                    return false;
+            } else if (!f_skip(c, 1)) {
+                return false;
+            }
+        } while (f_eat(c, ','));
+        if (!f_eat(c, '}'))
+            return false;
+    }
+    fc->fold = index == 0; /* n > 1: only the first choice is ours */
+    fc->filtered = filtered && fc->fold;
+    fc->has_content &= fc->fold;
+    return true;
+}
+
+/* Recognises one chunk; false when not sure (then nothing happened). */
+static bool fast_scan(const char *p, size_t n, fchunk *fc)
+{
+    fcur c = {p, p + n};
+    memset(fc, 0, sizeof *fc);
+    if (!f_eat(&c, '{'))
+        return false;
+    unsigned seen = 0;
+    if (!f_eat(&c, '}')) {
+        do {
+            fspan k, v;
+            if (!f_key(&c, &k))
+                return false;
+            f_ws(&c);
+            if (key_is(&k, "error")) {
+                if (!once(&seen, 1) || !f_null(&c))
+                    return false;
+            } else if (key_is(&k, "object")) {
+                if (!once(&seen, 2))
+                    return false;
+                if (!f_peek(&c, '"')) {
+                    if (!f_skip(&c, 1))
+                        return false;
+                } else if (!f_str(&c, &v) || v.esc || key_is(&v, "error")) {
+                    return false;
+                }
+            } else if (key_is(&k, "id") || key_is(&k, "model")) {
+                bool id = k.n == 2;
+                if (!once(&seen, id ? 4 : 8))
+                    return false;
+                if (!f_peek(&c, '"')) {
+                    if (!f_skip(&c, 1)) /* not a string: ignored */
+                        return false;
+                } else if (!f_str(&c, id ? &fc->id : &fc->model)) {
+                    return false;
+                } else {
+                    *(id ? &fc->has_id : &fc->has_model) = true;
+                }
+            } else if (key_is(&k, "choices")) {
+                if (!once(&seen, 16))
+                    return false;
+                if (f_null(&c))
+                    continue;
+                if (!f_eat(&c, '['))
+                    return false;
+                if (!f_eat(&c, ']') && (!f_choice(&c, fc) || !f_eat(&c, ']')))
+                    return false; /* more than one choice: not here */
+            } else if (key_is(&k, "usage")) {
+                if (!once(&seen, 32) || !f_null(&c))
+                    return false;
+            } else if (!f_skip(&c, 1)) {
+                return false;
+            }
+        } while (f_eat(&c, ','));
+        if (!f_eat(&c, '}'))
+            return false;
+    }
+    f_ws(&c);
+    return c.p == c.e;
+}
+
+/* Decodes a validated string span into b (which has room: decoding never
+ * grows a string). */
+static void f_decode(const fspan *s, ad_buf *b)
+{
+    const char *p = s->p, *e = s->p + s->n;
+    while (p < e) {
+        const char *q = p;
+        while (q < e && *q != '\\')
+            q++;
+        if (q > p)
+            (void)ad_buf_add(b, p, (size_t)(q - p));
+        if (q >= e)
+            break;
+        char x = q[1], ch;
+        p = q + 2;
+        switch (x) {
+        case 'b':
+            ch = '\b';
+            break;
+        case 'f':
+            ch = '\f';
+            break;
+        case 'n':
+            ch = '\n';
+            break;
+        case 'r':
+            ch = '\r';
+            break;
+        case 't':
+            ch = '\t';
+            break;
+        case 'u': {
+            uint32_t cp = (uint32_t)hex4(q + 2);
+            p = q + 6;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                cp = 0x10000 + ((cp - 0xD800) << 10) + ((uint32_t)hex4(p + 2) - 0xDC00);
+                p += 6;
+            }
+            char u[4];
+            (void)ad_buf_add(b, u, ad_utf8_put(cp, u));
+            continue;
+        }
+        default:
+            ch = x; /* " \ / */
+        }
+        (void)ad_buf_addc(b, ch);
+    }
+}
+
+/* A string's bytes: raw when it has no escapes, else decoded into scratch. */
+static void f_text(ad_cs *cs, const fspan *s, const char **p, size_t *n)
+{
+    if (!s->esc) {
+        *p = s->p;
+        *n = s->n;
+        return;
+    }
+    size_t at = cs->scratch.len;
+    f_decode(s, &cs->scratch);
+    *p = cs->scratch.ptr + at;
+    *n = cs->scratch.len - at;
+}
+
+/* set_small for a string of n bytes (valid UTF-8, maybe with NULs); every
+ * chunk repeats id and model, so an unchanged value is not copied again
+ * (copying valid UTF-8 shorter than cap is the identity). */
+static void set_span(char *dst, size_t cap, const char *p, size_t n)
+{
+    if (n == 0 || p[0] == '\0')
+        return; /* fold_object skips an empty string */
+    if (n < cap && memcmp(dst, p, n) == 0 && dst[n] == '\0')
+        return;
+    copy_utf8(dst, cap, p, n);
+}
+
+static ad_err fast_apply(ad_cs *cs, const fchunk *fc)
+{
+    const char *p;
+    size_t n;
+    ad_buf_reset(&cs->scratch);
+    cs->fast_hits++;
+    if (fc->has_id) {
+        f_text(cs, &fc->id, &p, &n);
+        set_span(cs->turn.id, sizeof cs->turn.id, p, n);
+    }
+    if (fc->has_model) {
+        f_text(cs, &fc->model, &p, &n);
+        set_span(cs->turn.model, sizeof cs->turn.model, p, n);
+    }
+    if (fc->has_content) {
+        f_text(cs, &fc->content, &p, &n);
+        ad_err rc = add_text(cs, p, n);
+        if (rc)
+            return rc;
+    }
+    if (fc->filtered)
+        cs->turn.content_filtered = true;
+    return AD_OK;
+}
+
+/* One streamed chunk: the fast path when it is sure, else jansson. */
+static ad_err fold_chunk(ad_cs *cs, const char *p, size_t n)
+{
+    fchunk fc;
+    if (cs->fast && fast_scan(p, n, &fc))
+        return fast_apply(cs, &fc);
+    return fold_json(cs, p, n, false);
+}
+
 /* ---- SSE framing ---- */
+
+/* cs->where = "event N" (once per event: cheaper than snprintf). */
+static void set_where(ad_cs *cs)
+{
+    char digits[24];
+    size_t k = 0;
+    size_t v = cs->events;
+    do {
+        digits[k++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    memcpy(cs->where, "event ", 6);
+    for (size_t i = 0; i < k; i++)
+        cs->where[6 + i] = digits[k - 1 - i];
+    cs->where[6 + k] = '\0';
+}
 
 static ad_err dispatch(ad_cs *cs)
 {
@@ -667,7 +1294,7 @@ static ad_err dispatch(ad_cs *cs)
         return AD_OK;        /* no data lines: nothing to dispatch */
     b->ptr[--b->len] = '\0'; /* the LF after the last data line */
     cs->events++;
-    snprintf(cs->where, sizeof cs->where, "event %zu", cs->events);
+    set_where(cs);
     const char *p = b->ptr;
     size_t n = b->len;
     while (n && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) {
@@ -680,7 +1307,7 @@ static ad_err dispatch(ad_cs *cs)
     else if (n >= 6 && memcmp(p, "[DONE]", 6) == 0)
         cs->turn.done = true;
     else
-        rc = fold_json(cs, p, n, false);
+        rc = fold_chunk(cs, p, n);
     ad_buf_reset(b);
     return rc;
 }
@@ -729,9 +1356,10 @@ static ad_err end_line(ad_cs *cs)
 
 static size_t scan_eol(const char *p, size_t i, size_t n)
 {
-    while (i < n && p[i] != '\n' && p[i] != '\r')
-        i++;
-    return i;
+    const char *lf = memchr(p + i, '\n', n - i);
+    size_t j = lf ? (size_t)(lf - p) : n;
+    const char *cr = memchr(p + i, '\r', j - i);
+    return cr ? (size_t)(cr - p) : j;
 }
 
 ad_err ad_cs_feed(ad_cs *cs, const char *data, size_t len)
