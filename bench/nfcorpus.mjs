@@ -2,7 +2,7 @@
 // measured through the real HTTP API of a real assistd binary.
 //
 //   node bench/nfcorpus.mjs --bin build-ret/assistd [--data ../shared/data/nfcorpus]
-//        [--modes fts5,auto] [--noise 20000] [--out results.json] [--perquery FILE]
+//        [--modes bm25,auto] [--noise 20000] [--out results.json] [--perquery FILE]
 //
 // What it does:
 //   1. starts assistd on a fresh data directory (no embeddings configured);
@@ -15,7 +15,9 @@
 //      drawn uniformly from the corpus vocabulary): a store that shares the
 //      database but must not change the first store's ranking;
 //   4. for every mode (the ASSISTD_SEARCH_RANKER value the server is restarted
-//      with: "fts5" = FTS5's bm25() as before, "auto" = the current ranker),
+//      with: "bm25" = per-store BM25, "auto" = the default ranker, BM25 + RM3;
+//      "fts5" = FTS5's bm25(), only on binaries before the own keyword index,
+//      which bench/search.sh builds for its same-run baseline),
 //      runs every test query through POST /v1/vector_stores/{id}/search with
 //      max_num_results 50 (the API's maximum) and scores the ranking.
 //
@@ -39,7 +41,7 @@ const args = Object.fromEntries(
 );
 const BIN = path.resolve(args.bin || 'build-ret/assistd');
 const DATA = path.resolve(args.data || '../shared/data/nfcorpus');
-const MODES = (args.modes || 'fts5,auto').split(',');
+const MODES = (args.modes || 'bm25,auto').split(',');
 const NOISE = Number(args.noise || 0);
 const KEY = 'sk-bench';
 const HDR = { Authorization: `Bearer ${KEY}`, 'OpenAI-Beta': 'assistants=v2' };

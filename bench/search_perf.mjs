@@ -2,7 +2,7 @@
 // assistd's vector stores at scale, through the real HTTP API.
 //
 //   node bench/search_perf.mjs --bin build-ret/assistd --chunks 100000
-//        [--data ../shared/data/nfcorpus] [--passes 3] [--modes fts5,auto] [--out FILE]
+//        [--data ../shared/data/nfcorpus] [--passes 3] [--modes bm25,auto] [--out FILE]
 //
 // Synthetic text: words drawn from NFCorpus's own word frequencies (every
 // lower-cased word of corpus.jsonl, weighted by its count; a fixed-seed
@@ -36,7 +36,7 @@ const BIN = path.resolve(args.bin || 'build-ret/assistd');
 const DATA = path.resolve(args.data || '../shared/data/nfcorpus');
 const CHUNKS = Number(args.chunks || 100000);
 const PASSES = Number(args.passes || 3);
-const MODES = (args.modes || 'fts5,auto').split(',').filter((m) => m && m !== 'none');
+const MODES = (args.modes || 'bm25,auto').split(',').filter((m) => m && m !== 'none');
 // --chunking auto: the API's default chunking (800-token chunks, 400
 // overlap) instead of static 100/0, for the ingestion rate users get by
 // default; --mb N then sets the amount of text (default 40 MB).

@@ -25,6 +25,7 @@
 #include "run/engine.h"
 #include "run/tokenizer.h"
 #include "sandbox/sandbox.h"
+#include "search/kwindex.h"
 #include "store/blob.h"
 #include "store/store.h"
 #include "util/alloc.h"
@@ -113,6 +114,7 @@ static void cleanup(ad_server *srv)
     ad_models_cache_stop(srv);
     ad_backends_free(srv->backends);
     ad_store_close(srv->store);
+    ad_kwcache_free(srv->kwcache);
     ad_auth_free(srv->auth);
     ad_metrics_free(srv->metrics);
     ad_free(srv->route_names);
@@ -169,6 +171,7 @@ int main(int argc, char **argv)
     if (ad_store_open(srv.cfg.data_dir, srv.cfg.threads + 10, &srv.log, &srv.store))
         goto out;
     sweep_blobs(&srv);
+    srv.kwcache = ad_kwcache_new(ad_kwcache_env_budget());
     /* Without a working sandbox the server still serves; code_interpreter
      * calls then tell the model it is not available. */
     if (ad_sandbox_new(&srv.cfg, &srv.log, &srv.sandbox)) {

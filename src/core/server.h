@@ -26,6 +26,7 @@ typedef struct ad_models_cache ad_models_cache;
 typedef struct ad_tokenizer ad_tokenizer;
 typedef struct ad_sandbox ad_sandbox;
 typedef struct ad_ingest ad_ingest;
+typedef struct ad_kwcache ad_kwcache;
 
 typedef struct ad_server {
     ad_config cfg;
@@ -34,6 +35,7 @@ typedef struct ad_server {
     ad_store *store;
     ad_metrics *metrics;
     struct MHD_Daemon *mhd;
+    struct ad_sse_hub *sse_hub;    /* direct-mode SSE writer (http/sse.h); NULL: off */
     ad_backends *backends;         /* model -> upstream (run/backends.h) */
     ad_engine *engine;             /* runs (run/engine.h) */
     ad_models_cache *models_cache; /* zero configuration: the upstream's model list */
@@ -41,6 +43,7 @@ typedef struct ad_server {
     ad_tokenizer *tok_o200k;       /* run/tokenizer.h, loaded from share-dir at start */
     ad_tokenizer *tok_cl100k;
     ad_ingest *ingest;        /* vector store file workers (ingest/ingest.h) */
+    ad_kwcache *kwcache;      /* per-store keyword indexes (search/kwindex.h) */
     const char **route_names; /* metrics labels, one per route */
     char **models;            /* parsed from cfg.models; NULL-terminated */
     size_t nmodels;

@@ -30,6 +30,7 @@
 #include "ingest/extract.h"
 #include "run/backends.h"
 #include "search/embed.h"
+#include "search/kwindex.h"
 #include "store/blob.h"
 #include "util/alloc.h"
 #include "util/str.h"
@@ -336,8 +337,17 @@ static void chunking_of(const json_t *vsf, size_t *max_tokens, size_t *overlap)
 static ad_err commit_outcome(ad_ingest *ing, const job *j, const outcome *o, size_t max_tokens,
                              size_t overlap)
 {
+    /* The keyword segment (search/kwindex.h) is built here, on the worker,
+     * before the writer lock is taken; only its bytes are written inside. */
+    ad_buf seg;
+    ad_buf_init(&seg, AD_KWSEG_MAX);
+    ad_err rc = o->code ? AD_OK : ad_kwseg_build(o->rows, o->nrows, &seg);
+    if (rc) {
+        ad_buf_free(&seg);
+        return rc;
+    }
     ad_db *db = ad_store_acquire(ing->srv->store);
-    ad_err rc = ad_db_begin(db);
+    rc = ad_db_begin(db);
     json_t *v = NULL;
     if (rc)
         goto out;
@@ -360,7 +370,7 @@ static ad_err commit_outcome(ad_ingest *ing, const job *j, const outcome *o, siz
     } else {
         rc = ad_db_chunks_delete(db, j->store_id, j->file_id);
         if (!rc)
-            rc = ad_db_chunks_insert(db, j->store_id, j->file_id, o->rows, o->nrows);
+            rc = ad_kw_insert_file(db, j->store_id, j->file_id, o->rows, o->nrows, &seg);
         if (rc)
             goto out;
         json_object_set_new(v, "status", json_string("completed"));
@@ -373,6 +383,7 @@ out:
     ad_db_rollback(db); /* a no-op after the commit */
     ad_store_release(ing->srv->store, db);
     json_decref(v);
+    ad_buf_free(&seg);
     return rc;
 }
 

@@ -1,19 +1,18 @@
 /*
- * index.c -- the pure parts of retrieval (see search.h): turning a user's
- * query into an FTS5 query, reciprocal rank fusion with scores mapped to
- * 0..1, attribute filters, and the vector arithmetic of dense search.
+ * index.c -- the pure parts of retrieval (see search.h): picking the words
+ * of a user's query, BM25 arithmetic, RM3 feedback words, reciprocal rank fusion with scores mapped
+ * to 0..1, attribute filters, and the vector arithmetic of dense search.
  *
  * Design: nothing here touches the store or the network, so every rule that
  * decides a ranking can be unit-tested on its own (tests/unit/test_search.c).
  *
- * FTS5 query: user text must never reach FTS5's query syntax (a stray quote
- * or "NOT" would be an error or change the meaning), so the text is cut into
- * words -- runs of ASCII letters/digits or of non-ASCII bytes (UTF-8
- * letters of other scripts) -- and each word is emitted as a quoted string,
- * joined with OR, common English stopwords left out (unless the query is
- * nothing but stopwords, which then are kept): BM25 then ranks chunks by how many and how rare the
- * words they contain are, which is what keyword retrieval wants from a natural language question.
- * FTS5's tokenizer (unicode61 + porter) applies to the quoted words as to the indexed text.
+ * Query words: the text is cut into words -- runs of ASCII letters/digits
+ * or of non-ASCII bytes (UTF-8 letters of other scripts) -- common English
+ * stopwords left out (unless the query is nothing but stopwords, which then
+ * are kept): BM25 then ranks chunks by how many and how rare the words they
+ * contain are, which is what keyword retrieval wants from a natural
+ * language question. search.c analyses each word as the chunks were
+ * (search/analyze.h) into index terms.
  *
  * RRF: a chunk's fused score is sum(1 / (k + rank)) over the lists it
  * appears in; dividing by nlists / (k + 1) maps it to 0..1. Fusion collects
@@ -88,39 +87,6 @@ static size_t each_word(const char *text, bool skip_stop,
     return words;
 }
 
-typedef struct fts_acc {
-    ad_buf *out;
-    size_t n;
-    bool full;
-} fts_acc;
-
-/* Appends a word as a lower-cased quoted string, OR-ed to the previous. */
-static void add_fts_word(void *ud, const unsigned char *w, size_t n)
-{
-    fts_acc *a = ud;
-    if (a->full || (a->n++ && ad_buf_addstr(a->out, " OR ")) || ad_buf_addc(a->out, '"')) {
-        a->full = true;
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char c = (char)(w[i] >= 'A' && w[i] <= 'Z' ? w[i] - 'A' + 'a' : w[i]);
-        if (ad_buf_addc(a->out, c)) {
-            a->full = true;
-            return;
-        }
-    }
-    a->full = ad_buf_addc(a->out, '"') != AD_OK;
-}
-
-bool ad_fts_query(const char *text, ad_buf *out)
-{
-    fts_acc a = {.out = out};
-    /* Nothing but stopwords: search for them after all. */
-    if (!each_word(text, true, add_fts_word, &a))
-        each_word(text, false, add_fts_word, &a);
-    return !a.full && a.n > 0;
-}
-
 typedef struct terms_acc {
     ad_kw_term *out;
     size_t n;
@@ -149,39 +115,6 @@ size_t ad_kw_terms(const char *text, ad_kw_term *out)
     if (!each_word(text, true, add_term, &a))
         each_word(text, false, add_term, &a);
     return a.n;
-}
-
-/* Appends s as an FTS5 string ("..." with " doubled). */
-static bool add_quoted(ad_buf *out, const char *s, size_t n)
-{
-    if (ad_buf_addc(out, '"'))
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if ((s[i] == '"' && ad_buf_addc(out, '"')) || ad_buf_addc(out, s[i]))
-            return false;
-    return ad_buf_addc(out, '"') == AD_OK;
-}
-
-bool ad_kw_match_expr(const char *store_id, const ad_kw_term *terms, size_t n, ad_buf *out)
-{
-    if (!n)
-        return false;
-    /* A store id ("vs_" + random letters and digits) is indexed as the
-     * tokens "vs" and the random part; the random part alone, one token,
-     * identifies the store and is the cheapest phrase to intersect. */
-    const char *tail = strrchr(store_id, '_');
-    tail = tail && strlen(tail + 1) >= 8 ? tail + 1 : store_id;
-    for (const char *q = tail; *q && tail != store_id; q++)
-        if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9')))
-            tail = store_id;
-    if (ad_buf_addstr(out, "store_id : ") || !add_quoted(out, tail, strlen(tail)) ||
-        ad_buf_addstr(out, " AND text : ("))
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if ((i && ad_buf_addstr(out, " OR ")) ||
-            !add_quoted(out, terms[i].word, strlen(terms[i].word)))
-            return false;
-    return ad_buf_addc(out, ')') == AD_OK;
 }
 
 double ad_bm25_idf(int64_t nchunks, int64_t df)

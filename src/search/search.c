@@ -10,15 +10,14 @@
  *   3. per query, a keyword list and, with embeddings, a vector list
  *      (brute-force dot products of unit vectors, a bounded top list kept
  *      by insertion) -- each at most AD_SEARCH_CANDIDATES long. The keyword
- *      list is BM25 computed here with each store's own statistics (the
- *      store's chunk count and average length from chunk_stats, document
- *      frequencies counted per store; FTS5 only reports term frequencies
- *      and lengths, search/fts5.h), so a store ranks as if it were alone;
+ *      list is BM25 over the store's own index (search/kwindex.h: N,
+ *      average length and document frequencies of that store only, so a
+ *      store ranks as if it were alone), kept in memory per store and
+ *      brought up to date with the committed segments at each search;
  *      stores are then merged by score. A second ranking adds RM3
- *      pseudo-relevance feedback (search.h). Chunks whose best possible
- *      score cannot enter the list are skipped before their length is read;
- *      ASSISTD_SEARCH_RANKER=fts5 (FTS5's bm25(), the ranker before this
- *      one) or =bm25 (no feedback) select other rankers for benchmarks;
+ *      pseudo-relevance feedback (search.h), the feedback chunks' texts
+ *      analysed again (search/analyze.h). ASSISTD_SEARCH_RANKER=bm25
+ *      ranks without feedback (benchmarks);
  *   4. the lists are fused by RRF (index.c), the threshold applied, and the
  *      best max_num_results materialised (chunk text, file name,
  *      attributes).
@@ -38,7 +37,8 @@
 #include "ingest/ingest.h"
 #include "run/backends.h"
 #include "search/embed.h"
-#include "search/fts5.h"
+#include "search/analyze.h"
+#include "search/kwindex.h"
 #include "util/alloc.h"
 #include "util/str.h"
 
@@ -111,7 +111,9 @@ typedef struct sctx {
     size_t n;
     const float *qvec;
     size_t dims;
-    ad_buf scratch; /* chunk text read to learn its file (filters) */
+    ad_buf scratch; /* a chunk's text (feedback) */
+    ad_kwcache *kw; /* the server's keyword indexes (NULL: private ones) */
+    ad_err kw_err;  /* a store error met by a filter during ranking */
 } sctx;
 
 /* The cache entry of (store, file), loading the file's attributes and the
@@ -146,18 +148,6 @@ static bool file_passes(sctx *c, const char *file, ad_err *rc)
     if (!e)
         *rc = AD_EDB;
     return e && e->ok;
-}
-
-static ad_err keyword_hit(void *ud, int64_t id, const char *file, double score)
-{
-    sctx *c = ud;
-    ad_err rc;
-    if (!file_passes(c, file, &rc))
-        return rc;
-    c->ids[c->n] = id;
-    c->scores[c->n] = score;
-    c->stores[c->n] = c->store;
-    return ++c->n == CAND ? AD_ESTATE : AD_OK;
 }
 
 /* Inserts (id, score) into the bounded top list, best first. */
@@ -205,136 +195,131 @@ static int cmp_scored(const void *a, const void *b)
     return (x->id > y->id) - (x->id < y->id);
 }
 
-/* Baseline ranker (ASSISTD_SEARCH_RANKER=fts5, for benchmarks): FTS5's own
- * bm25() over the OR of the query words, with its index-wide statistics,
- * as assistd ranked before the per-store ranker. */
-static ad_err keyword_list_fts5(sctx *c, const char *query, scored *all, size_t *m)
+/* A query term in index form (search/analyze.h) with its weight. */
+typedef struct kwterm {
+    char term[AD_TERM_MAX + 1];
+    size_t len;
+    double weight;
+} kwterm;
+
+#define MAX_TERMS (AD_KW_MAX_WORDS * 4 + AD_RM3_TERMS * 2)
+
+typedef struct term_acc {
+    kwterm *out;
+    size_t n;
+    double weight;
+} term_acc;
+
+/* Adds a term (merging equal ones: their weights add up, as two query
+ * phrases of the same term would). */
+static void add_kwterm(void *ud, const char *term, size_t tlen, size_t start, size_t end)
 {
-    ad_buf fts;
-    ad_buf_init(&fts, 64 * 1024);
-    ad_err rc = AD_OK;
-    if (ad_buf_addstr(&fts, "text : (") || !ad_fts_query(query, &fts) || ad_buf_addc(&fts, ')'))
-        goto out;
-    for (size_t s = 0; s < c->rq->nstores && !rc; s++) {
-        c->store = c->rq->store_ids[s];
-        c->n = 0;
-        rc = ad_db_chunks_keyword(c->db, c->store, fts.ptr, keyword_hit, c);
-        for (size_t i = 0; i < c->n; i++)
-            all[(*m)++] = (scored){c->ids[i], c->scores[i]};
-    }
-out:
-    ad_buf_free(&fts);
-    return rc;
+    (void)start;
+    (void)end;
+    term_acc *a = ud;
+    for (size_t i = 0; i < a->n; i++)
+        if (a->out[i].len == tlen && !memcmp(a->out[i].term, term, tlen)) {
+            a->out[i].weight += a->weight;
+            return;
+        }
+    if (a->n == MAX_TERMS || !tlen)
+        return;
+    memcpy(a->out[a->n].term, term, tlen);
+    a->out[a->n].term[tlen] = '\0';
+    a->out[a->n].len = tlen;
+    a->out[a->n].weight = a->weight;
+    a->n++;
 }
 
-/* Whether chunk id passes the request's filter (its file is looked up). */
-static ad_err chunk_passes(sctx *c, int64_t id, bool *ok)
+/* Analyzes weighted words into terms appended to a->out. */
+static void words_to_terms(const ad_kw_term *words, size_t n, term_acc *a)
 {
-    char store[64], file[64];
-    ad_buf_reset(&c->scratch);
-    ad_err rc = ad_db_chunk_get(c->db, id, &c->scratch, store, file);
-    *ok = false;
-    if (rc == AD_ENOTFOUND)
-        return AD_OK;
+    for (size_t i = 0; i < n; i++) {
+        a->weight = words[i].weight;
+        ad_analyze(words[i].word, strlen(words[i].word), add_kwterm, a);
+    }
+}
+
+/* Filter verdict for a keyword candidate's file (ad_kwidx_rank). */
+static bool kw_accept(void *ud, const char *file_id)
+{
+    sctx *c = ud;
+    ad_err rc;
+    bool ok = file_passes(c, file_id, &rc);
     if (rc)
-        return rc;
-    fentry *e = file_entry(c, store, file);
-    if (!e)
-        return AD_EDB;
-    *ok = e->ok;
-    return AD_OK;
+        c->kw_err = rc;
+    return ok;
 }
-
-/* The BM25 state of one store for one weighted query (see search.h). */
-typedef struct bm25q {
-    sctx *c;
-    ad_fts_prune pr; /* pr.w[i]: weight * idf of the i-th term kept */
-    double avglen;
-} bm25q;
-
-static ad_err bm25_hit(void *ud, int64_t id, const uint32_t *tf, size_t np, uint32_t len)
-{
-    bm25q *q = ud;
-    sctx *c = q->c;
-    double score = 0;
-    for (size_t i = 0; i < np && i < q->pr.n; i++)
-        if (tf[i])
-            score += q->pr.w[i] * ad_bm25_tf(tf[i], len, q->avglen);
-    if (score <= 0 || (c->n == CAND && score <= c->scores[CAND - 1]))
-        return AD_OK;
-    if (c->rq->filters) {
-        bool ok;
-        ad_err rc = chunk_passes(c, id, &ok);
-        if (rc || !ok)
-            return rc;
-    }
-    top_insert(c, id, score);
-    if (c->n == CAND) /* rows that cannot beat the last of the list need no length */
-        q->pr.floor = c->scores[CAND - 1];
-    return AD_OK;
-}
-
-#define MAX_TERMS (AD_KW_MAX_WORDS + AD_RM3_TERMS)
 
 /* Ranks the chunks of store c->store for terms[0..n) by BM25 with the
- * store's own statistics; the best CAND are left in c->ids/scores. df[i]
- * is the store's document frequency of terms[i], counted here when
- * negative (and kept for the next ranking of the same terms). Terms from
- * index nfb on are feedback words, left out when too common (search.h). */
-static ad_err bm25_store(sctx *c, const ad_kw_term *terms, size_t n, size_t nfb, int64_t *df)
+ * store's own statistics (search/kwindex.h); the best CAND are appended to
+ * all[] (*m counts). df[i] is the store's document frequency of terms[i],
+ * counted here when negative (and kept for the next ranking of the same
+ * terms). Terms from index nfb on are feedback words, left out when too
+ * common (search.h). */
+static ad_err bm25_store(sctx *c, const kwterm *terms, size_t n, size_t nfb, int64_t *df,
+                         scored *all, size_t *m)
 {
-    c->n = 0;
-    int64_t nchunks = 0, ntokens = 0;
-    ad_err rc = ad_db_chunks_stats(c->db, c->store, &nchunks, &ntokens);
-    if (rc || nchunks <= 0)
+    ad_err rc;
+    ad_kwidx *x = ad_kwcache_acquire(c->kw, c->db, c->store, &rc);
+    if (!x)
         return rc;
-    bm25q q = {.c = c, .avglen = (double)ntokens / (double)nchunks};
-    q.pr.k1 = AD_BM25_K1;
-    q.pr.b = AD_BM25_B;
-    q.pr.floor = 0;
-    ad_kw_term *kept = ad_calloc(n + 1, sizeof *kept);
-    ad_buf expr;
-    ad_buf_init(&expr, 64 * 1024);
-    /* Terms the store lacks are left out of the expression. */
+    int64_t nchunks;
+    double avglen;
+    ad_kwidx_stats(x, &nchunks, &avglen);
+    ad_kwq q[MAX_TERMS];
+    size_t nq = 0;
     int64_t maxdf = (int64_t)(AD_RM3_MAX_DF * (double)nchunks);
     if (maxdf < AD_RM3_MAX_DF_MIN)
         maxdf = AD_RM3_MAX_DF_MIN;
-    for (size_t i = 0; i < n && !rc; i++) {
-        if (df[i] < 0) {
-            ad_buf_reset(&expr);
-            if (!ad_kw_match_expr(c->store, &terms[i], 1, &expr))
-                continue;
-            rc = ad_db_chunks_count(c->db, expr.ptr, i < nfb ? -1 : maxdf + 1, &df[i]);
-        }
-        if (!rc && df[i] > 0 && (i < nfb || df[i] <= maxdf)) {
-            kept[q.pr.n] = terms[i];
-            q.pr.w[q.pr.n] = terms[i].weight * ad_bm25_idf(nchunks, df[i]);
-            q.pr.n++;
-        }
+    for (size_t i = 0; i < n && nchunks > 0; i++) {
+        bool original = i < nfb; /* feedback words: the df cut applies */
+        if (df[i] < 0)
+            df[i] = ad_kwidx_df(x, terms[i].term, terms[i].len, original ? -1 : maxdf + 1);
+        if (df[i] > 0 && (original || df[i] <= maxdf))
+            q[nq++] = (ad_kwq){terms[i].term, terms[i].len,
+                               terms[i].weight * ad_bm25_idf(nchunks, df[i])};
     }
-    ad_buf_reset(&expr);
-    if (!rc && q.pr.n && ad_kw_match_expr(c->store, kept, q.pr.n, &expr))
-        rc = ad_db_chunks_match(c->db, expr.ptr, 1, &q.pr, bm25_hit, &q);
-    ad_buf_free(&expr);
-    ad_free(kept);
-    return rc;
+    int64_t ids[CAND];
+    double scores[CAND];
+    c->kw_err = AD_OK;
+    size_t got =
+        nq ? ad_kwidx_rank(x, q, nq, c->rq->filters ? kw_accept : NULL, c, ids, scores, CAND) : 0;
+    ad_kwcache_release(c->kw, x);
+    for (size_t i = 0; i < got; i++)
+        all[(*m)++] = (scored){ids[i], scores[i]};
+    return c->kw_err;
 }
 
 /* One weighted query over every store: all[] gets each store's best CAND,
  * *m counts them; dfs holds MAX_TERMS document frequencies per store. */
-static ad_err bm25_all(sctx *c, const ad_kw_term *terms, size_t n, size_t nfb, int64_t *dfs,
+static ad_err bm25_all(sctx *c, const kwterm *terms, size_t n, size_t nfb, int64_t *dfs,
                        scored *all, size_t *m)
 {
     ad_err rc = AD_OK;
     *m = 0;
     for (size_t s = 0; s < c->rq->nstores && !rc; s++) {
         c->store = c->rq->store_ids[s];
-        rc = bm25_store(c, terms, n, nfb, dfs + s * MAX_TERMS);
-        for (size_t i = 0; i < c->n; i++)
-            all[(*m)++] = (scored){c->ids[i], c->scores[i]};
+        rc = bm25_store(c, terms, n, nfb, dfs + s * MAX_TERMS, all, m);
     }
     qsort(all, *m, sizeof *all, cmp_scored);
     return rc;
+}
+
+typedef struct lines_acc {
+    ad_buf *out;
+    const char *text;
+    bool full;
+} lines_acc;
+
+/* "TERM\tSURFACE\n" per token: what ad_rm3_terms reads. */
+static void add_line(void *ud, const char *term, size_t tlen, size_t start, size_t end)
+{
+    lines_acc *a = ud;
+    if (a->full)
+        return;
+    a->full = ad_buf_add(a->out, term, tlen) || ad_buf_addc(a->out, '\t') ||
+              ad_buf_add(a->out, a->text + start, end - start) || ad_buf_addc(a->out, '\n');
 }
 
 /* The default ranker: BM25 per store, then RM3 pseudo-relevance feedback
@@ -342,18 +327,23 @@ static ad_err bm25_all(sctx *c, const ad_kw_term *terms, size_t n, size_t nfb, i
  * to the query and everything is ranked again. */
 static ad_err keyword_list_bm25(sctx *c, const char *query, bool feedback, scored *all, size_t *m)
 {
-    ad_kw_term terms[MAX_TERMS];
-    size_t n = ad_kw_terms(query, terms);
+    ad_kw_term words[AD_KW_MAX_WORDS] = {0};
+    kwterm *terms = ad_calloc(MAX_TERMS, sizeof *terms);
+    term_acc ta = {.out = terms};
+    size_t nwords = ad_kw_terms(query, words);
+    words_to_terms(words, nwords, &ta);
+    size_t n = ta.n;
     *m = 0;
+    int64_t *dfs = ad_calloc(c->rq->nstores * MAX_TERMS + 1, sizeof *dfs);
+    ad_err rc = AD_OK;
     if (!n)
-        return AD_OK;
-    int64_t *dfs = ad_calloc(c->rq->nstores * MAX_TERMS, sizeof *dfs);
+        goto out;
     for (size_t i = 0; i < c->rq->nstores * MAX_TERMS; i++)
         dfs[i] = -1;
-    ad_err rc = bm25_all(c, terms, n, n, dfs, all, m);
+    rc = bm25_all(c, terms, n, n, dfs, all, m);
     if (rc || !*m || !feedback)
         goto out;
-    /* Feedback from the first ranking's best chunks. */
+    /* Feedback from the first ranking's best chunks, analysed again. */
     size_t nfb = *m < AD_RM3_DOCS ? *m : AD_RM3_DOCS;
     ad_buf docs[AD_RM3_DOCS];
     const char *texts[AD_RM3_DOCS];
@@ -363,16 +353,20 @@ static ad_err keyword_list_bm25(sctx *c, const char *query, bool feedback, score
         ad_buf_init(&docs[i], 64u * 1024 * 1024);
     size_t got = 0;
     for (size_t i = 0; i < nfb && !rc; i++) {
-        ad_err r = ad_db_chunk_terms(c->db, all[i].id, &docs[got]);
+        char store[64], file[64];
+        ad_buf_reset(&c->scratch);
+        ad_err r = ad_db_chunk_get(c->db, all[i].id, &c->scratch, store, file);
         if (r == AD_ENOTFOUND)
             continue;
         rc = r;
-        if (!rc) {
-            texts[got] = docs[got].ptr ? docs[got].ptr : "";
-            lens[got] = docs[got].len;
-            scores[got] = all[i].score;
-            got++;
-        }
+        if (rc)
+            break;
+        lines_acc la = {.out = &docs[got], .text = c->scratch.ptr ? c->scratch.ptr : ""};
+        ad_analyze(la.text, c->scratch.len, add_line, &la);
+        texts[got] = docs[got].ptr ? docs[got].ptr : "";
+        lens[got] = docs[got].len;
+        scores[got] = all[i].score;
+        got++;
     }
     ad_kw_term fb[AD_RM3_TERMS];
     size_t nf = rc ? 0 : ad_rm3_terms(texts, lens, scores, got, AD_RM3_TERMS, fb);
@@ -380,30 +374,20 @@ static ad_err keyword_list_bm25(sctx *c, const char *query, bool feedback, score
         ad_buf_free(&docs[i]);
     if (rc || !nf)
         goto out;
-    /* The expanded query: the original words share AD_RM3_ORIG_WEIGHT, the
-     * feedback words the rest (a word in both gets both shares). */
+    /* The expanded query: the original terms share AD_RM3_ORIG_WEIGHT, the
+     * feedback words the rest (a term in both gets both shares). */
     double qsum = 0;
     for (size_t i = 0; i < n; i++)
         qsum += terms[i].weight;
     for (size_t i = 0; i < n; i++)
         terms[i].weight = AD_RM3_ORIG_WEIGHT * terms[i].weight / qsum;
-    size_t all_n = n;
-    for (size_t j = 0; j < nf; j++) {
-        double w = (1 - AD_RM3_ORIG_WEIGHT) * fb[j].weight;
-        size_t i = 0;
-        while (i < all_n && strcmp(terms[i].word, fb[j].word) != 0)
-            i++;
-        if (i < all_n) {
-            terms[i].weight += w;
-        } else {
-            terms[all_n] = fb[j];
-            terms[all_n].weight = w;
-            all_n++;
-        }
-    }
-    rc = bm25_all(c, terms, all_n, n, dfs, all, m);
+    for (size_t j = 0; j < nf; j++)
+        fb[j].weight *= 1 - AD_RM3_ORIG_WEIGHT;
+    words_to_terms(fb, nf, &ta);
+    rc = bm25_all(c, terms, ta.n, n, dfs, all, m);
 out:
     ad_free(dfs);
+    ad_free(terms);
     return rc;
 }
 
@@ -414,10 +398,7 @@ static ad_err keyword_list(sctx *c, const char *query, int64_t *ids, size_t *n)
     scored *all = ad_calloc(CAND * c->rq->nstores + 1, sizeof *all);
     size_t m = 0;
     const char *ranker = getenv("ASSISTD_SEARCH_RANKER");
-    ad_err rc = ranker && !strcmp(ranker, "fts5")
-                    ? keyword_list_fts5(c, query, all, &m)
-                    : keyword_list_bm25(c, query, !ranker || strcmp(ranker, "bm25") != 0, all, &m);
-    qsort(all, m, sizeof *all, cmp_scored);
+    ad_err rc = keyword_list_bm25(c, query, !ranker || strcmp(ranker, "bm25") != 0, all, &m);
     for (size_t i = 0; i < m && i < CAND; i++)
         ids[(*n)++] = all[i].id;
     ad_free(all);
@@ -490,8 +471,8 @@ static ad_err materialise(sctx *c, int64_t id, double score, ad_search_hit *h, b
         ad_buf_free(&b);
         return rc;
     }
-    /* Keyword candidates are confined to a store by a token of its id inside
-     * FTS5; a chunk of any other store is never shown (defence in depth). */
+    /* Candidates come from the indexes of the requested stores; a chunk of
+     * any other store is never shown (defence in depth). */
     bool mine = false;
     for (size_t i = 0; i < c->rq->nstores && !mine; i++)
         mine = !strcmp(c->rq->store_ids[i], h->vector_store_id);
@@ -499,13 +480,21 @@ static ad_err materialise(sctx *c, int64_t id, double score, ad_search_hit *h, b
         ad_buf_free(&b);
         return AD_OK;
     }
-    h->score = score;
-    h->text = ad_strndup(b.ptr ? b.ptr : "", b.len);
     fentry *e = file_entry(c, h->vector_store_id, h->file_id);
     if (!e) {
         ad_buf_free(&b);
         return AD_EDB;
     }
+    /* The filter was applied to the file the index holds the chunk under;
+     * the row read now must pass it too (a chunk id freed by a deletion
+     * and reused by a file ingested since the index was read, or a
+     * damaged segment, would otherwise slip past it). */
+    if (c->rq->filters && !e->ok) {
+        ad_buf_free(&b);
+        return AD_OK;
+    }
+    h->score = score;
+    h->text = ad_strndup(b.ptr ? b.ptr : "", b.len);
     h->attributes = e->attributes ? json_deep_copy(e->attributes) : NULL;
     ad_buf_reset(&b);
     if (!ad_db_get(c->db, c->rq->project, "file", h->file_id, &b)) {
@@ -532,6 +521,7 @@ ad_err ad_search(ad_server *srv, ad_db *db, const ad_search_req *rq, ad_search_h
     sctx *c = ad_calloc(1, sizeof *c);
     c->db = db;
     c->rq = rq;
+    c->kw = srv ? srv->kwcache : NULL;
     ad_buf_init(&c->scratch, 64u * 1024 * 1024);
     size_t nq = rq->nqueries;
     float *qvecs = NULL;

@@ -1,7 +1,7 @@
 /*
- * search.h -- file_search retrieval over vector stores: keyword (BM25 from
- * the FTS5 chunk index), dense vectors (cosine over stored embeddings, when
- * an embeddings backend is configured), fused by reciprocal rank fusion.
+ * search.h -- file_search retrieval over vector stores: keyword (BM25 over
+ * assistd's own per-store index, search/kwindex.h), dense vectors (cosine over stored embeddings,
+ * when an embeddings backend is configured), fused by reciprocal rank fusion.
  *
  * Scores. Every ranked list (one keyword list and, with embeddings, one
  * vector list per query) contributes 1/(k + rank) to a chunk, k = 60,
@@ -73,11 +73,6 @@ ad_err ad_vector_stores_wait_ready(ad_server *srv, ad_db *db, const char *projec
 
 /* ---- pure helpers (search/index.c) ---- */
 
-/* An FTS5 query matching any word of text: "w1" OR "w2" ... (words are runs
- * of letters and digits, lower-cased ASCII, each quoted, at most 64).
- * Returns false when text has no word. */
-bool ad_fts_query(const char *text, ad_buf *out);
-
 /* ---- keyword ranking (index.c; how it is used: search.c) ----
  *
  * BM25 with the statistics of one vector store: N chunks, average length
@@ -105,27 +100,25 @@ bool ad_fts_query(const char *text, ad_buf *out);
 #define AD_KW_WORD_MAX     64 /* bytes */
 
 typedef struct ad_kw_term {
-    char word[AD_KW_WORD_MAX + 1]; /* as written (lower-cased ASCII); quoted into FTS5 */
+    char word[AD_KW_WORD_MAX + 1]; /* as written (lower-cased ASCII); analysed into terms */
     double weight;
 } ad_kw_term;
 
-/* The words of a user query (as ad_fts_query picks them: stopwords out
- * unless nothing else is left), equal words merged, each weighted by its
- * count; at most AD_KW_MAX_WORDS. Returns the number of terms. */
+/* The words of a user query (words: runs of ASCII letters/digits or of
+ * non-ASCII bytes; stopwords out unless nothing else is left), equal words
+ * merged, each weighted by its count; at most AD_KW_MAX_WORDS. Returns the
+ * number of terms. */
 size_t ad_kw_terms(const char *text, ad_kw_term *out);
-/* An FTS5 expression for the chunks of one store containing any of
- * terms[0..n): store_id : "<id>" AND text : ("w1" OR "w2" ...). Phrase 0 is
- * the store, phrase i + 1 is terms[i]. false when out is full or n is 0. */
-bool ad_kw_match_expr(const char *store_id, const ad_kw_term *terms, size_t n, ad_buf *out);
 /* BM25 inverse document frequency (see above). */
 double ad_bm25_idf(int64_t nchunks, int64_t df);
 /* One term's BM25 contribution, without weight and idf. */
 double ad_bm25_tf(double tf, double len, double avglen);
-/* RM3 feedback words (see above) from the ad_db_chunk_terms text of the
- * best chunks (docs[i] of lens[i] bytes, first-ranking score scores[i]):
- * at most max_terms words, best first, weights summing to 1, each word in
- * the surface form of its first occurrence (lower-cased ASCII), so that
- * FTS5's tokenizer maps it back to the indexed term. Returns the count. */
+/* RM3 feedback words (see above) from the best chunks as analysed
+ * (search/analyze.h), one line "TERM\tSURFACE\n" per token (docs[i] of
+ * lens[i] bytes, first-ranking score scores[i]): at most max_terms words,
+ * best first, weights summing to 1, each word in the surface form of its
+ * first occurrence (lower-cased ASCII), which the analyzer maps back to
+ * TERM. Returns the count. */
 size_t ad_rm3_terms(const char *const *docs, const size_t *lens, const double *scores, size_t ndocs,
                     size_t max_terms, ad_kw_term *out);
 

@@ -16,8 +16,9 @@
  * one transaction each, tracked with PRAGMA user_version.
  *
  * file_search chunks live beside the objects in a table of their own
- * (migration 2): each chunk's text, an FTS5 index over it for BM25 keyword
- * search, and an optional float32 embedding; see store.h.
+ * (migration 2): each chunk's text and an optional float32 embedding, and
+ * since migration 4 one keyword segment per (store, file) for assistd's own
+ * index (search/kwindex.h; FTS5 served until then); see store.h.
  *
  * The pool holds one connection per HTTP worker thread; acquire blocks on a
  * condition variable when all are lent out, which bounds concurrency at the
@@ -47,6 +48,7 @@
 #include <time.h>
 
 #include "search/fts5.h"
+#include "search/kwindex.h"
 #include "util/alloc.h"
 #include "util/str.h"
 
@@ -74,14 +76,14 @@ enum {
     S_PURGE_CHILDREN,
     S_CHUNK_INSERT,
     S_CHUNK_DELETE,
-    S_CHUNK_KEYWORD,
     S_CHUNK_VECTORS,
     S_CHUNK_GET,
     S_CHUNK_OF_FILE,
-    S_CHUNK_MATCH,
-    S_CHUNK_COUNT,
-    S_CHUNK_STATS,
-    S_CHUNK_TERMS,
+    S_SEG_DELETE,
+    S_SEG_PUT,
+    S_SEG_VERSION,
+    S_SEG_LIST,
+    S_SEG_GET,
     S_BEGIN,
     S_COMMIT,
     S_ROLLBACK,
@@ -126,19 +128,15 @@ static const char *const stmt_sql[S_NSTMT] = {
     [S_CHUNK_INSERT] = "INSERT INTO chunks(store_id, file_id, ord, text, embedding) "
                        "VALUES(?1,?2,?3,?4,?5)",
     [S_CHUNK_DELETE] = "DELETE FROM chunks WHERE store_id=?1 AND (?2 IS NULL OR file_id=?2)",
-    [S_CHUNK_KEYWORD] = "SELECT c.id, c.file_id, -bm25(chunks_fts, 1.0, 0.0) FROM chunks_fts "
-                        "JOIN chunks c ON c.id = chunks_fts.rowid "
-                        "WHERE chunks_fts MATCH ?2 AND c.store_id = ?1 ORDER BY bm25(chunks_fts)",
     [S_CHUNK_VECTORS] = "SELECT id, file_id, embedding FROM chunks "
                         "WHERE store_id=?1 AND embedding IS NOT NULL",
     [S_CHUNK_GET] = "SELECT text, store_id, file_id FROM chunks WHERE id=?1",
     [S_CHUNK_OF_FILE] = "SELECT text FROM chunks WHERE store_id=?1 AND file_id=?2 ORDER BY ord",
-    [S_CHUNK_MATCH] = "SELECT rowid, ad_fts_tf(chunks_fts, ?2, ?3) FROM chunks_fts "
-                      "WHERE chunks_fts MATCH ?1",
-    [S_CHUNK_COUNT] = "SELECT count(*) FROM (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ?1 "
-                      "LIMIT ?2)",
-    [S_CHUNK_STATS] = "SELECT chunks, tokens FROM chunk_stats WHERE store_id=?1",
-    [S_CHUNK_TERMS] = "SELECT ad_fts_terms(chunks_fts) FROM chunks_fts WHERE rowid=?1",
+    [S_SEG_DELETE] = "DELETE FROM kw_segments WHERE store_id=?1 AND (?2 IS NULL OR file_id=?2)",
+    [S_SEG_PUT] = "INSERT OR REPLACE INTO kw_segments(store_id, file_id, seg) VALUES(?1,?2,?3)",
+    [S_SEG_VERSION] = "SELECT count(*), coalesce(max(id), 0) FROM kw_segments WHERE store_id=?1",
+    [S_SEG_LIST] = "SELECT id, file_id FROM kw_segments WHERE store_id=?1",
+    [S_SEG_GET] = "SELECT seg FROM kw_segments WHERE id=?1",
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
@@ -209,6 +207,24 @@ static const char *const migrations[] = {
     "  INSERT INTO chunks_fts(chunks_fts, rowid, text, store_id)"
     "    VALUES ('delete', old.id, old.text, old.store_id);"
     "END;",
+    /* 4: assistd's own keyword index (search/kwindex.h): one segment per
+     * (store, file), written with the file's chunks; FTS5 and its triggers
+     * go, so inserting chunks no longer pays for FTS5 indexing. Segment ids
+     * are never reused (AUTOINCREMENT): the in-memory indexes detect
+     * changes by them. Segments of the chunks already stored are built by
+     * build_segments() in the same transaction. */
+    "DROP TRIGGER chunks_ai;"
+    "DROP TRIGGER chunks_bd;"
+    "DROP TRIGGER chunks_ad;"
+    "DROP TABLE chunks_fts;"
+    "DROP TABLE chunk_stats;"
+    "CREATE TABLE kw_segments ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  store_id TEXT NOT NULL,"
+    "  file_id TEXT NOT NULL,"
+    "  seg BLOB NOT NULL,"
+    "  UNIQUE(store_id, file_id)"
+    ");",
 };
 
 /* Work registered with ad_db_after_commit for the open transaction. */
@@ -260,6 +276,85 @@ static ad_err exec(sqlite3 *h, const ad_logger *lg, const char *sql)
     return AD_OK;
 }
 
+/* Writes the segment of one file's chunks (migration 4). */
+static ad_err put_segment(sqlite3_stmt *ins, const char *store, const char *file,
+                          const ad_chunk_row *rows, const int64_t *ids, size_t n)
+{
+    ad_buf seg;
+    ad_buf_init(&seg, AD_KWSEG_MAX);
+    ad_err rc = ad_kwseg_build(rows, n, &seg);
+    if (!rc)
+        rc = ad_kwseg_set_ids((unsigned char *)seg.ptr, seg.len, ids, n);
+    if (!rc) {
+        sqlite3_reset(ins);
+        sqlite3_bind_text(ins, 1, store, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(ins, 2, file, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_blob(ins, 3, seg.ptr, (int)seg.len, SQLITE_STATIC);
+        rc = sqlite3_step(ins) == SQLITE_DONE ? AD_OK : AD_EDB;
+        sqlite3_reset(ins);
+    }
+    ad_buf_free(&seg);
+    return rc;
+}
+
+/* Migration 4's data step: a segment for every file of every store from the
+ * chunks already stored, read in (store, file, ord) order. */
+static ad_err build_segments(sqlite3 *h)
+{
+    sqlite3_stmt *sel = NULL, *ins = NULL;
+    ad_err rc = AD_EDB;
+    if (sqlite3_prepare_v2(h,
+                           "SELECT store_id, file_id, id, text FROM chunks "
+                           "ORDER BY store_id, file_id, ord",
+                           -1, &sel, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(h, "INSERT INTO kw_segments(store_id, file_id, seg) VALUES(?1,?2,?3)",
+                           -1, &ins, NULL) != SQLITE_OK)
+        goto out;
+    char store[64] = "", file[64] = "";
+    ad_chunk_row *rows = NULL;
+    int64_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    rc = AD_OK;
+    for (;;) {
+        int r = sqlite3_step(sel);
+        if (r != SQLITE_ROW && r != SQLITE_DONE) {
+            rc = AD_EDB;
+            break;
+        }
+        const char *s = r == SQLITE_ROW ? (const char *)sqlite3_column_text(sel, 0) : NULL;
+        const char *f = r == SQLITE_ROW ? (const char *)sqlite3_column_text(sel, 1) : NULL;
+        if (n && (r == SQLITE_DONE || strcmp(s ? s : "", store) || strcmp(f ? f : "", file))) {
+            rc = put_segment(ins, store, file, rows, ids, n);
+            for (size_t i = 0; i < n; i++)
+                ad_free((void *)rows[i].text);
+            n = 0;
+            if (rc)
+                break;
+        }
+        if (r == SQLITE_DONE)
+            break;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 256;
+            rows = ad_realloc(rows, cap * sizeof *rows);
+            ids = ad_realloc(ids, cap * sizeof *ids);
+        }
+        ad_strlcpy(store, s ? s : "", sizeof store);
+        ad_strlcpy(file, f ? f : "", sizeof file);
+        ids[n] = sqlite3_column_int64(sel, 2);
+        const char *t = (const char *)sqlite3_column_text(sel, 3); /* then its length */
+        size_t len = (size_t)sqlite3_column_bytes(sel, 3);
+        rows[n++] = (ad_chunk_row){.text = ad_strndup(t ? t : "", len), .len = len};
+    }
+    for (size_t i = 0; i < n; i++)
+        ad_free((void *)rows[i].text);
+    ad_free(rows);
+    ad_free(ids);
+out:
+    sqlite3_finalize(sel);
+    sqlite3_finalize(ins);
+    return rc;
+}
+
 static ad_err migrate(sqlite3 *h, const ad_logger *lg)
 {
     sqlite3_stmt *st;
@@ -278,8 +373,13 @@ static ad_err migrate(sqlite3 *h, const ad_logger *lg)
     for (int v = version; v < n; v++) {
         char pragma[64];
         snprintf(pragma, sizeof pragma, "PRAGMA user_version=%d", v + 1);
-        if (exec(h, lg, "BEGIN IMMEDIATE") || exec(h, lg, migrations[v]) || exec(h, lg, pragma) ||
+        bool segs_failed = false;
+        if (exec(h, lg, "BEGIN IMMEDIATE") || exec(h, lg, migrations[v]) ||
+            (v + 1 == 4 && (segs_failed = build_segments(h) != AD_OK)) || exec(h, lg, pragma) ||
             exec(h, lg, "COMMIT")) {
+            if (segs_failed)
+                ad_log(lg, AD_LOG_ERROR, "store: migration 4: building keyword segments: %s",
+                       sqlite3_errmsg(h));
             exec(h, lg, "ROLLBACK");
             return AD_EDB;
         }
@@ -315,11 +415,11 @@ static ad_err db_open(const char *path, const ad_logger *lg, bool first, ad_db *
         exec(db->h, lg, "PRAGMA synchronous=NORMAL") || exec(db->h, lg, "PRAGMA foreign_keys=ON") ||
         exec(db->h, lg, "PRAGMA wal_autocheckpoint=0"))
         goto out;
-    if (ad_fts5_register(db->h)) { /* the chunk triggers and keyword search need them */
+    if (ad_fts5_register(db->h)) { /* migration 3 needs ad_fts_docsize */
         ad_log(lg, AD_LOG_ERROR, "store: SQLite has no FTS5");
         goto out;
     }
-    /* Reads (keyword search walks large FTS5 doclists) come from one shared
+    /* Reads (vector scans, segment loads) come from one shared
      * memory map of the database file instead of each connection's small
      * page cache refilled with pread. */
     if (exec(db->h, lg, "PRAGMA mmap_size=1073741824"))
@@ -845,7 +945,7 @@ ad_err ad_db_purge_children(ad_db *db, const char *project, const char *kind, co
 }
 
 ad_err ad_db_chunks_insert(ad_db *db, const char *store_id, const char *file_id,
-                           const ad_chunk_row *rows, size_t n)
+                           const ad_chunk_row *rows, size_t n, int64_t *ids)
 {
     if (!db->in_tx)
         return AD_EINTERNAL; /* many rows: the caller's transaction */
@@ -862,17 +962,87 @@ ad_err ad_db_chunks_insert(ad_db *db, const char *store_id, const char *file_id,
         ad_err rc = step_done(db, st, "insert chunk");
         if (rc)
             return rc;
+        if (ids)
+            ids[i] = (int64_t)sqlite3_last_insert_rowid(db->h);
     }
     return AD_OK;
 }
 
 ad_err ad_db_chunks_delete(ad_db *db, const char *store_id, const char *file_id)
 {
+    /* The chunks and their keyword segment go together. */
+    bool own = !db->in_tx;
+    ad_err rc = own ? ad_db_begin(db) : AD_OK;
     const char *v[1] = {store_id};
-    sqlite3_stmt *st = bind(db, S_CHUNK_DELETE, 1, v);
-    if (file_id)
-        sqlite3_bind_text(st, 2, file_id, -1, SQLITE_STATIC);
-    return write_step(db, st, "delete chunks");
+    static const int which[2] = {S_CHUNK_DELETE, S_SEG_DELETE};
+    for (int i = 0; i < 2 && !rc; i++) {
+        sqlite3_stmt *st = bind(db, which[i], 1, v);
+        if (file_id)
+            sqlite3_bind_text(st, 2, file_id, -1, SQLITE_STATIC);
+        rc = step_done(db, st, "delete chunks");
+    }
+    if (own && !rc)
+        rc = ad_db_commit(db);
+    if (own && rc)
+        ad_db_rollback(db);
+    return rc;
+}
+
+ad_err ad_db_kwseg_put(ad_db *db, const char *store_id, const char *file_id, const void *seg,
+                       size_t len)
+{
+    const char *v[2] = {store_id, file_id};
+    sqlite3_stmt *st = bind(db, S_SEG_PUT, 2, v);
+    sqlite3_bind_blob(st, 3, seg, (int)len, SQLITE_STATIC);
+    return write_step(db, st, "put keyword segment");
+}
+
+ad_err ad_db_kwseg_version(ad_db *db, const char *store_id, int64_t *count, int64_t *max_id)
+{
+    const char *v[1] = {store_id};
+    sqlite3_stmt *st = bind(db, S_SEG_VERSION, 1, v);
+    ad_err rc = sqlite3_step(st) == SQLITE_ROW ? AD_OK : db_error(db, "keyword segments");
+    *count = rc ? 0 : sqlite3_column_int64(st, 0);
+    *max_id = rc ? 0 : sqlite3_column_int64(st, 1);
+    sqlite3_reset(st);
+    return rc;
+}
+
+ad_err ad_db_kwseg_list(ad_db *db, const char *store_id, ad_kwseg_cb cb, void *ud)
+{
+    const char *v[1] = {store_id};
+    sqlite3_stmt *st = bind(db, S_SEG_LIST, 1, v);
+    ad_err rc = AD_OK;
+    for (;;) {
+        int r = sqlite3_step(st);
+        if (r == SQLITE_DONE)
+            break;
+        if (r != SQLITE_ROW) {
+            rc = db_error(db, "keyword segments");
+            break;
+        }
+        rc = cb(ud, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1));
+        if (rc)
+            break;
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+ad_err ad_db_kwseg_get(ad_db *db, int64_t seg_id, ad_buf *out)
+{
+    sqlite3_stmt *st = bind(db, S_SEG_GET, 0, NULL);
+    sqlite3_bind_int64(st, 1, seg_id);
+    int r = sqlite3_step(st);
+    ad_err rc;
+    if (r == SQLITE_ROW)
+        rc = ad_buf_add(out, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+    else if (r == SQLITE_DONE)
+        rc = AD_ENOTFOUND;
+    else
+        rc = db_error(db, "keyword segment");
+    sqlite3_reset(st);
+    return rc;
 }
 
 /* Steps a SELECT to the end, calling row() per row; a row() result of
@@ -898,26 +1068,10 @@ static ad_err scan_rows(ad_db *db, sqlite3_stmt *st, const char *what,
 }
 
 typedef struct hit_ctx {
-    ad_chunk_hit_cb hit;
     ad_chunk_vec_cb vec;
     ad_chunk_text_cb text;
     void *ud;
 } hit_ctx;
-
-static ad_err keyword_row(sqlite3_stmt *st, void *ctx)
-{
-    hit_ctx *h = ctx;
-    return h->hit(h->ud, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
-                  sqlite3_column_double(st, 2));
-}
-
-ad_err ad_db_chunks_keyword(ad_db *db, const char *store_id, const char *fts_query,
-                            ad_chunk_hit_cb cb, void *ud)
-{
-    const char *v[2] = {store_id, fts_query};
-    hit_ctx h = {.hit = cb, .ud = ud};
-    return scan_rows(db, bind(db, S_CHUNK_KEYWORD, 2, v), "keyword search", keyword_row, &h);
-}
 
 static ad_err vector_row(sqlite3_stmt *st, void *ctx)
 {
@@ -972,80 +1126,4 @@ ad_err ad_db_chunks_of_file(ad_db *db, const char *store_id, const char *file_id
     const char *v[2] = {store_id, file_id};
     hit_ctx h = {.text = cb, .ud = ud};
     return scan_rows(db, bind(db, S_CHUNK_OF_FILE, 2, v), "chunks of file", text_row, &h);
-}
-
-typedef struct match_ctx {
-    ad_chunk_tf_cb cb;
-    void *ud;
-} match_ctx;
-
-static ad_err match_row(sqlite3_stmt *st, void *ctx)
-{
-    match_ctx *m = ctx;
-    const unsigned char *b = sqlite3_column_blob(st, 1);
-    size_t bytes = (size_t)sqlite3_column_bytes(st, 1);
-    uint32_t v[AD_FTS_MAX_PHRASES + 1];
-    size_t n = bytes / 4 > AD_FTS_MAX_PHRASES + 1 ? AD_FTS_MAX_PHRASES + 1 : bytes / 4;
-    if (!b || n < 1)
-        return AD_OK; /* pruned */
-    for (size_t i = 0; i < n; i++)
-        v[i] = (uint32_t)b[4 * i] | (uint32_t)b[4 * i + 1] << 8 | (uint32_t)b[4 * i + 2] << 16 |
-               (uint32_t)b[4 * i + 3] << 24;
-    return m->cb(m->ud, sqlite3_column_int64(st, 0), v + 1, n - 1, v[0]);
-}
-
-ad_err ad_db_chunks_match(ad_db *db, const char *fts_query, int first_phrase, ad_fts_prune *prune,
-                          ad_chunk_tf_cb cb, void *ud)
-{
-    const char *v[1] = {fts_query};
-    sqlite3_stmt *st = bind(db, S_CHUNK_MATCH, 1, v);
-    sqlite3_bind_int(st, 2, first_phrase);
-    if (prune)
-        sqlite3_bind_pointer(st, 3, prune, AD_FTS_PRUNE_TYPE, NULL);
-    match_ctx m = {.cb = cb, .ud = ud};
-    return scan_rows(db, st, "keyword match", match_row, &m);
-}
-
-ad_err ad_db_chunks_count(ad_db *db, const char *fts_query, int64_t limit, int64_t *n)
-{
-    const char *v[1] = {fts_query};
-    sqlite3_stmt *st = bind(db, S_CHUNK_COUNT, 1, v);
-    sqlite3_bind_int64(st, 2, limit >= 0 ? limit : -1);
-    ad_err rc = sqlite3_step(st) == SQLITE_ROW ? AD_OK : db_error(db, "keyword count");
-    *n = rc ? 0 : sqlite3_column_int64(st, 0);
-    sqlite3_reset(st);
-    return rc;
-}
-
-ad_err ad_db_chunks_stats(ad_db *db, const char *store_id, int64_t *chunks, int64_t *tokens)
-{
-    const char *v[1] = {store_id};
-    sqlite3_stmt *st = bind(db, S_CHUNK_STATS, 1, v);
-    int r = sqlite3_step(st);
-    ad_err rc = AD_OK;
-    *chunks = *tokens = 0;
-    if (r == SQLITE_ROW) {
-        *chunks = sqlite3_column_int64(st, 0);
-        *tokens = sqlite3_column_int64(st, 1);
-    } else if (r != SQLITE_DONE) {
-        rc = db_error(db, "chunk statistics");
-    }
-    sqlite3_reset(st);
-    return rc;
-}
-
-ad_err ad_db_chunk_terms(ad_db *db, int64_t chunk_id, ad_buf *out)
-{
-    sqlite3_stmt *st = bind(db, S_CHUNK_TERMS, 0, NULL);
-    sqlite3_bind_int64(st, 1, chunk_id);
-    int r = sqlite3_step(st);
-    ad_err rc = AD_OK;
-    if (r == SQLITE_ROW)
-        rc = ad_buf_add(out, sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0));
-    else if (r == SQLITE_DONE)
-        rc = AD_ENOTFOUND;
-    else
-        rc = db_error(db, "chunk terms");
-    sqlite3_reset(st);
-    return rc;
 }

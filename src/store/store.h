@@ -142,8 +142,10 @@ ad_err ad_db_purge_children(ad_db *db, const char *project, const char *kind, co
 
 /*
  * Chunks: the searchable pieces of the files of a vector store, in a table
- * of their own with an FTS5 index (BM25, Porter stemming) and an optional
- * embedding per chunk (float32 BLOB, unit length). A chunk row belongs to
+ * of their own with an optional embedding per chunk (float32 BLOB, unit
+ * length), and beside them one keyword segment per (store, file): that
+ * file's part of assistd's keyword index (search/kwindex.h; the store keeps
+ * the bytes, search/ gives them meaning). A chunk row belongs to
  * (store_id, file_id); store ids are globally unique, so a caller that has
  * checked the store belongs to its project may use them directly.
  */
@@ -154,20 +156,16 @@ typedef struct ad_chunk_row {
     size_t dims;
 } ad_chunk_row;
 
-/* Inserts rows[0..n) as chunks 0..n-1 of (store_id, file_id). */
+/* Inserts rows[0..n) as chunks 0..n-1 of (store_id, file_id), inside the
+ * caller's transaction; ids (NULL: not wanted) gets their row ids. */
 ad_err ad_db_chunks_insert(ad_db *db, const char *store_id, const char *file_id,
-                           const ad_chunk_row *rows, size_t n);
-/* Removes the chunks of one file of a store (file_id non-NULL) or of the
- * whole store (file_id NULL). */
+                           const ad_chunk_row *rows, size_t n, int64_t *ids);
+/* Removes the chunks and the keyword segment of one file of a store
+ * (file_id non-NULL) or of the whole store (file_id NULL), atomically. */
 ad_err ad_db_chunks_delete(ad_db *db, const char *store_id, const char *file_id);
-/* Keyword search in one store: calls cb for every chunk matching the FTS5
- * query, best BM25 first (score: higher is better). A non-AD_OK return of
- * cb stops the scan; AD_ESTATE stops it without an error. */
-typedef ad_err (*ad_chunk_hit_cb)(void *ud, int64_t chunk_id, const char *file_id, double score);
-ad_err ad_db_chunks_keyword(ad_db *db, const char *store_id, const char *fts_query,
-                            ad_chunk_hit_cb cb, void *ud);
 /* Every chunk of a store that has an embedding (brute-force dense search).
- * Same stop rule as ad_db_chunks_keyword. */
+ * A non-AD_OK return of cb stops the scan; AD_ESTATE stops it without an
+ * error. */
 typedef ad_err (*ad_chunk_vec_cb)(void *ud, int64_t chunk_id, const char *file_id, const float *vec,
                                   size_t dims);
 ad_err ad_db_chunks_vectors(ad_db *db, const char *store_id, ad_chunk_vec_cb cb, void *ud);
@@ -179,26 +177,17 @@ typedef ad_err (*ad_chunk_text_cb)(void *ud, const char *text, size_t len);
 ad_err ad_db_chunks_of_file(ad_db *db, const char *store_id, const char *file_id,
                             ad_chunk_text_cb cb, void *ud);
 
-/* Keyword evidence for a ranker of its own (search/search.c), from the FTS5
- * index (columns text and store_id; search/fts5.h). fts_query is an FTS5
- * MATCH expression; for every matching chunk cb gets how often each phrase
- * first_phrase.. of the expression occurs in its text (tf[0..nphrases)) and
- * the text's length in index tokens -- except chunks that prune (NULL: none;
- * search/fts5.h), which cb may tighten meanwhile, rules out. Unordered;
- * same stop rule as ad_db_chunks_keyword. */
-typedef ad_err (*ad_chunk_tf_cb)(void *ud, int64_t chunk_id, const uint32_t *tf, size_t nphrases,
-                                 uint32_t len);
-struct ad_fts_prune;
-ad_err ad_db_chunks_match(ad_db *db, const char *fts_query, int first_phrase,
-                          struct ad_fts_prune *prune, ad_chunk_tf_cb cb, void *ud);
-/* The number of chunks matching fts_query, counting stopped at limit (< 0:
- * no limit). */
-ad_err ad_db_chunks_count(ad_db *db, const char *fts_query, int64_t limit, int64_t *n);
-/* A store's chunk count and total text length in index tokens (0, 0 for a
- * store without chunks). */
-ad_err ad_db_chunks_stats(ad_db *db, const char *store_id, int64_t *chunks, int64_t *tokens);
-/* Appends a chunk's text as the index tokenizes it to out: one line
- * "TERM\tSURFACE\n" per token (search/fts5.h). AD_ENOTFOUND: no such chunk. */
-ad_err ad_db_chunk_terms(ad_db *db, int64_t chunk_id, ad_buf *out);
+/* Keyword segments. Each write gets a new segment id, never reused. */
+/* Writes (replaces) the segment of (store_id, file_id). */
+ad_err ad_db_kwseg_put(ad_db *db, const char *store_id, const char *file_id, const void *seg,
+                       size_t len);
+/* The number of segments of a store and their largest id (0, 0: none). */
+ad_err ad_db_kwseg_version(ad_db *db, const char *store_id, int64_t *count, int64_t *max_id);
+/* Calls cb with the id and file of every segment of a store (unordered);
+ * a non-AD_OK return stops the listing with that code. */
+typedef ad_err (*ad_kwseg_cb)(void *ud, int64_t seg_id, const char *file_id);
+ad_err ad_db_kwseg_list(ad_db *db, const char *store_id, ad_kwseg_cb cb, void *ud);
+/* Appends a segment's bytes to out. AD_ENOTFOUND: no such segment. */
+ad_err ad_db_kwseg_get(ad_db *db, int64_t seg_id, ad_buf *out);
 
 #endif

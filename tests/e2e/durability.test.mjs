@@ -94,14 +94,14 @@ test('modifications and deletes survive kill -9', async () => {
 test('schema version is persisted: restarts do not migrate again', async () => {
   const db = path.join(dataDir, 'assistd.db');
   // After a clean stop the WAL is checkpointed into the main file.
-  assert.equal(userVersion(db), 3);
+  assert.equal(userVersion(db), 4);
   for (let i = 0; i < 2; i++) {
     const s = await startServer({ dataDir });
     assert.doesNotMatch(s.logs(), /migrated schema/);
     assert.equal((await listAll(s)).length, 190);
     await s.stop();
   }
-  assert.equal(userVersion(db), 3);
+  assert.equal(userVersion(db), 4);
 
   // A fresh directory migrates once.
   const fresh = mkdtempSync(path.join(tmpdir(), 'assistd-fresh-'));
@@ -110,8 +110,9 @@ test('schema version is persisted: restarts do not migrate again', async () => {
     assert.match(s.logs(), /store: migrated schema to version 1/);
     assert.match(s.logs(), /store: migrated schema to version 2/);
     assert.match(s.logs(), /store: migrated schema to version 3/);
+    assert.match(s.logs(), /store: migrated schema to version 4/);
     await s.stop();
-    assert.equal(userVersion(path.join(fresh, 'assistd.db')), 3);
+    assert.equal(userVersion(path.join(fresh, 'assistd.db')), 4);
   } finally {
     rmSync(fresh, { recursive: true, force: true });
   }
@@ -127,11 +128,11 @@ test('a database from a newer assistd is refused, not damaged', async () => {
   try {
     const r = await runAssistd(['--listen', '127.0.0.1:0', '--data-dir', dataDir, '--api-keys', 'k']);
     assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /database schema 99 is newer than this assistd \(3\)/);
+    assert.match(r.stderr, /database schema 99 is newer than this assistd \(4\)/);
     assert.doesNotMatch(r.stderr, /listening on|AddressSanitizer|LeakSanitizer|runtime error/);
     assert.equal(userVersion(db), 99);
   } finally {
-    b.writeUInt32BE(3, 0);
+    b.writeUInt32BE(4, 0);
     const fd2 = openSync(db, 'r+');
     writeSync(fd2, b, 0, 4, 60);
     closeSync(fd2);

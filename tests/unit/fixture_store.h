@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "ingest/ingest.h"
+#include "search/kwindex.h"
 #include "search/search.h"
 #include "store/store.h"
 
@@ -27,20 +28,27 @@ typedef struct ctx {
     ad_db *db;
 } ctx;
 
-/* Opens a store in a new /tmp/<prefix>-XXXXXX; -1 on failure. */
-static inline int fixture_setup(void **state, const char *prefix)
+/* Opens a store of nconn connections in a new /tmp/<prefix>-XXXXXX; -1 on
+ * failure. */
+static inline int fixture_setup_n(void **state, const char *prefix, unsigned nconn)
 {
     ctx *c = calloc(1, sizeof *c);
     snprintf(c->dir, sizeof c->dir, "/tmp/%s-XXXXXX", prefix);
     c->log.fd = 2;
     c->log.level = AD_LOG_WARN;
-    if (!mkdtemp(c->dir) || ad_store_open(c->dir, 2, &c->log, &c->s)) {
+    if (!mkdtemp(c->dir) || ad_store_open(c->dir, nconn, &c->log, &c->s)) {
         free(c);
         return -1;
     }
     c->db = ad_store_acquire(c->s);
     *state = c;
     return 0;
+}
+
+/* A store of two connections. */
+static inline int fixture_setup(void **state, const char *prefix)
+{
+    return fixture_setup_n(state, prefix, 2);
 }
 
 static inline int fixture_teardown(void **state)
@@ -91,7 +99,7 @@ static inline void add_file(ad_db *db, const char *store, const char *file, cons
         rows[i] = (ad_chunk_row){texts[i], strlen(texts[i]), vecs ? vecs + i * dims : NULL,
                                  vecs ? dims : 0};
     assert_int_equal(ad_db_begin(db), AD_OK);
-    assert_int_equal(ad_db_chunks_insert(db, store, file, rows, n), AD_OK);
+    assert_int_equal(ad_kw_insert_file(db, store, file, rows, n, NULL), AD_OK);
     assert_int_equal(ad_db_commit(db), AD_OK);
     free(rows);
 }

@@ -1,8 +1,7 @@
-/* test_ranking.c -- the keyword ranker: query terms and the FTS5 expression
- * built from them, BM25 arithmetic, RM3 feedback terms, the FTS5 evidence
- * the store reports (term frequencies, lengths, per-store statistics, the
- * index's tokens of a chunk), and that a store ranks as if it were alone in
- * the database while FTS5's own bm25() (the benchmark baseline) does not. */
+/* test_ranking.c -- the keyword ranker: query terms, BM25 arithmetic, RM3
+ * feedback terms, the evidence a store's own index holds (term
+ * frequencies, lengths, per-store statistics, deletions), and that a store
+ * ranks as if it were alone in the database. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,6 +13,7 @@
 #include <string.h>
 
 #include "ingest/ingest.h"
+#include "search/kwindex.h"
 #include "search/search.h"
 #include "store/store.h"
 
@@ -44,24 +44,6 @@ static void test_kw_terms(void **state)
         strcat(many, w);
     }
     assert_int_equal(ad_kw_terms(many, t), AD_KW_MAX_WORDS);
-}
-
-static void test_match_expr(void **state)
-{
-    (void)state;
-    ad_kw_term t[2] = {{.word = "statin", .weight = 1}, {.word = "cancer", .weight = 1}};
-    ad_buf b;
-    ad_buf_init(&b, 4096);
-    assert_true(ad_kw_match_expr("vs_MDI7xbavXJiG7kZW", t, 2, &b));
-    assert_string_equal(b.ptr,
-                        "store_id : \"MDI7xbavXJiG7kZW\" AND text : (\"statin\" OR \"cancer\")");
-    ad_buf_reset(&b);
-    /* a short or unusual id is used whole, quotes doubled */
-    assert_true(ad_kw_match_expr("vs_a\"b", t, 1, &b));
-    assert_string_equal(b.ptr, "store_id : \"vs_a\"\"b\" AND text : (\"statin\")");
-    ad_buf_reset(&b);
-    assert_false(ad_kw_match_expr("vs_abcdefghij", t, 0, &b));
-    ad_buf_free(&b);
 }
 
 static void test_bm25(void **state)
@@ -124,24 +106,16 @@ static int teardown(void **state)
     return fixture_teardown(state);
 }
 
-typedef struct tf_acc {
-    int64_t id[8];
-    uint32_t tf[8][4];
-    uint32_t len[8];
-    size_t n;
-} tf_acc;
-
-static ad_err tf_row(void *ud, int64_t id, const uint32_t *tf, size_t np, uint32_t len)
+static bool accept_not_b(void *ud, const char *file_id)
 {
-    tf_acc *a = ud;
-    assert_true(a->n < 8 && np <= 4);
-    a->id[a->n] = id;
-    memcpy(a->tf[a->n], tf, np * sizeof *tf);
-    a->len[a->n] = len;
-    a->n++;
-    return AD_OK;
+    int *calls = ud;
+    (*calls)++;
+    return strcmp(file_id, "file-b") != 0;
 }
 
+/* The evidence BM25 is computed from, as the store's own index holds it:
+ * statistics of that store only, document frequencies, stemmed term
+ * frequencies, deletions. */
 static void test_store_evidence(void **state)
 {
     ctx *c = *state;
@@ -152,59 +126,55 @@ static void test_store_evidence(void **state)
     add_file(c->db, "vs_storeAAAAAAAA", "file-a", "{}", a, 2, NULL, 0);
     add_file(c->db, "vs_storeBBBBBBBB", "file-b", "{}", b, 1, NULL, 0);
 
-    int64_t chunks = 0, tokens = 0;
-    assert_int_equal(ad_db_chunks_stats(c->db, "vs_storeAAAAAAAA", &chunks, &tokens), AD_OK);
+    ad_kwcache *kc = ad_kwcache_new(1u << 30);
+    ad_err rc;
+    ad_kwidx *x = ad_kwcache_acquire(kc, c->db, "vs_storeAAAAAAAA", &rc);
+    assert_non_null(x);
+    int64_t chunks = 0;
+    double avg = 0;
+    ad_kwidx_stats(x, &chunks, &avg);
     assert_int_equal(chunks, 2);
-    assert_int_equal(tokens, 6 + 2); /* index tokens: running dogs run the dog ran / cats sleep */
-    assert_int_equal(ad_db_chunks_stats(c->db, "vs_storeBBBBBBBB", &chunks, &tokens), AD_OK);
+    assert_true(avg == (6 + 2) / 2.0); /* running dogs run the dog ran / cats sleep */
+    assert_int_equal(ad_kwidx_df(x, "dog", 3, -1), 1);
+    assert_int_equal(ad_kwidx_df(x, "run", 3, -1), 1);
+    assert_int_equal(ad_kwidx_df(x, "ran", 3, -1), 1); /* "ran" is not stemmed to run */
+    assert_int_equal(ad_kwidx_df(x, "dogs", 4, -1), 0);
+    /* BM25 by hand: tf 2 for run and dog, length 6, average 4 */
+    ad_kwq q[2] = {{"run", 3, 1.0}, {"dog", 3, 0.5}};
+    int64_t ids[4];
+    double sc[4];
+    assert_int_equal(ad_kwidx_rank(x, q, 2, NULL, NULL, ids, sc, 4), 1);
+    double one = 2 * 2.2 / (2 + 1.2 * (0.25 + 0.75 * 6 / 4.0));
+    assert_true(fabs(sc[0] - 1.5 * one) < 1e-9);
+    ad_kwcache_release(kc, x);
+
+    x = ad_kwcache_acquire(kc, c->db, "vs_storeBBBBBBBB", &rc);
+    assert_non_null(x);
+    ad_kwidx_stats(x, &chunks, &avg);
     assert_int_equal(chunks, 1);
-    assert_int_equal(tokens, 2);
+    assert_true(avg == 2);
+    int calls = 0;
+    assert_int_equal(ad_kwidx_rank(x, q + 1, 1, accept_not_b, &calls, ids, sc, 4), 0);
+    assert_int_equal(calls, 1);
+    ad_kwcache_release(kc, x);
 
-    /* term frequencies (stemmed: run/running, dog/dogs) and lengths, this
-     * store only */
-    ad_kw_term t[2] = {{.word = "run", .weight = 1}, {.word = "dogs", .weight = 1}};
-    ad_buf e;
-    ad_buf_init(&e, 4096);
-    assert_true(ad_kw_match_expr("vs_storeAAAAAAAA", t, 2, &e));
-    tf_acc acc = {0};
-    assert_int_equal(ad_db_chunks_match(c->db, e.ptr, 1, NULL, tf_row, &acc), AD_OK);
-    assert_int_equal(acc.n, 1);
-    assert_int_equal(acc.tf[0][0], 2); /* running, run ("ran" is not stemmed to run) */
-    assert_int_equal(acc.tf[0][1], 2); /* dogs, dog */
-    assert_int_equal(acc.len[0], 6);
-    int64_t df = 0;
-    assert_int_equal(ad_db_chunks_count(c->db, e.ptr, -1, &df), AD_OK);
-    assert_int_equal(df, 1);
-    assert_int_equal(ad_db_chunks_count(c->db, e.ptr, 0, &df), AD_OK);
-    assert_int_equal(df, 0);
-    assert_int_equal(ad_db_chunks_count(c->db, e.ptr, 1, &df), AD_OK);
-    assert_int_equal(df, 1);
-
-    /* the index's tokens of a chunk, with the words they came from */
-    ad_buf terms;
-    ad_buf_init(&terms, 4096);
-    assert_int_equal(ad_db_chunk_terms(c->db, acc.id[0], &terms), AD_OK);
-    assert_string_equal(terms.ptr,
-                        "run\tRunning\ndog\tdogs\nrun\trun\nthe\tthe\ndog\tdog\nran\tran\n");
-    ad_buf_reset(&terms);
-    assert_int_equal(ad_db_chunk_terms(c->db, 999999, &terms), AD_ENOTFOUND);
-    ad_buf_free(&terms);
-
-    /* removing chunks keeps the statistics in step; an empty store has none */
+    /* removing the file: the loaded index learns it at the next acquire */
     assert_int_equal(ad_db_begin(c->db), AD_OK);
     assert_int_equal(ad_vsf_remove(c->db, "p", "vs_storeAAAAAAAA", "file-a"), AD_OK);
     assert_int_equal(ad_db_commit(c->db), AD_OK);
-    assert_int_equal(ad_db_chunks_stats(c->db, "vs_storeAAAAAAAA", &chunks, &tokens), AD_OK);
-    assert_true(chunks == 0 && tokens == 0);
-    acc.n = 0;
-    assert_int_equal(ad_db_chunks_match(c->db, e.ptr, 1, NULL, tf_row, &acc), AD_OK);
-    assert_int_equal(acc.n, 0);
-    ad_buf_free(&e);
+    x = ad_kwcache_acquire(kc, c->db, "vs_storeAAAAAAAA", &rc);
+    assert_non_null(x);
+    ad_kwidx_stats(x, &chunks, &avg);
+    assert_true(chunks == 0 && avg == 0);
+    assert_int_equal(ad_kwidx_df(x, "dog", 3, -1), 0);
+    assert_int_equal(ad_kwidx_rank(x, q, 2, NULL, NULL, ids, sc, 4), 0);
+    ad_kwcache_release(kc, x);
+    ad_kwcache_free(kc);
 }
 
 /* Store A: "zebra" is rare there (1 chunk of 4), "lion" common (3 of 4).
  * Another store B, full of zebras, makes "zebra" common in the database as
- * a whole. A's ranking must not change; FTS5's global bm25() flips. */
+ * a whole. A's ranking must not change. */
 static void test_store_ranks_alone(void **state)
 {
     ctx *c = *state;
@@ -234,14 +204,6 @@ static void test_store_ranks_alone(void **state)
     for (size_t i = 0; i < n; i++)
         assert_string_equal(h[i].vector_store_id, "vs_aloneAAAAAAAA");
     ad_search_hits_free(h, n);
-
-    /* the baseline ranker's IDF is the whole database's: zebra lost */
-    setenv("ASSISTD_SEARCH_RANKER", "fts5", 1);
-    n = search(c, "vs_aloneAAAAAAAA", "zebra lion", NULL, &h);
-    assert_true(n >= 2);
-    assert_string_equal(h[0].file_id, "file-l");
-    ad_search_hits_free(h, n);
-    unsetenv("ASSISTD_SEARCH_RANKER");
 }
 
 /* Pseudo-relevance feedback finds a chunk that shares no word with the
@@ -305,7 +267,6 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kw_terms),
-        cmocka_unit_test(test_match_expr),
         cmocka_unit_test(test_bm25),
         cmocka_unit_test(test_rm3_terms),
         cmocka_unit_test_setup_teardown(test_store_evidence, setup, teardown),

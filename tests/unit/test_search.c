@@ -1,4 +1,4 @@
-/* test_search.c -- retrieval rules: the FTS5 query built from user text,
+/* test_search.c -- retrieval rules: the query words picked from user text,
  * reciprocal rank fusion and its 0..1 scores, attribute filters, vector
  * arithmetic, and the chunk index in the store (BM25 order, per-store
  * isolation, deletion, embeddings) with ad_search on top of it. */
@@ -15,34 +15,34 @@
 #include <sqlite3.h>
 
 #include "ingest/ingest.h"
+#include "search/kwindex.h"
 #include "search/search.h"
 #include "store/store.h"
+#include "util/str.h"
 
 #include "fixture_store.h"
 
-static void test_fts_query(void **state)
+/* The words picked from user text: stopwords out (unless only stopwords),
+ * query syntax of any kind is just separators. */
+static void test_query_words(void **state)
 {
     (void)state;
-    ad_buf b;
-    ad_buf_init(&b, 4096);
-    assert_true(ad_fts_query("How often are the Unseal-keys rotated?", &b));
-    assert_string_equal(ad_buf_str(&b), "\"often\" OR \"unseal\" OR \"keys\" OR \"rotated\"");
-    ad_buf_reset(&b);
-    /* only stopwords: kept */
-    assert_true(ad_fts_query("Who are you?", &b));
-    assert_string_equal(ad_buf_str(&b), "\"who\" OR \"are\" OR \"you\"");
-    ad_buf_reset(&b);
-    /* FTS5 syntax in the text is never passed through. */
-    assert_true(ad_fts_query("a\" NOT b* (c) NEAR/2 d:e", &b));
-    assert_string_equal(ad_buf_str(&b), "\"b\" OR \"c\" OR \"near\" OR \"2\" OR \"d\" OR \"e\"");
-    ad_buf_reset(&b);
-    assert_true(ad_fts_query("Größe café", &b));
-    assert_string_equal(ad_buf_str(&b), "\"gr\xc3\xb6\xc3\x9f"
-                                        "e\" OR \"caf\xc3\xa9\"");
-    ad_buf_reset(&b);
-    assert_false(ad_fts_query("  ?!  ", &b));
-    assert_false(ad_fts_query("", &b));
-    ad_buf_free(&b);
+    ad_kw_term t[AD_KW_MAX_WORDS];
+    size_t n = ad_kw_terms("How often are the Unseal-keys rotated?", t);
+    assert_int_equal(n, 4);
+    assert_string_equal(t[0].word, "often");
+    assert_string_equal(t[1].word, "unseal");
+    assert_string_equal(t[2].word, "keys");
+    assert_string_equal(t[3].word, "rotated");
+    n = ad_kw_terms("Who are you?", t); /* only stopwords: kept */
+    assert_int_equal(n, 3);
+    assert_string_equal(t[0].word, "who");
+    n = ad_kw_terms("a\" NOT b* (c) NEAR/2 d:e", t);
+    assert_int_equal(n, 6);
+    assert_string_equal(t[0].word, "b");
+    assert_string_equal(t[2].word, "near");
+    assert_int_equal(ad_kw_terms("  ?!  ", t), 0);
+    assert_int_equal(ad_kw_terms("", t), 0);
 }
 
 static void test_rrf(void **state)
@@ -270,33 +270,87 @@ static void test_expired_and_vectors(void **state)
     assert_true(a.dot[0] == 0.0 && a.dot[1] == 1.0);
 }
 
-/* A database left at schema 2 by an older assistd (chunks indexed without
- * their store, no chunk_stats) is migrated at open: the index is rebuilt
- * with the store ids, the statistics counted, and the old chunks found. */
+typedef struct seg_of {
+    const char *file;
+    int64_t id;
+} seg_of;
+
+static ad_err find_seg(void *ud, int64_t seg_id, const char *file_id)
+{
+    seg_of *s = ud;
+    if (!strcmp(file_id, s->file))
+        s->id = seg_id;
+    return AD_OK;
+}
+
+/* A chunk is shown only if the file its row belongs to passes the filter,
+ * whatever file the index files it under: here file-ok's segment is
+ * damaged so that it names file-bad's chunk (the same thing a chunk id
+ * freed by a deletion and reused by a later file looks like to a search
+ * that read the index before). */
+static void test_filter_checks_the_row(void **state)
+{
+    ctx *c = *state;
+    add_store(c->db, "vs_rowAAAAAAAAAA");
+    const char *ok[] = {"Harmless words about gardening."};
+    const char *bad[] = {"The secret zebra launch codes."};
+    add_file(c->db, "vs_rowAAAAAAAAAA", "file-ok", "{\"tag\":\"ok\"}", ok, 1, NULL, 0);
+    add_file(c->db, "vs_rowAAAAAAAAAA", "file-bad", "{\"tag\":\"bad\"}", bad, 1, NULL, 0);
+    const char *filter = "{\"type\":\"eq\",\"key\":\"tag\",\"value\":\"ok\"}";
+    ad_search_hit *h = NULL;
+    assert_int_equal(search(c, "vs_rowAAAAAAAAAA", "zebra", filter, &h), 0);
+    ad_search_hits_free(h, 0);
+    /* file-ok's segment replaced by file-bad's (its chunk ids included) */
+    seg_of sb = {"file-bad", 0};
+    assert_int_equal(ad_db_kwseg_list(c->db, "vs_rowAAAAAAAAAA", find_seg, &sb), AD_OK);
+    assert_true(sb.id > 0);
+    ad_buf b;
+    ad_buf_init(&b, AD_KWSEG_MAX);
+    assert_int_equal(ad_db_kwseg_get(c->db, sb.id, &b), AD_OK);
+    assert_int_equal(ad_db_begin(c->db), AD_OK);
+    assert_int_equal(ad_db_kwseg_put(c->db, "vs_rowAAAAAAAAAA", "file-ok", b.ptr, b.len), AD_OK);
+    assert_int_equal(ad_db_commit(c->db), AD_OK);
+    ad_buf_free(&b);
+    assert_int_equal(search(c, "vs_rowAAAAAAAAAA", "zebra", filter, &h), 0);
+    ad_search_hits_free(h, 0);
+    /* without the filter the chunk is found, under its own file */
+    size_t n = search(c, "vs_rowAAAAAAAAAA", "zebra", NULL, &h);
+    assert_true(n >= 1);
+    assert_string_equal(h[0].file_id, "file-bad");
+    ad_search_hits_free(h, n);
+}
+
+/* A database as assistd left it at schema 2: chunks in FTS5. */
+static const char *const v2 =
+    "CREATE TABLE objects (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,"
+    "  id TEXT NOT NULL UNIQUE, project TEXT NOT NULL, parent TEXT NOT NULL DEFAULT '',"
+    "  aux TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL, body TEXT);"
+    "CREATE INDEX objects_page ON objects(project, kind, parent, seq);"
+    "CREATE TABLE chunks (id INTEGER PRIMARY KEY, store_id TEXT NOT NULL,"
+    "  file_id TEXT NOT NULL, ord INTEGER NOT NULL, text TEXT NOT NULL, embedding BLOB);"
+    "CREATE INDEX chunks_owner ON chunks(store_id, file_id, ord);"
+    "CREATE VIRTUAL TABLE chunks_fts USING fts5(text, content='chunks', content_rowid='id',"
+    "  tokenize='porter unicode61 remove_diacritics 2');"
+    "CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN"
+    "  INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text); END;"
+    "CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN"
+    "  INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);"
+    "  END;"
+    "INSERT INTO chunks(store_id, file_id, ord, text) VALUES"
+    "  ('vs_oldAAAAAAAAAA', 'file-1', 0, 'Rotate the unseal keys every ninety days.'),"
+    "  ('vs_oldAAAAAAAAAA', 'file-1', 1, 'The root token is revoked.'),"
+    "  ('vs_oldAAAAAAAAAA', 'file-2', 0, 'Alerts go to PagerDuty.'),"
+    "  ('vs_otherBBBBBBBB', 'file-3', 0, 'Unseal keys of another store.');"
+    "PRAGMA user_version=2;";
+
+/* A database left at schema 2 by an older assistd (chunks in FTS5, no
+ * keyword segments) is migrated at open through 3 and 4: FTS5 goes, a
+ * segment is built for every file, and the old chunks are found, each
+ * store with its own statistics; new files and deletions keep the index in
+ * step. */
 static void test_migration_from_v2(void **state)
 {
     (void)state;
-    static const char *const v2 =
-        "CREATE TABLE objects (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,"
-        "  id TEXT NOT NULL UNIQUE, project TEXT NOT NULL, parent TEXT NOT NULL DEFAULT '',"
-        "  aux TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL, body TEXT);"
-        "CREATE INDEX objects_page ON objects(project, kind, parent, seq);"
-        "CREATE TABLE chunks (id INTEGER PRIMARY KEY, store_id TEXT NOT NULL,"
-        "  file_id TEXT NOT NULL, ord INTEGER NOT NULL, text TEXT NOT NULL, embedding BLOB);"
-        "CREATE INDEX chunks_owner ON chunks(store_id, file_id, ord);"
-        "CREATE VIRTUAL TABLE chunks_fts USING fts5(text, content='chunks', content_rowid='id',"
-        "  tokenize='porter unicode61 remove_diacritics 2');"
-        "CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN"
-        "  INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text); END;"
-        "CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN"
-        "  INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);"
-        "  END;"
-        "INSERT INTO chunks(store_id, file_id, ord, text) VALUES"
-        "  ('vs_oldAAAAAAAAAA', 'file-1', 0, 'Rotate the unseal keys every ninety days.'),"
-        "  ('vs_oldAAAAAAAAAA', 'file-1', 1, 'The root token is revoked.'),"
-        "  ('vs_oldAAAAAAAAAA', 'file-2', 0, 'Alerts go to PagerDuty.'),"
-        "  ('vs_otherBBBBBBBB', 'file-3', 0, 'Unseal keys of another store.');"
-        "PRAGMA user_version=2;";
     ctx *c = calloc(1, sizeof *c);
     snprintf(c->dir, sizeof c->dir, "/tmp/assistd-migrate-XXXXXX");
     assert_non_null(mkdtemp(c->dir));
@@ -312,12 +366,25 @@ static void test_migration_from_v2(void **state)
     assert_int_equal(ad_store_open(c->dir, 2, &c->log, &c->s), AD_OK);
     c->db = ad_store_acquire(c->s);
     void *st = c;
-    int64_t chunks = 0, tokens = 0;
-    assert_int_equal(ad_db_chunks_stats(c->db, "vs_oldAAAAAAAAAA", &chunks, &tokens), AD_OK);
+    int64_t chunks = 0;
+    double avg = 0;
+    ad_err rc;
+    ad_kwidx *x = ad_kwcache_acquire(NULL, c->db, "vs_oldAAAAAAAAAA", &rc);
+    assert_non_null(x);
+    ad_kwidx_stats(x, &chunks, &avg);
     assert_int_equal(chunks, 3);
-    assert_int_equal(tokens, 7 + 5 + 4); /* index tokens of the three chunks */
-    assert_int_equal(ad_db_chunks_stats(c->db, "vs_otherBBBBBBBB", &chunks, &tokens), AD_OK);
+    assert_true(fabs(avg * 3 - (7 + 5 + 4)) < 1e-9); /* index tokens of the three chunks */
+    assert_int_equal(ad_kwidx_df(x, "unseal", 6, -1), 1);
+    ad_kwcache_release(NULL, x);
+    x = ad_kwcache_acquire(NULL, c->db, "vs_otherBBBBBBBB", &rc);
+    assert_non_null(x);
+    ad_kwidx_stats(x, &chunks, &avg);
     assert_int_equal(chunks, 1);
+    ad_kwcache_release(NULL, x);
+    sqlite3 *h2 = NULL; /* FTS5 is gone */
+    assert_int_equal(sqlite3_open(path, &h2), SQLITE_OK);
+    assert_int_not_equal(sqlite3_exec(h2, "SELECT 1 FROM chunks_fts", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h2);
 
     add_store(c->db, "vs_oldAAAAAAAAAA");
     ad_search_hit *hits = NULL;
@@ -326,7 +393,7 @@ static void test_migration_from_v2(void **state)
     assert_string_equal(hits[0].file_id, "file-1");
     assert_string_equal(hits[0].text, "Rotate the unseal keys every ninety days.");
     ad_search_hits_free(hits, n);
-    /* the migrated triggers keep the index and the statistics in step */
+    /* segments written from now on keep the index and the statistics in step */
     const char *more[] = {"PagerDuty pages the on-call engineer."};
     add_file(c->db, "vs_oldAAAAAAAAAA", "file-4", "{}", more, 1, NULL, 0);
     n = search(c, "vs_oldAAAAAAAAAA", "PagerDuty", NULL, &hits);
@@ -335,22 +402,87 @@ static void test_migration_from_v2(void **state)
     assert_int_equal(ad_db_begin(c->db), AD_OK);
     assert_int_equal(ad_db_chunks_delete(c->db, "vs_oldAAAAAAAAAA", "file-1"), AD_OK);
     assert_int_equal(ad_db_commit(c->db), AD_OK);
-    assert_int_equal(ad_db_chunks_stats(c->db, "vs_oldAAAAAAAAAA", &chunks, &tokens), AD_OK);
+    x = ad_kwcache_acquire(NULL, c->db, "vs_oldAAAAAAAAAA", &rc);
+    assert_non_null(x);
+    ad_kwidx_stats(x, &chunks, &avg);
     assert_int_equal(chunks, 2);
-    assert_int_equal(tokens, 4 + 6); /* PagerDuty pages the on call engineer */
+    assert_true(fabs(avg * 2 - (4 + 6)) < 1e-9); /* PagerDuty pages the on call engineer */
+    ad_kwcache_release(NULL, x);
+    assert_int_equal(fixture_teardown(&st), 0);
+}
+
+static int64_t user_version(sqlite3 *h)
+{
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(h, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* Migration 4 failing part-way (here: a table in the way of kw_segments,
+ * after its DROPs of FTS5 and the triggers ran) leaves the database as
+ * migration 3 left it -- FTS5, triggers and chunks all there -- and the
+ * store refuses to open; once the obstacle is gone the next open migrates
+ * and the old chunks are found. A crash mid-migration is the same
+ * transaction rolled back by SQLite at the next open. */
+static void test_migration_4_fails_whole(void **state)
+{
+    (void)state;
+    char dir[64] = "/tmp/assistd-migfail-XXXXXX", path[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/assistd.db", dir);
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(path, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, v2, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "CREATE TABLE kw_segments(x)", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    ad_logger log = {.fd = -1, .level = AD_LOG_ERROR};
+    ad_store *s = NULL;
+    assert_int_not_equal(ad_store_open(dir, 2, &log, &s), AD_OK);
+    assert_int_equal(sqlite3_open(path, &h), SQLITE_OK);
+    assert_int_equal(user_version(h), 3); /* migration 3 committed, 4 not */
+    sqlite3_stmt *q = NULL; /* FTS5, its triggers and chunk_stats are all still there */
+    assert_int_equal(sqlite3_prepare_v2(h,
+                                        "SELECT count(*) FROM sqlite_master WHERE name IN "
+                                        "('chunks_fts','chunk_stats','chunks_ai','chunks_bd',"
+                                        "'chunks_ad')",
+                                        -1, &q, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), 5);
+    sqlite3_finalize(q);
+    assert_int_equal(sqlite3_exec(h, "DROP TABLE kw_segments", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    ctx *c = calloc(1, sizeof *c);
+    ad_strlcpy(c->dir, dir, sizeof c->dir);
+    c->log.fd = 2;
+    c->log.level = AD_LOG_WARN;
+    assert_int_equal(ad_store_open(c->dir, 2, &c->log, &c->s), AD_OK);
+    c->db = ad_store_acquire(c->s);
+    void *st = c;
+    add_store(c->db, "vs_oldAAAAAAAAAA");
+    ad_search_hit *hits = NULL;
+    size_t n = search(c, "vs_oldAAAAAAAAAA", "unseal keys", NULL, &hits);
+    assert_int_equal(n, 1);
+    assert_string_equal(hits[0].text, "Rotate the unseal keys every ninety days.");
+    ad_search_hits_free(hits, n);
     assert_int_equal(fixture_teardown(&st), 0);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fts_query),
+        cmocka_unit_test(test_query_words),
         cmocka_unit_test(test_rrf),
         cmocka_unit_test(test_filters),
         cmocka_unit_test(test_vectors),
         cmocka_unit_test_setup_teardown(test_index_and_search, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_expired_and_vectors, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_filter_checks_the_row, setup, fixture_teardown),
         cmocka_unit_test(test_migration_from_v2),
+        cmocka_unit_test(test_migration_4_fails_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
