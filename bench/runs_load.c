@@ -95,6 +95,8 @@ typedef struct stream {
     int64_t t_start, t_created, t_inprog, t_msg, t_first, t_last, t_completed, t_end;
     long deltas;
     int64_t max_gap;
+    int64_t max_gap_end; /* when the worst gap ended (mono ns) */
+    int max_gap_delta;   /* deltas received before the worst gap */
     bool completed, done, failed_event, error;
     bool creating; /* counted in n_creating */
     char why[96];
@@ -454,8 +456,11 @@ static void on_sse_event(stream *s, int64_t now)
         } else {
             int64_t g = now - s->t_last;
             gap_add(g);
-            if (g > s->max_gap)
+            if (g > s->max_gap) {
                 s->max_gap = g;
+                s->max_gap_end = now;
+                s->max_gap_delta = s->deltas;
+            }
         }
         s->t_last = now;
         s->deltas++;
@@ -921,7 +926,9 @@ static int run_streams(void)
     int ok = 0, errors = 0, unfinished = 0, stalled = 0, short_count = 0;
     int64_t ws = 0, we = INT64_MAX;
     int64_t *ttft = xcalloc((size_t)n, 8), *created = xcalloc((size_t)n, 8),
-            *maxgap = xcalloc((size_t)n, 8);
+            *maxgap = xcalloc((size_t)n, 8), *stall_at = xcalloc((size_t)n, 8),
+            *stall_delta = xcalloc((size_t)n, 8);
+    size_t nst = 0;
     size_t nt = 0;
     for (int i = 0; i < n; i++) {
         stream *s = &S[i];
@@ -935,8 +942,13 @@ static int run_streams(void)
             if (errors <= 5)
                 fprintf(stderr, "runs_load: stream %d: %s\n", i, s->why);
         }
-        if (s->max_gap > C.stall_ms * 1000000LL)
+        if (s->max_gap > C.stall_ms * 1000000LL) {
             stalled++;
+            /* Where the stall was: seconds into the test when the worst
+             * gap started, and how many deltas the stream had by then. */
+            stall_at[nst] = s->max_gap_end - s->max_gap - t0;
+            stall_delta[nst++] = (int64_t)s->max_gap_delta * 1000000; /* printed as "ms" */
+        }
         if (!s->error && s->deltas != C.tokens)
             short_count++;
         if (!s->error && s->deltas == C.tokens && s->max_gap <= C.stall_ms * 1000000LL)
@@ -988,6 +1000,11 @@ static int run_streams(void)
     printf("gap_p50_ms=%.2f\ngap_p99_ms=%.2f\ngap_p999_ms=%.2f\n", gap_pct(0.5), gap_pct(0.99),
            gap_pct(0.999));
     print_pcts("stream_max_gap", maxgap, nt);
+    /* For stalled streams only: when their worst gap began (ms since the
+     * first run was created) and after how many deltas (the _ms suffix of
+     * print_pcts; the values are counts). */
+    print_pcts("stall_start", stall_at, nst);
+    print_pcts("stall_after_deltas", stall_delta, nst);
     printf("deltas_total=%lld\n", total_deltas);
     printf("rss_idle_kb=%ld\nrss_peak_kb=%ld\nhwm_kb=%ld\n", rss_idle, rss_peak, hwm);
     printf("mem_per_run_kb=%.1f\n", n ? (double)(rss_peak - rss_idle) / n : 0.0);

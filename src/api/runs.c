@@ -9,7 +9,11 @@
  * `stream: true` the response is a Server-Sent Events stream: the handler
  * announces what it did itself (thread.created, thread.run.created/queued,
  * or the completed tool_calls step) and the engine continues on the same
- * stream.
+ * stream. A streamed createRun (without additional_messages) is the
+ * exception: its checks and the run's JSON are made here without a lock,
+ * the stream is answered at once, and the engine's writer stores the run
+ * with its other writes -- checking the thread and "no active run" again --
+ * and announces it once committed (run/engine.h, ad_engine_create).
  *
  * A run is stored with kind "run", parent = its thread, aux = "active"
  * while queued, in progress, waiting for tool outputs or cancelling; steps
@@ -58,6 +62,10 @@ bool ad_api_active_run(ad_req *req, const char *thread_id, char out[AD_ID_MAX])
                    .asc = true};
     bool more;
     out[0] = '\0';
+    /* A streamed creation answered but not stored yet counts; asked first,
+     * as its reservation ends only once the run is committed. */
+    if (req->srv->engine && ad_engine_pending(req->srv->engine, thread_id, out))
+        return true;
     ad_db_list(ad_req_db(req), &q, first_id, out, &more);
     return out[0] != '\0';
 }
@@ -159,17 +167,37 @@ static json_t *pick(const json_t *body, const json_t *assistant, const char *key
     return def;
 }
 
-/* Builds and stores a queued run; NULL after answering an error. */
-static json_t *put_run(ad_req *req, const char *thread_id, const json_t *body)
+/* OpenAI's 400 for a run on a thread with an active one. */
+static void reply_active(ad_req *req, const char *thread_id, const char *active)
 {
+    ad_reply_error(req, 400, "invalid_request_error", NULL, NULL,
+                   "Thread %s already has an active run %s.", thread_id, active);
+}
+
+/* Refuses (400) a run on a thread that has an active one. */
+static bool no_active_run(ad_req *req, const char *thread_id)
+{
+    char active[AD_ID_MAX];
+    if (ad_api_active_run(req, thread_id, active)) {
+        reply_active(req, thread_id, active);
+        return false;
+    }
+    return true;
+}
+
+/* Builds a queued run from the body and its assistant, without writing:
+ * NULL after answering an error. *text gets the JSON to store (malloc'd,
+ * the caller frees it with free()). Reads only, so createRun does it
+ * before taking the store's write lock; the checks that must hold when the
+ * run is stored are made again in its transaction (store_run). */
+static json_t *build_run(ad_req *req, const char *thread_id, const json_t *body, char **text)
+{
+    *text = NULL;
     const char *asst_id = json_string_value(json_object_get(body, "assistant_id"));
     json_t *asst = ad_api_load(req, "assistant", asst_id, "assistant");
     if (!asst)
         return NULL;
-    char active[AD_ID_MAX];
-    if (ad_api_active_run(req, thread_id, active)) {
-        ad_reply_error(req, 400, "invalid_request_error", NULL, NULL,
-                       "Thread %s already has an active run %s.", thread_id, active);
+    if (!no_active_run(req, thread_id)) {
         json_decref(asst);
         return NULL;
     }
@@ -197,24 +225,7 @@ static json_t *put_run(ad_req *req, const char *thread_id, const json_t *body)
     if (!json_object_get(trunc, "last_messages"))
         json_object_set_new(trunc, "last_messages", json_null());
 
-    /* Messages to add before the run starts. */
-    json_t *extra = json_object_get(body, "additional_messages");
-    size_t i;
-    json_t *m;
     int64_t now = ad_now();
-    json_array_foreach(extra, i, m)
-    {
-        char p[64];
-        snprintf(p, sizeof p, "additional_messages[%zu]", i);
-        if (!ad_api_message_put(req, thread_id, m, now, p, NULL)) {
-            json_decref(model);
-            json_decref(instructions);
-            json_decref(trunc);
-            json_decref(asst);
-            return NULL;
-        }
-    }
-
     char id[AD_ID_MAX];
     ad_id_new(id, "run_");
     json_t *mct = json_object_get(body, "max_completion_tokens");
@@ -239,21 +250,41 @@ static json_t *put_run(ad_req *req, const char *thread_id, const json_t *body)
         pick(body, NULL, "tool_choice", json_string("auto")), "parallel_tool_calls",
         pick(body, NULL, "parallel_tool_calls", json_true()));
     json_decref(asst);
-    char *s = json_dumps(run, JSON_COMPACT);
-    ad_obj o = {.kind = "run",
-                .id = id,
-                .project = req->project,
-                .parent = thread_id,
-                .aux = "active",
-                .created_at = now};
-    ad_err rc = s ? ad_db_put(ad_req_db(req), &o, s, strlen(s)) : AD_EINTERNAL;
-    free(s);
-    if (rc) {
-        ad_reply_internal(req, rc);
+    *text = json_dumps(run, JSON_COMPACT);
+    if (!*text) {
+        ad_reply_internal(req, AD_EINTERNAL);
         json_decref(run);
         return NULL;
     }
     return run;
+}
+
+/* Inside the open transaction: the run's additional messages, then the run
+ * (text, from build_run) as queued. False after answering an error. */
+static bool store_run(ad_req *req, const char *thread_id, const json_t *body, const json_t *run,
+                      const char *text)
+{
+    int64_t now = json_integer_value(json_object_get(run, "created_at"));
+    json_t *extra = json_object_get(body, "additional_messages");
+    size_t i;
+    json_t *m;
+    json_array_foreach(extra, i, m)
+    {
+        char p[64];
+        snprintf(p, sizeof p, "additional_messages[%zu]", i);
+        if (!ad_api_message_put(req, thread_id, m, now, p, NULL))
+            return false;
+    }
+    ad_obj o = {.kind = "run",
+                .id = json_string_value(json_object_get(run, "id")),
+                .project = req->project,
+                .parent = thread_id,
+                .aux = "active",
+                .created_at = now};
+    ad_err rc = ad_db_put(ad_req_db(req), &o, text, strlen(text));
+    if (rc)
+        ad_reply_internal(req, rc);
+    return rc == AD_OK;
 }
 
 static void send_event(ad_sse *sse, const char *event, const json_t *obj)
@@ -269,8 +300,10 @@ static void send_event(ad_sse *sse, const char *event, const json_t *obj)
  * thread is announced first when not NULL (createThreadAndRun). */
 static bool wants_step_content(ad_req *req);
 
-/* flags: AD_ENGINE_* for the stream (run/engine.h). */
-static void start(ad_req *req, const json_t *body, json_t *thread, json_t *run, unsigned flags)
+/* flags: AD_ENGINE_* for the stream (run/engine.h). text: the run's
+ * stored JSON, shown as it is (one dump for the write and the answer). */
+static void start(ad_req *req, const json_t *body, json_t *thread, json_t *run, const char *text,
+                  unsigned flags)
 {
     ad_db *db = ad_req_db(req);
     ad_err rc = ad_db_commit(db);
@@ -285,16 +318,32 @@ static void start(ad_req *req, const json_t *body, json_t *thread, json_t *run, 
         ad_sse *sse = ad_engine_stream(req->srv->engine);
         if (thread)
             send_event(sse, "thread.created", thread);
-        send_event(sse, "thread.run.created", run);
-        send_event(sse, "thread.run.queued", run);
+        ad_sse_send(sse, "thread.run.created", text, strlen(text));
+        ad_sse_send(sse, "thread.run.queued", text, strlen(text));
         ad_sse_respond(req, sse);
-        ad_engine_run(req->srv->engine, req->project, thread_id, run_id, sse, flags);
+        ad_engine_run_stored(req->srv->engine, req->project, thread_id, run_id, sse, flags, text,
+                             run);
         ad_sse_unref(sse);
     } else {
         poll_header(req);
-        ad_engine_run(req->srv->engine, req->project, thread_id, run_id, NULL, 0);
-        ad_reply_json(req, 200, json_incref(run));
+        ad_engine_run_stored(req->srv->engine, req->project, thread_id, run_id, NULL, 0, text, run);
+        ad_reply_raw(req, 200, text, strlen(text));
     }
+}
+
+/* Whether the thread of the path exists (answers 404 if not); its JSON is
+ * not needed, so it is not parsed. */
+static bool thread_exists(ad_req *req, const char *thread_id)
+{
+    ad_buf b;
+    ad_buf_init(&b, JSON_MAX);
+    ad_err rc = ad_db_get(ad_req_db(req), req->project, "thread", thread_id, &b);
+    ad_buf_free(&b);
+    if (rc == AD_ENOTFOUND)
+        ad_reply_not_found(req, "thread", thread_id);
+    else if (rc)
+        ad_reply_internal(req, rc);
+    return rc == AD_OK;
 }
 
 void ad_h_runs_create(ad_req *req)
@@ -306,18 +355,52 @@ void ad_h_runs_create(ad_req *req)
         return;
     if (!ad_api_check_body_id(req, body, "assistant_id", "asst_"))
         return;
-    ad_db *db = ad_req_db(req);
-    if (!ad_api_ok(req, ad_db_begin(db)))
+    /* The run is built before the write lock is taken (concurrent
+     * creations queue on it); when it is stored, what must hold then is
+     * checked again: the thread exists and has no active run. */
+    const char *thread_id = req->params[0];
+    char *text = NULL;
+    json_t *run = thread_exists(req, thread_id) ? build_run(req, thread_id, body, &text) : NULL;
+    if (!run)
         return;
-    json_t *thread = ad_api_load(req, "thread", req->params[0], "thread");
-    json_t *run = thread ? put_run(req, req->params[0], body) : NULL;
-    if (!run) {
-        ad_db_rollback(db);
-        json_decref(thread);
+    unsigned flags = wants_step_content(req) ? AD_ENGINE_STEP_CONTENT : 0;
+    if (json_is_true(json_object_get(body, "stream")) &&
+        !json_array_size(json_object_get(body, "additional_messages"))) {
+        /* A stream answers at once; the engine's writer stores the run
+         * with its other writes (one commit for many creations, no wait
+         * for the write lock here) and announces it once committed. Until
+         * then the thread is reserved: whoever asks next is refused. */
+        const char *run_id = json_string_value(json_object_get(run, "id"));
+        char active[AD_ID_MAX];
+        if (!ad_engine_reserve(req->srv->engine, thread_id, run_id, active)) {
+            reply_active(req, thread_id, active);
+            free(text);
+            json_decref(run);
+            return;
+        }
+        ad_sse *sse = ad_engine_stream(req->srv->engine);
+        ad_sse_respond(req, sse);
+        ad_engine_create(req->srv->engine, req->project, thread_id, run_id, sse, flags, text, run);
+        ad_sse_unref(sse);
+        free(text);
+        json_decref(run);
         return;
     }
-    start(req, body, NULL, run, wants_step_content(req) ? AD_ENGINE_STEP_CONTENT : 0);
-    json_decref(thread);
+    ad_db *db = ad_req_db(req);
+    if (!ad_api_ok(req, ad_db_begin(db))) {
+        free(text);
+        json_decref(run);
+        return;
+    }
+    if (!thread_exists(req, thread_id) || !no_active_run(req, thread_id) ||
+        !store_run(req, thread_id, body, run, text)) {
+        ad_db_rollback(db);
+        free(text);
+        json_decref(run);
+        return;
+    }
+    start(req, body, NULL, run, text, flags);
+    free(text);
     json_decref(run);
 }
 
@@ -341,13 +424,18 @@ void ad_h_runs_create_thread_and_run(ad_req *req)
         ad_db_rollback(db);
         return;
     }
-    json_t *run = put_run(req, json_string_value(json_object_get(thread, "id")), body);
-    if (!run) {
+    const char *thread_id = json_string_value(json_object_get(thread, "id"));
+    char *text = NULL;
+    json_t *run = build_run(req, thread_id, body, &text);
+    if (!run || !store_run(req, thread_id, body, run, text)) {
         ad_db_rollback(db);
+        free(text);
+        json_decref(run);
         json_decref(thread);
         return;
     }
-    start(req, body, thread, run, 0);
+    start(req, body, thread, run, text, 0);
+    free(text);
     json_decref(thread);
     json_decref(run);
 }

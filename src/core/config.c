@@ -64,6 +64,12 @@ static const opt opts[] = {
      "seconds from a run's creation to its expires_at; a run still active then expires"},
     {"sse-heartbeat", "ASSISTD_SSE_HEARTBEAT", K_SECS, "15", F(sse_heartbeat),
      "seconds of silence on a run's event stream before a \": keep-alive\" comment is sent"},
+    {"sse-direct", "ASSISTD_SSE_DIRECT", K_BOOL, "true", F(sse_direct),
+     "run event streams write their sockets directly instead of resuming libmicrohttpd per "
+     "event"},
+    {"sse-hub-writes", "ASSISTD_SSE_HUB_WRITES", K_BOOL, "true", F(sse_hub_writes),
+     "with sse-direct: the event-stream thread writes every event (producers only queue it) "
+     "instead of the thread producing it"},
     {"sandbox-cpu-seconds", "ASSISTD_SANDBOX_CPU_SECONDS", K_SECS, "120", F(sandbox_cpu_seconds),
      "code_interpreter: CPU seconds per execution"},
     {"sandbox-memory", "ASSISTD_SANDBOX_MEMORY", K_SIZE, "2G", F(sandbox_memory),

@@ -48,6 +48,8 @@ typedef struct ad_config {
     unsigned conn_timeout;  /* seconds of inactivity before a connection is closed */
     unsigned run_ttl;       /* seconds from a run's creation to its expires_at */
     unsigned sse_heartbeat; /* seconds of silence before a stream gets ": keep-alive" */
+    bool sse_direct;        /* run streams write their socket directly (http/sse.c) */
+    bool sse_hub_writes;    /* ...from the SSE hub thread, not the producing one */
     /* code_interpreter sandbox (src/sandbox/sandbox.h) */
     unsigned sandbox_cpu_seconds;  /* CPU seconds per execution (RLIMIT_CPU, soft) */
     uint64_t sandbox_memory;       /* address space per process (RLIMIT_AS) */

@@ -577,6 +577,10 @@ ad_err ad_http_start(ad_server *srv)
                srv->cfg.listen_host);
         return AD_EINVAL;
     }
+    if (srv->cfg.sse_direct && ad_sse_hub_start(&srv->sse_hub, srv->cfg.sse_hub_writes)) {
+        ad_log(&srv->log, AD_LOG_ERROR, "cannot start the event-stream writer thread");
+        return AD_EIO;
+    }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)
@@ -591,6 +595,8 @@ ad_err ad_http_start(ad_server *srv)
     if (!srv->mhd) {
         ad_log(&srv->log, AD_LOG_ERROR, "cannot listen on %s:%d", srv->cfg.listen_host,
                srv->cfg.listen_port);
+        ad_sse_hub_stop(srv->sse_hub);
+        srv->sse_hub = NULL;
         return AD_EIO;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
@@ -600,7 +606,11 @@ ad_err ad_http_start(ad_server *srv)
 
 void ad_http_stop(ad_server *srv)
 {
+    ad_sse_hub_quiesce(srv->sse_hub);
     if (srv->mhd)
         MHD_stop_daemon(srv->mhd);
     srv->mhd = NULL;
+    /* After the daemon: every response (and so every stream) is gone. */
+    ad_sse_hub_stop(srv->sse_hub);
+    srv->sse_hub = NULL;
 }

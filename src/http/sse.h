@@ -1,13 +1,18 @@
 /*
  * sse.h -- a Server-Sent Events response fed from another thread.
  *
- * The run engine produces events on its own thread; the HTTP front sends
- * them on a libmicrohttpd worker. An ad_sse sits between the two: the
- * producer appends complete frames ("event: NAME\ndata: JSON\n\n") to a
- * buffer under a mutex; libmicrohttpd pulls bytes through a content-reader
- * callback. When the buffer is empty the callback suspends the connection
- * (so no thread waits and the event loop stays free) and the next append
- * resumes it. Nothing is polled and nothing is read from the database.
+ * The run engine produces events on its own thread. An ad_sse sits between
+ * it and the client's connection: the response starts as a libmicrohttpd
+ * content reader over a queue; the first time the queue is empty the
+ * connection is suspended and, with the hub on (srv->sse_hub), the producer
+ * from then on writes each complete frame ("event: NAME\ndata: JSON\n\n")
+ * straight to the socket as an HTTP chunk, under the stream's mutex. What a
+ * socket does not take is queued and flushed by the hub's thread (epoll,
+ * EPOLLOUT only while bytes are queued). At the end the connection is
+ * resumed once and libmicrohttpd finishes the response (sse.c explains why:
+ * a libmicrohttpd resume costs O(suspended connections)). Without the hub
+ * every append resumes the suspended connection instead. Nothing is polled
+ * and nothing is read from the database.
  *
  * Back-pressure: ad_sse_send reports how many bytes are waiting; the
  * producer pauses its source (the upstream model call) above a high-water
@@ -35,12 +40,16 @@ struct MHD_Response;
 #include "util/err.h"
 
 typedef struct ad_sse ad_sse;
+/* The flusher thread of direct-mode streams. Started and stopped by the
+ * HTTP front (ad_http_start / ad_http_stop, after libmicrohttpd stopped);
+ * it owns nothing but references to the streams it is flushing. */
+typedef struct ad_sse_hub ad_sse_hub;
 
 #define AD_SSE_HIGH_WATER (256 * 1024)
 #define AD_SSE_LOW_WATER  (64 * 1024)
 #define AD_SSE_HARD_CAP   (8 * 1024 * 1024)
 
-/* drain(ud) is called from a libmicrohttpd thread when the buffer falls
+/* drain(ud) is called from a libmicrohttpd or hub thread when the buffer falls
  * below the low-water mark after ad_sse_send reported high water; it must
  * only post work to the producer's thread. May be NULL. */
 ad_sse *ad_sse_new(void (*drain)(void *ud), void *ud);
@@ -55,11 +64,24 @@ size_t ad_sse_send(ad_sse *s, const char *event, const char *json, size_t len);
 void ad_sse_heartbeat(ad_sse *s, long idle_ms);
 /* Bytes waiting to be sent. */
 size_t ad_sse_waiting(ad_sse *s);
+/* True once the producer writes the socket itself (direct mode). */
+bool ad_sse_direct(ad_sse *s);
 /* True while a client is still attached. */
 bool ad_sse_attached(ad_sse *s);
 /* Ends the stream with "event: done / data: [DONE]" after what is buffered. */
 void ad_sse_close(ad_sse *s);
 void ad_sse_ref(ad_sse *s);
+/* Starts the hub thread; *out is freed by ad_sse_hub_stop. offload: the
+ * hub writes every event (producers only queue it) instead of producers
+ * writing and the hub taking only what a socket did not. */
+ad_err ad_sse_hub_start(ad_sse_hub **out, bool offload);
+/* Hands every direct-mode stream back to libmicrohttpd (one with unsent
+ * bytes or not yet closed is cut off) and keeps new ones from switching.
+ * Call before MHD_stop_daemon, which refuses suspended connections. */
+void ad_sse_hub_quiesce(ad_sse_hub *h);
+/* Joins the hub thread and drops its references. Call after every response
+ * is destroyed (MHD_stop_daemon); NULL is a no-op. */
+void ad_sse_hub_stop(ad_sse_hub *h);
 void ad_sse_unref(ad_sse *s);
 
 #endif

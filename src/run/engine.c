@@ -31,6 +31,18 @@
  * overtakes the message.created it belongs to nor trails the
  * message.completed after it.
  *
+ * Cost. Parsing and dumping JSON is most of what a run costs before its
+ * first token, so: an object is dumped once for its write and every event
+ * that shows it; the writer keeps the objects it wrote last (the parse
+ * cache below) and the run a handler built comes with its parse; text
+ * deltas are written without jansson; the first text delta travels in the
+ * op that opens its message (sent by the writer right after that commit,
+ * not by the loop after hearing of it); and ops a stream waits on (run
+ * creation, in_progress, the message's opening) are urgent, ahead of other
+ * runs' ops in the writer (writer.h, Priority). A streamed createRun is
+ * itself an op (ad_engine_create): the writer stores the run with other
+ * writes and the loop starts it once committed.
+ *
  * Reads. The loop still reads the store to build prompts, count earlier
  * file_search calls and load a run it starts. Such reads that depend on this
  * job's own writes wait for them: `then` is a continuation that ops_done runs
@@ -79,12 +91,30 @@
 typedef struct job job;
 typedef struct op op;
 
+/* Streamed creations reserved (ad_engine_reserve) and not yet stored or
+ * refused: thread id -> run id, chained in buckets, under pend_mu. At most
+ * one per thread; as many as creations wait for the writer. */
+#define PEND_BUCKETS 256
+
+typedef struct pend {
+    struct pend *next;
+    char thread_id[AD_ID_MAX], run_id[AD_ID_MAX];
+} pend;
+
 struct ad_engine {
     ad_server *srv;
     ad_upstream *up;
-    ad_writer *writer; /* NULL once stopped */
-    ad_toolpool *pool; /* built-in tool executions (run/tools.h) */
-    ad_db *db;         /* loop thread only: reads, and start-up repair */
+    ad_writer *writer;     /* NULL once stopped */
+    ad_toolpool *pool;     /* built-in tool executions (run/tools.h) */
+    ad_db *db;             /* loop thread only: reads, and start-up repair */
+    struct wcache *wcache; /* writer thread only (see the parse cache) */
+    /* ad_engine_create submits from handler threads: under submit_mu, and
+     * only while create_open (ad_engine_stop closes it before the writer
+     * goes). */
+    pthread_mutex_t submit_mu;
+    bool create_open;
+    pthread_mutex_t pend_mu;
+    pend *pend[PEND_BUCKETS]; /* under pend_mu */
     job *jobs;
     bool stopping;
     pthread_mutex_t tasks_mu; /* tasks posted to the loop and not yet run */
@@ -107,22 +137,34 @@ typedef struct evq {
     ev *head, *tail;
 } evq;
 
-/* Queues an event; returns the bytes of its data. */
-static size_t evq_push(evq *q, const char *event, const json_t *obj)
+/* Queues an event whose data is s[0..len), a malloc'd string the queue
+ * takes over (freed with free()); returns len. */
+static size_t evq_take(evq *q, const char *event, char *s, size_t len)
 {
-    char *s = json_dumps(obj, JSON_COMPACT);
-    if (!s)
-        return 0;
     ev *v = ad_calloc(1, sizeof *v);
     ad_strlcpy(v->name, event, sizeof v->name);
     v->data = s;
-    v->len = strlen(s);
+    v->len = len;
     if (q->tail)
         q->tail->next = v;
     else
         q->head = v;
     q->tail = v;
-    return v->len;
+    return len;
+}
+
+/* Queues an event with a copy of the text s[0..len) (an object dumped once
+ * for its write and for every event that shows it). */
+static size_t evq_text(evq *q, const char *event, const char *s, size_t len)
+{
+    return evq_take(q, event, ad_strndup(s, len), len);
+}
+
+/* Queues an event; returns the bytes of its data. */
+static size_t evq_push(evq *q, const char *event, const json_t *obj)
+{
+    char *s = json_dumps(obj, JSON_COMPACT);
+    return s ? evq_take(q, event, s, strlen(s)) : 0;
 }
 
 static void evq_clear(evq *q)
@@ -174,6 +216,7 @@ struct job {
     bool paused;
     /* ops: see the top comment */
     int inflight;         /* submitted, completion not yet back on the loop */
+    int inflight_normal;  /* of which ordinary (see submit: 0 or inflight) */
     evq held;             /* events waiting for the ops in flight */
     size_t held_bytes;    /* held since inflight was last 0 (see announce) */
     void (*then)(job *j); /* runs once nothing is in flight */
@@ -183,7 +226,7 @@ struct job {
     ad_buf text;
     bool text_announced;
     char tool_step_id[AD_ID_MAX];
-    call_state calls[AD_CS_MAX_TOOL_CALLS];
+    call_state *calls; /* AD_CS_MAX_TOOL_CALLS, made at the first call */
     int ncalls;
     usage_t call_usage; /* of the finished call (on_done) */
     /* built-in tools */
@@ -206,6 +249,9 @@ typedef struct task {
     bool cancel;
     bool step_content; /* AD_ENGINE_STEP_CONTENT */
     long delay_ms;     /* repair_cb: how long this attempt was put off */
+    char *run_text;    /* ad_engine_run_stored: the run as stored, and its */
+    json_t *run;       /* parse (a reference; never changed) */
+    json_t *seed;      /* ad_engine_create: a copy of run for the writer's cache */
 } task;
 
 /* Posted work that the loop may drop unrun at shutdown stays on a list so
@@ -243,6 +289,9 @@ static void task_free(task *tk)
         ad_sse_close(tk->sse);
         ad_sse_unref(tk->sse);
     }
+    ad_free(tk->run_text);
+    json_decref(tk->run);
+    json_decref(tk->seed);
     ad_free(tk);
 }
 
@@ -276,21 +325,57 @@ static json_t *load(ad_db *db, const char *project, const char *kind, const char
     return v;
 }
 
+/* The compact JSON of obj (malloc'd, freed with free(); *len its length),
+ * or NULL. Writes and their events share one dump of each object. */
+static char *dump(const json_t *obj, size_t *len)
+{
+    char *s = json_dumps(obj, JSON_COMPACT);
+    *len = s ? strlen(s) : 0;
+    return s;
+}
+
+/* Replaces a stored object with the text s[0..len) (NULL: dump failed). */
+/* load() of a run that may come with the text it was stored with and its
+ * parse: the parse (a new reference) when the stored text is still exactly
+ * that text, otherwise the stored run parsed. */
+static json_t *load_hinted(ad_db *db, const char *project, const char *run_id, const char *text,
+                           json_t *parsed)
+{
+    if (!text || !parsed)
+        return load(db, project, "run", run_id);
+    ad_buf b;
+    ad_buf_init(&b, JSON_MAX);
+    json_t *v = NULL;
+    if (ad_db_get(db, project, "run", run_id, &b) == AD_OK) {
+        size_t len = strlen(text);
+        v = b.len == len && !memcmp(b.ptr, text, len) ? json_incref(parsed)
+                                                      : json_loadb(b.ptr, b.len, 0, NULL);
+    }
+    ad_buf_free(&b);
+    return v;
+}
+
+static ad_err save_text(ad_db *db, const char *project, const char *kind, const char *id,
+                        const char *aux, const char *s, size_t len)
+{
+    return s ? ad_db_update(db, project, kind, id, aux, s, len) : AD_EINTERNAL;
+}
+
 static ad_err save(ad_db *db, const char *project, const char *kind, const char *id,
                    const char *aux, const json_t *obj)
 {
-    char *s = json_dumps(obj, JSON_COMPACT);
-    if (!s)
-        return AD_EINTERNAL;
-    ad_err rc = ad_db_update(db, project, kind, id, aux, s, strlen(s));
+    size_t len;
+    char *s = dump(obj, &len);
+    ad_err rc = save_text(db, project, kind, id, aux, s, len);
     free(s);
     return rc;
 }
 
-static ad_err insert(ad_db *db, const char *project, const char *kind, const char *id,
-                     const char *parent, const char *aux, int64_t created, const json_t *obj)
+/* Inserts a new object with the text s[0..len) (NULL: dump failed). */
+static ad_err insert_text(ad_db *db, const char *project, const char *kind, const char *id,
+                          const char *parent, const char *aux, int64_t created, const char *s,
+                          size_t len)
 {
-    char *s = json_dumps(obj, JSON_COMPACT);
     if (!s)
         return AD_EINTERNAL;
     ad_obj o = {.kind = kind,
@@ -299,9 +384,7 @@ static ad_err insert(ad_db *db, const char *project, const char *kind, const cha
                 .parent = parent,
                 .aux = aux,
                 .created_at = created};
-    ad_err rc = ad_db_put(db, &o, s, strlen(s));
-    free(s);
-    return rc;
+    return ad_db_put(db, &o, s, len);
 }
 
 static bool is_terminal(const char *status)
@@ -356,6 +439,7 @@ typedef enum {
     A_CANCELLING, /* announce thread.run.cancelling if the run is stored so */
     A_EXPIRE,     /* a run waiting for tool outputs whose expires_at passed */
     A_REPAIR,     /* a run no job works on any more ends (failed, or cancelled) */
+    A_CREATE,     /* a run a handler built is stored as queued (ad_engine_create) */
 } act_kind;
 
 typedef enum { R_NONE, R_IN_PROGRESS, R_END, R_REQUIRES_ACTION } run_edit;
@@ -375,7 +459,7 @@ typedef struct act {
      * A_STEP_CALLS / A_RUN(requires_action) calls, A_EVENT data */
     json_t *obj, *obj2;
     char event_name[48];
-    /* A_MSG_CLOSE */
+    /* A_MSG_CLOSE; A_EVENT: the data when not obj */
     char *text; /* owned; NULL: keep the stored content */
     size_t len;
     json_t *images; /* owned: figures shown in this message / the opened one */
@@ -383,6 +467,8 @@ typedef struct act {
     int text_index;
     /* A_TOOL_DONE */
     ad_tool_work *work; /* owned */
+    /* A_CREATE (the run's JSON is text) */
+    int64_t created;
 } act;
 
 static void act_free(act *a)
@@ -404,18 +490,184 @@ static void set_error(act *a, const char *code, const char *message)
     ad_strlcpy(a->message, message ? message : "", sizeof a->message);
 }
 
+/* FNV-1a of a NUL-terminated id. */
+static uint32_t id_hash(const char *id)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = id; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return h;
+}
+
+/* ---- reserved creations (see pend) ---- */
+
+bool ad_engine_reserve(ad_engine *e, const char *thread_id, const char *run_id,
+                       char active[AD_ID_MAX])
+{
+    pend **b = &e->pend[id_hash(thread_id) % PEND_BUCKETS];
+    bool ok = true;
+    pthread_mutex_lock(&e->pend_mu);
+    for (pend *p = *b; p; p = p->next)
+        if (!strcmp(p->thread_id, thread_id)) {
+            ad_strlcpy(active, p->run_id, AD_ID_MAX);
+            ok = false;
+            break;
+        }
+    if (ok) {
+        pend *p = ad_calloc(1, sizeof *p);
+        ad_strlcpy(p->thread_id, thread_id, sizeof p->thread_id);
+        ad_strlcpy(p->run_id, run_id, sizeof p->run_id);
+        p->next = *b;
+        *b = p;
+    }
+    pthread_mutex_unlock(&e->pend_mu);
+    return ok;
+}
+
+bool ad_engine_pending(ad_engine *e, const char *thread_id, char active[AD_ID_MAX])
+{
+    bool found = false;
+    pthread_mutex_lock(&e->pend_mu);
+    for (pend *p = e->pend[id_hash(thread_id) % PEND_BUCKETS]; p; p = p->next)
+        if (!strcmp(p->thread_id, thread_id)) {
+            ad_strlcpy(active, p->run_id, AD_ID_MAX);
+            found = true;
+            break;
+        }
+    pthread_mutex_unlock(&e->pend_mu);
+    return found;
+}
+
+/* The creation of run_id is stored (committed) or refused: its thread is
+ * judged by the store again. */
+static void pend_release(ad_engine *e, const char *thread_id, const char *run_id)
+{
+    pthread_mutex_lock(&e->pend_mu);
+    for (pend **p = &e->pend[id_hash(thread_id) % PEND_BUCKETS]; *p; p = &(*p)->next)
+        if (!strcmp((*p)->thread_id, thread_id) && !strcmp((*p)->run_id, run_id)) {
+            pend *dead = *p;
+            *p = dead->next;
+            ad_free(dead);
+            break;
+        }
+    pthread_mutex_unlock(&e->pend_mu);
+}
+
+/* ---- the writer's parse cache ----
+ *
+ * Every action is a read-modify-write of a stored object, and parsing the
+ * JSON read back is most of a write's cost: a run is read, changed and
+ * written two or three times in a few milliseconds. The writer thread keeps
+ * the objects it wrote last, each with the exact text it stored; a read
+ * still fetches the stored text, and uses the kept object only when the
+ * text is byte for byte the one kept -- so a change made meanwhile by
+ * anyone else (a handler's metadata edit, a cancel), or a transaction
+ * rolled back, simply misses and is parsed as before. A kept object is
+ * never changed while kept: a read takes it out (the reader owns it), a
+ * write puts the new one in, and only objects no act shares are put (the
+ * inserted message and step are copied). Writer thread only. */
+#define WCACHE_SLOTS 512
+/* Larger objects (long messages, steps with search results) are not kept:
+ * the kept texts stay under WCACHE_SLOTS * WCACHE_OBJ_MAX (8 MB), their
+ * parses a small multiple of that. */
+#define WCACHE_OBJ_MAX (16u * 1024)
+
+typedef struct wslot {
+    char id[AD_ID_MAX];
+    char *text; /* the stored text obj was parsed from / dumped to */
+    size_t len;
+    json_t *obj; /* owned; NULL: empty */
+} wslot;
+
+typedef struct wcache {
+    wslot slot[WCACHE_SLOTS];
+} wcache;
+
+static wslot *wcache_slot(wcache *wc, const char *id)
+{
+    return &wc->slot[id_hash(id) % WCACHE_SLOTS];
+}
+
+static void wslot_clear(wslot *sl)
+{
+    json_decref(sl->obj);
+    ad_free(sl->text);
+    sl->obj = NULL;
+    sl->text = NULL;
+    sl->len = 0;
+}
+
+static void wcache_free(wcache *wc)
+{
+    if (!wc)
+        return;
+    for (size_t i = 0; i < WCACHE_SLOTS; i++)
+        wslot_clear(&wc->slot[i]);
+    ad_free(wc);
+}
+
+/* The kept object of id if text[0..len) is what it was kept with, else
+ * NULL. Borrowed: the caller must not change it. */
+static const json_t *wcache_peek(wcache *wc, const char *id, const char *text, size_t len)
+{
+    if (!wc)
+        return NULL;
+    wslot *sl = wcache_slot(wc, id);
+    if (sl->obj && sl->len == len && !strcmp(sl->id, id) && !memcmp(sl->text, text, len))
+        return sl->obj;
+    return NULL;
+}
+
+/* Keeps obj (a reference is taken) as the parse of text[0..len). */
+static void wcache_put(wcache *wc, const char *id, const char *text, size_t len, json_t *obj)
+{
+    if (!wc || !text || !obj)
+        return;
+    wslot *sl = wcache_slot(wc, id);
+    wslot_clear(sl);
+    if (len > WCACHE_OBJ_MAX)
+        return;
+    ad_strlcpy(sl->id, id, sizeof sl->id);
+    sl->text = ad_strndup(text, len);
+    sl->len = len;
+    sl->obj = json_incref(obj);
+}
+
 /* What applying actions needs to know (the op's ids, its connection). */
 typedef struct wctx {
     ad_db *db;
+    wcache *cache; /* the writer's (NULL: none, e.g. start-up repair) */
     const char *project, *thread_id, *run_id;
     evq *out;
     bool step_content; /* events keep file_search result content */
     int rearm_ms;      /* A_EXPIRE: >= 0 to look again after that long */
+    bool refused;      /* A_CREATE: a check failed, nothing was written */
 } wctx;
+
+/* load() for actions: the kept object when the stored text is the one it
+ * was kept with (taken out of the cache: the caller owns it). */
+static json_t *load_w(wctx *c, const char *kind, const char *id)
+{
+    ad_buf b;
+    ad_buf_init(&b, JSON_MAX);
+    json_t *v = NULL;
+    if (ad_db_get(c->db, c->project, kind, id, &b) == AD_OK) {
+        if (wcache_peek(c->cache, id, b.ptr, b.len)) {
+            wslot *sl = wcache_slot(c->cache, id);
+            v = sl->obj;
+            sl->obj = NULL;
+            wslot_clear(sl);
+        } else {
+            v = json_loadb(b.ptr, b.len, 0, NULL);
+        }
+    }
+    ad_buf_free(&b);
+    return v;
+}
 
 static ad_err apply_run(wctx *c, act *a)
 {
-    json_t *run = load(c->db, c->project, "run", c->run_id);
+    json_t *run = load_w(c, "run", c->run_id);
     if (!run)
         return AD_OK; /* gone (e.g. its thread was deleted): nothing to do */
     add_usage(run, &a->usage);
@@ -455,12 +707,18 @@ static ad_err apply_run(wctx *c, act *a)
         break;
     }
     const char *aux = is_terminal(status_of(run)) ? "" : "active";
-    ad_err rc = save(c->db, c->project, "run", c->run_id, aux, run);
+    size_t len;
+    char *s = dump(run, &len);
+    ad_err rc = save_text(c->db, c->project, "run", c->run_id, aux, s, len);
+    if (!rc && a->edit != R_REQUIRES_ACTION) /* that one shares the act's calls */
+        wcache_put(c->cache, c->run_id, s, len, run);
     if (!rc && a->event) {
         char name[64];
         snprintf(name, sizeof name, "thread.run.%s", status_of(run));
-        evq_push(c->out, name, run);
+        evq_take(c->out, name, s, len);
+        s = NULL;
     }
+    free(s);
     json_decref(run);
     return rc;
 }
@@ -468,7 +726,7 @@ static ad_err apply_run(wctx *c, act *a)
 static ad_err step_end(wctx *c, const char *step_id, const char *status, const usage_t *usage,
                        const char *code, const char *message)
 {
-    json_t *st = load(c->db, c->project, "step", step_id);
+    json_t *st = load_w(c, "step", step_id);
     if (!st || strcmp(status_of(st), "in_progress") != 0) {
         json_decref(st);
         return AD_OK;
@@ -489,17 +747,26 @@ static ad_err step_end(wctx *c, const char *step_id, const char *status, const u
         else if (!json_is_object(json_object_get(st, "usage")))
             json_object_set_new(st, "usage", zero_usage());
     }
-    ad_err rc = save(c->db, c->project, "step", step_id, NULL, st);
+    size_t len;
+    char *s = dump(st, &len);
+    ad_err rc = save_text(c->db, c->project, "step", step_id, NULL, s, len);
     if (!rc) {
         char name[64];
         snprintf(name, sizeof name, "thread.run.step.%s", status);
         /* Streams show file_search results without their content, as a
          * list without include[] does (the stored step keeps it), unless
-         * the createRun request's include[] asked for it. */
-        if (!c->step_content)
+         * the createRun request's include[] asked for it. A step without
+         * file_search calls is shown as stored. */
+        if (c->step_content || !memmem(s, len, "\"file_search\"", 13)) {
+            wcache_put(c->cache, step_id, s, len, st);
+            evq_take(c->out, name, s, len);
+            s = NULL;
+        } else {
             ad_tools_strip_content(st);
-        evq_push(c->out, name, st);
+            evq_push(c->out, name, st);
+        }
     }
+    free(s);
     json_decref(st);
     return rc;
 }
@@ -530,7 +797,7 @@ static json_t *text_content(wctx *c, const act *a, json_t **anns)
  * memory). Only a message still in progress changes. */
 static ad_err msg_close(wctx *c, const char *msg_id, const act *a)
 {
-    json_t *m = load(c->db, c->project, "message", msg_id);
+    json_t *m = load_w(c, "message", msg_id);
     if (!m || strcmp(status_of(m), "in_progress") != 0) {
         json_decref(m);
         return AD_OK;
@@ -546,7 +813,9 @@ static ad_err msg_close(wctx *c, const char *msg_id, const act *a)
         json_object_set_new(m, "incomplete_at", json_integer(now));
         json_object_set_new(m, "incomplete_details", json_pack("{s:s}", "reason", a->reason));
     }
-    ad_err rc = save(c->db, c->project, "message", msg_id, NULL, m);
+    size_t len;
+    char *s = dump(m, &len);
+    ad_err rc = save_text(c->db, c->project, "message", msg_id, NULL, s, len);
     if (!rc && json_array_size(anns)) { /* the annotations, as a delta of the text part */
         json_t *list = json_array();
         size_t i;
@@ -563,11 +832,15 @@ static ad_err msg_close(wctx *c, const char *msg_id, const act *a)
         evq_push(c->out, "thread.message.delta", d);
         json_decref(d);
     }
-    if (!rc)
-        evq_push(c->out,
+    if (!rc) {
+        wcache_put(c->cache, msg_id, s, len, m);
+        evq_take(c->out,
                  !strcmp(a->status, "completed") ? "thread.message.completed"
                                                  : "thread.message.incomplete",
-                 m);
+                 s, len);
+        s = NULL;
+    }
+    free(s);
     json_decref(anns);
     json_decref(m);
     return rc;
@@ -579,15 +852,28 @@ static ad_err open_msg(wctx *c, act *a)
     int64_t now = json_integer_value(json_object_get(msg, "created_at"));
     const char *step_id = json_string_value(json_object_get(step, "id"));
     const char *msg_id = json_string_value(json_object_get(msg, "id"));
-    ad_err rc = insert(c->db, c->project, "step", step_id, c->run_id, "", now, step);
+    size_t slen, mlen;
+    char *ss = dump(step, &slen), *ms = dump(msg, &mlen);
+    ad_err rc = insert_text(c->db, c->project, "step", step_id, c->run_id, "", now, ss, slen);
     if (!rc)
-        rc = insert(c->db, c->project, "message", msg_id, c->thread_id, c->run_id, now, msg);
-    if (rc)
+        rc = insert_text(c->db, c->project, "message", msg_id, c->thread_id, c->run_id, now, ms,
+                         mlen);
+    if (rc) {
+        free(ss);
+        free(ms);
         return rc;
-    evq_push(c->out, "thread.run.step.created", step);
-    evq_push(c->out, "thread.run.step.in_progress", step);
-    evq_push(c->out, "thread.message.created", msg);
-    evq_push(c->out, "thread.message.in_progress", msg);
+    }
+    if (c->cache) { /* copies: the act keeps its objects for a retry */
+        json_t *sc = json_deep_copy(step), *mc = json_deep_copy(msg);
+        wcache_put(c->cache, step_id, ss, slen, sc);
+        wcache_put(c->cache, msg_id, ms, mlen, mc);
+        json_decref(sc);
+        json_decref(mc);
+    }
+    evq_text(c->out, "thread.run.step.created", ss, slen);
+    evq_take(c->out, "thread.run.step.in_progress", ss, slen);
+    evq_text(c->out, "thread.message.created", ms, mlen);
+    evq_take(c->out, "thread.message.in_progress", ms, mlen);
     size_t i;
     json_t *v;
     json_array_foreach(a->images, i, v)
@@ -606,15 +892,28 @@ static ad_err open_msg(wctx *c, act *a)
 typedef struct open_ids {
     char ids[64][AD_ID_MAX];
     int n;
+    wcache *cache;
 } open_ids;
 
 static ad_err collect_open(void *ud, const char *id, const char *json, size_t len)
 {
     open_ids *o = ud;
-    json_t *v = json_loadb(json, len, 0, NULL);
-    if (v && !strcmp(status_of(v), "in_progress") && o->n < 64)
+    const json_t *kept = wcache_peek(o->cache, id, json, len);
+    json_t *v = kept ? NULL : json_loadb(json, len, 0, NULL);
+    if ((kept || v) && !strcmp(status_of(kept ? kept : v), "in_progress") && o->n < 64)
         ad_strlcpy(o->ids[o->n++], id, AD_ID_MAX);
     json_decref(v);
+    return AD_OK;
+}
+
+/* The id of the first row listed (create_run: an active run). */
+static ad_err first_id(void *ud, const char *id, const char *json, size_t len)
+{
+    open_ids *o = ud;
+    (void)json;
+    (void)len;
+    if (o->n < 64)
+        ad_strlcpy(o->ids[o->n++], id, AD_ID_MAX);
     return AD_OK;
 }
 
@@ -622,7 +921,7 @@ static ad_err collect_open(void *ud, const char *id, const char *json, size_t le
  * waiting for outputs when the run is cancelled or expires). */
 static ad_err sweep_steps(wctx *c, const act *a)
 {
-    open_ids o = {.n = 0};
+    open_ids o = {.n = 0, .cache = c->cache};
     ad_list_q q = {
         .project = c->project, .kind = "step", .parent = c->run_id, .limit = 1000, .asc = true};
     bool more;
@@ -637,7 +936,7 @@ static ad_err sweep_steps(wctx *c, const act *a)
  * only, is lost; what was stored stays). */
 static ad_err sweep_messages(wctx *c, const act *a)
 {
-    open_ids o = {.n = 0};
+    open_ids o = {.n = 0, .cache = c->cache};
     ad_list_q q = {.project = c->project,
                    .kind = "message",
                    .parent = c->thread_id,
@@ -653,7 +952,7 @@ static ad_err sweep_messages(wctx *c, const act *a)
 
 static ad_err step_calls(wctx *c, const act *a)
 {
-    json_t *st = load(c->db, c->project, "step", a->id);
+    json_t *st = load_w(c, "step", a->id);
     if (!st)
         return AD_EDB;
     json_object_set_new(json_object_get(st, "step_details"), "tool_calls", json_incref(a->obj));
@@ -682,7 +981,7 @@ static void edit_step_call(json_t *st, const ad_tool_work *w)
 static ad_err tool_result(wctx *c, const act *a)
 {
     const ad_tool_work *w = a->work;
-    json_t *st = load(c->db, c->project, "step", a->id);
+    json_t *st = load_w(c, "step", a->id);
     if (!st)
         return AD_EDB;
     edit_step_call(st, w);
@@ -696,7 +995,7 @@ static ad_err tool_result(wctx *c, const act *a)
 
 static ad_err announce_cancelling(wctx *c)
 {
-    json_t *run = load(c->db, c->project, "run", c->run_id);
+    json_t *run = load_w(c, "run", c->run_id);
     if (run && !strcmp(status_of(run), "cancelling"))
         evq_push(c->out, "thread.run.cancelling", run);
     json_decref(run);
@@ -705,7 +1004,7 @@ static ad_err announce_cancelling(wctx *c)
 
 static ad_err expire_waiting(wctx *c)
 {
-    json_t *run = load(c->db, c->project, "run", c->run_id);
+    json_t *run = load_w(c, "run", c->run_id);
     ad_err rc = AD_OK;
     if (run && !strcmp(status_of(run), "requires_action")) {
         int64_t exp = json_integer_value(json_object_get(run, "expires_at"));
@@ -731,7 +1030,7 @@ static ad_err expire_waiting(wctx *c)
  * expiry timer is armed), stays as it is. */
 static ad_err repair_run(wctx *c, const act *a)
 {
-    json_t *run = load(c->db, c->project, "run", c->run_id);
+    json_t *run = load_w(c, "run", c->run_id);
     const char *st = run ? status_of(run) : "";
     bool skip = !run || is_terminal(st) || !strcmp(st, "requires_action");
     bool cancelling = !strcmp(st, "cancelling");
@@ -755,6 +1054,61 @@ static ad_err repair_run(wctx *c, const act *a)
     return rc;
 }
 
+/* An "error" event (the data of the stream's error events). */
+static void push_error(evq *q, const char *type, const char *message)
+{
+    json_t *err = json_pack("{s:n,s:s,s:n,s:s}", "code", "message", message, "param", "type", type);
+    evq_push(q, "error", err);
+    json_decref(err);
+}
+
+/* A_CREATE: the checks createRun made before taking the write lock hold
+ * still (the thread exists and has no active run), then the run (a->text,
+ * as the handler built it) is stored as queued and announced. When a check
+ * fails -- a concurrent request won the race -- nothing is written and the
+ * stream hears an error instead (*refused). */
+static ad_err create_run(wctx *c, const act *a, bool *refused)
+{
+    ad_buf b;
+    ad_buf_init(&b, JSON_MAX);
+    ad_err rc = ad_db_get(c->db, c->project, "thread", c->thread_id, &b);
+    ad_buf_free(&b);
+    char msg[256];
+    if (rc == AD_ENOTFOUND) {
+        snprintf(msg, sizeof msg, "No thread found with id '%s'.", c->thread_id);
+        push_error(c->out, "invalid_request_error", msg);
+        *refused = true;
+        return AD_OK;
+    }
+    if (rc)
+        return rc;
+    open_ids active = {.n = 0};
+    ad_list_q q = {.project = c->project,
+                   .kind = "run",
+                   .parent = c->thread_id,
+                   .aux = "active",
+                   .limit = 1,
+                   .asc = true};
+    bool more;
+    rc = ad_db_list(c->db, &q, first_id, &active, &more);
+    if (rc)
+        return rc;
+    if (active.n) {
+        snprintf(msg, sizeof msg, "Thread %s already has an active run %s.", c->thread_id,
+                 active.ids[0]);
+        push_error(c->out, "invalid_request_error", msg);
+        *refused = true;
+        return AD_OK;
+    }
+    rc = insert_text(c->db, c->project, "run", c->run_id, c->thread_id, "active", a->created,
+                     a->text, a->len);
+    if (!rc) {
+        evq_text(c->out, "thread.run.created", a->text, a->len);
+        evq_text(c->out, "thread.run.queued", a->text, a->len);
+    }
+    return rc;
+}
+
 static ad_err apply_acts(wctx *c, act *list)
 {
     ad_err rc = AD_OK;
@@ -774,12 +1128,16 @@ static ad_err apply_acts(wctx *c, act *list)
             break;
         case A_TOOL_STEP: {
             const char *id = json_string_value(json_object_get(a->obj, "id"));
-            rc = insert(c->db, c->project, "step", id, c->run_id, "",
-                        json_integer_value(json_object_get(a->obj, "created_at")), a->obj);
+            size_t len;
+            char *s = dump(a->obj, &len);
+            rc = insert_text(c->db, c->project, "step", id, c->run_id, "",
+                             json_integer_value(json_object_get(a->obj, "created_at")), s, len);
             if (!rc) {
-                evq_push(c->out, "thread.run.step.created", a->obj);
-                evq_push(c->out, "thread.run.step.in_progress", a->obj);
+                evq_text(c->out, "thread.run.step.created", s, len);
+                evq_take(c->out, "thread.run.step.in_progress", s, len);
+                s = NULL;
             }
+            free(s);
             break;
         }
         case A_SWEEP_STEP:
@@ -795,7 +1153,10 @@ static ad_err apply_acts(wctx *c, act *list)
             rc = tool_result(c, a);
             break;
         case A_EVENT:
-            evq_push(c->out, a->event_name, a->obj);
+            if (a->text)
+                evq_text(c->out, a->event_name, a->text, a->len);
+            else
+                evq_push(c->out, a->event_name, a->obj);
             break;
         case A_CANCELLING:
             rc = announce_cancelling(c);
@@ -805,6 +1166,9 @@ static ad_err apply_acts(wctx *c, act *list)
             break;
         case A_REPAIR:
             rc = repair_run(c, a);
+            break;
+        case A_CREATE:
+            rc = create_run(c, a, &c->refused);
             break;
         }
     }
@@ -824,10 +1188,24 @@ struct op {
     evq pre;      /* the job's held events: sent first, commit or not */
     evq out;      /* produced by apply; sent by writer_done after the commit */
     int rearm_ms; /* A_EXPIRE */
+    /* A parse of the op's run the loop already has (begin_job): given to
+     * the writer's cache with the text it came from (both owned). */
+    char *seed_text;
+    size_t seed_len;
+    json_t *seed;
     /* The job's last op (its end, or requires_action): when it cannot be
      * committed, the stream hears an error and the run is repaired later. */
     bool final;
     long retry_ms; /* A_REPAIR: the delay before the next attempt */
+    /* A small write the stream waits for (starting the run, opening its
+     * message with the first token): the writer takes it ahead of other
+     * runs' ops (writer.h, Priority). */
+    bool urgent;
+    /* ad_engine_create: once the run is stored the loop starts it (a task
+     * with the stream, flags and the handler's parse); refused: a check
+     * failed (the stream heard why and ends). */
+    struct task *start;
+    bool refused;
 };
 
 static op *op_new(ad_engine *e, const char *project, const char *thread_id, const char *run_id)
@@ -865,6 +1243,10 @@ static void op_free(op *o)
     evq_clear(&o->out);
     if (o->sse)
         ad_sse_unref(o->sse);
+    ad_free(o->seed_text);
+    json_decref(o->seed);
+    if (o->start)
+        task_free(o->start);
     ad_free(o);
 }
 
@@ -880,12 +1262,17 @@ static act *add_act(op *o, act_kind k)
     return a;
 }
 
-/* Writer thread. */
-static ad_err op_apply(ad_wop *w, ad_db *db)
+/* Applies o's actions on db, reading through cache (may be NULL). */
+static ad_err op_apply_on(op *o, ad_db *db, wcache *cache)
 {
-    op *o = (op *)w;
-    evq_clear(&o->out); /* a retry starts afresh */
+    evq_clear(&o->out);     /* a retry starts afresh */
+    if (o->seed && cache) { /* once: the cache then owns it */
+        wcache_put(cache, o->run_id, o->seed_text, o->seed_len, o->seed);
+        json_decref(o->seed);
+        o->seed = NULL;
+    }
     wctx c = {.db = db,
+              .cache = cache,
               .project = o->project,
               .thread_id = o->thread_id,
               .run_id = o->run_id,
@@ -894,7 +1281,15 @@ static ad_err op_apply(ad_wop *w, ad_db *db)
               .rearm_ms = -1};
     ad_err rc = apply_acts(&c, o->acts);
     o->rearm_ms = c.rearm_ms;
+    o->refused = c.refused;
     return rc;
+}
+
+/* Writer thread. */
+static ad_err op_apply(ad_wop *w, ad_db *db)
+{
+    op *o = (op *)w;
+    return op_apply_on(o, db, o->e->wcache);
 }
 
 static void ops_done(void *ud);
@@ -915,13 +1310,15 @@ static void writer_done(void *ud, ad_wop *ops)
             evq_send(&o->out, o->sse);
         else
             evq_clear(&o->out);
-        if (!w->committed && o->final && o->sse) {
+        if (!w->committed && (o->final || o->start) && o->sse) {
             json_t *err = json_pack("{s:s,s:s,s:n,s:s}", "code", "server_error", "message",
                                     SAVE_FAILED, "param", "type", "server_error");
             evq_push(&o->out, "error", err);
             json_decref(err);
             evq_send(&o->out, o->sse);
         }
+        if (o->start) /* stored (the store says so from now on) or not */
+            pend_release(e, o->thread_id, o->run_id);
     }
     ad_upstream_post(e->up, ops_done, ops);
 }
@@ -939,7 +1336,18 @@ static void submit(op *o)
         /* Events held for the ops in flight go out ahead of this op's. */
         o->pre = o->j->held;
         o->j->held.head = o->j->held.tail = NULL;
+        /* An urgent op may overtake other runs' ops, never its own run's:
+         * the job's ops in flight are all in one of the writer's FIFOs,
+         * which keeps its order whichever FIFO the writer serves first. An
+         * op joins the FIFO of those in flight; only with none in flight
+         * does it go by its own kind. */
+        int urgent_inflight = o->j->inflight - o->j->inflight_normal;
+        o->w.urgent = o->j->inflight_normal ? false : urgent_inflight ? true : o->urgent;
         o->j->inflight++;
+        if (!o->w.urgent)
+            o->j->inflight_normal++;
+    } else {
+        o->w.urgent = false;
     }
     ad_writer_submit(e->writer, &o->w);
 }
@@ -948,7 +1356,7 @@ static void submit(op *o)
 static void apply_now(ad_engine *e, op *o)
 {
     if (ad_db_begin(e->db) == AD_OK) {
-        if (op_apply(&o->w, e->db) || ad_db_commit(e->db))
+        if (op_apply_on(o, e->db, NULL) || ad_db_commit(e->db))
             ad_db_rollback(e->db);
     }
     op_free(o);
@@ -993,6 +1401,19 @@ static void announce(job *j, const char *event, const json_t *obj)
     send_direct(j, waiting);
 }
 
+/* The same for an event whose data is already text. */
+static void announce_text(job *j, const char *event, const char *s, size_t len)
+{
+    if (!j->sse)
+        return;
+    if (j->inflight > 0) {
+        j->held_bytes += evq_text(&j->held, event, s, len);
+        send_direct(j, j->held_bytes);
+        return;
+    }
+    send_direct(j, ad_sse_send(j->sse, event, s, len));
+}
+
 static void reset_call_state(job *j)
 {
     ad_buf_free(&j->text);
@@ -1016,6 +1437,7 @@ static void job_free(job *j)
     }
     evq_clear(&j->held);
     reset_call_state(j);
+    ad_free(j->calls);
     ad_buf_free(&j->text);
     json_decref(j->tools);
     json_decref(j->images);
@@ -1087,6 +1509,8 @@ static void retry_failed(ad_engine *e, const op *o)
         arm_expiry(e, o->project, o->thread_id, o->run_id, REPAIR_FIRST_MS);
 }
 
+static void begin_job(ad_engine *e, task *tk);
+
 /* Loop thread: the writer finished a group. */
 static void ops_done(void *ud)
 {
@@ -1096,20 +1520,25 @@ static void ops_done(void *ud)
         op *o = (op *)w;
         ad_engine *e = o->e;
         job *j = o->j;
-        bool committed = w->committed;
+        bool committed = w->committed, urgent = w->urgent;
         if (!j && committed && o->rearm_ms >= 0 && !e->stopping)
             arm_expiry(e, o->project, o->thread_id, o->run_id, o->rearm_ms);
         if (!committed) {
             ad_log(&e->srv->log, AD_LOG_ERROR, "run %s: a store write failed", o->run_id);
-            retry_failed(e, o);
+            if (!o->start)
+                retry_failed(e, o);
+        } else if (o->start && !o->refused && !e->stopping) {
+            begin_job(e, o->start); /* the run is stored: it starts */
         }
-        op_free(o);
+        op_free(o); /* an unstarted run's stream ends with it (task_free) */
         if (j) {
             if (!committed && !j->ended) {
                 j->save_failed = true;
                 if (j->call)
                     ad_upstream_cancel(e->up, j->call); /* on_done fails the run */
             }
+            if (!urgent)
+                j->inflight_normal--;
             if (--j->inflight == 0) {
                 if (j->ended) {
                     job_free(j);
@@ -1220,7 +1649,9 @@ static json_t *new_step(job *j, const char *id, const char *type, json_t *detail
                      "failed_at", "last_error", "step_details", details, "usage", "metadata");
 }
 
-static void open_message(job *j)
+/* Opens this call's message: the op that stores it (and its step), for the
+ * caller to add to and submit. */
+static op *open_message(job *j)
 {
     char step_id[AD_ID_MAX];
     ad_id_new(j->msg_id, "msg_");
@@ -1235,34 +1666,113 @@ static void open_message(job *j)
                             json_pack("{s:s,s:{s:s}}", "type", "message_creation",
                                       "message_creation", "message_id", j->msg_id));
     op *o = op_for(j);
+    o->urgent = true;
     act *a = add_act(o, A_OPEN_MSG);
     a->obj = step;
     a->obj2 = msg;
     a->images = j->images ? json_deep_copy(j->images) : NULL;
-    submit(o);
     ad_strlcpy(j->msg_step_id, step_id, sizeof j->msg_step_id);
     j->text_index = (int)json_array_size(j->images);
+    return o;
 }
 
 /* ---- upstream callbacks ---- */
 
+/* Appends s[0..n) (valid UTF-8) to b as a JSON string, escaped as jansson
+ * escapes it: quote, backslash and control characters only. */
+static void json_string_append(ad_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    ad_buf_addc(b, '"');
+    size_t from = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch >= 0x20 && ch != '"' && ch != '\\')
+            continue;
+        ad_buf_add(b, s + from, i - from);
+        from = i + 1;
+        char esc[6] = {'\\', 0, 0, 0, 0, 0};
+        size_t elen = 2;
+        switch (ch) {
+        case '"':
+            esc[1] = '"';
+            break;
+        case '\\':
+            esc[1] = '\\';
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        default:
+            esc[1] = 'u';
+            esc[2] = '0';
+            esc[3] = '0';
+            esc[4] = hex[ch >> 4];
+            esc[5] = hex[ch & 15];
+            elen = 6;
+            break;
+        }
+        ad_buf_add(b, esc, elen);
+    }
+    ad_buf_add(b, s + from, n - from);
+    ad_buf_addc(b, '"');
+}
+
 static ad_err on_text(void *ud, const char *piece, size_t len)
 {
     job *j = ud;
-    if (!j->msg_id[0] && !j->msg_step_id[0])
-        open_message(j);
-    if (ad_buf_add(&j->text, piece, len))
+    /* The first piece opens the message; its delta goes with the op that
+     * stores the message, so the writer sends it right after the commit's
+     * events instead of the loop after hearing of the commit. */
+    op *o = !j->msg_id[0] && !j->msg_step_id[0] ? open_message(j) : NULL;
+    if (ad_buf_add(&j->text, piece, len)) {
+        if (o)
+            submit(o);
         return AD_ETOOBIG;
-    json_t *text = json_pack("{s:s%}", "value", piece, len);
+    }
+    if (!ad_utf8_valid(piece, len)) { /* not representable as JSON: no delta */
+        if (o)
+            submit(o);
+        return AD_OK;
+    }
+    /* The delta is written directly (the hot path of every stream): the
+     * JSON jansson would make of
+     * {"id","object","delta":{"content":[{"index","type","text":{"value"
+     * [,"annotations":[] on the first piece]}}]}}. */
+    ad_buf d;
+    ad_buf_init(&d, 6 * len + 512);
+    ad_buf_printf(&d,
+                  "{\"id\":\"%s\",\"object\":\"thread.message.delta\",\"delta\":{\"content\":"
+                  "[{\"index\":%d,\"type\":\"text\",\"text\":{\"value\":",
+                  j->msg_id, j->text_index);
+    json_string_append(&d, piece, len);
     if (!j->text_announced) {
-        json_object_set_new(text, "annotations", json_array());
+        ad_buf_addstr(&d, ",\"annotations\":[]");
         j->text_announced = true;
     }
-    json_t *d = json_pack("{s:s,s:s,s:{s:[{s:i,s:s,s:o}]}}", "id", j->msg_id, "object",
-                          "thread.message.delta", "delta", "content", "index", j->text_index,
-                          "type", "text", "text", text);
-    announce(j, "thread.message.delta", d);
-    json_decref(d);
+    ad_buf_addstr(&d, "}}]}}");
+    if (o) {
+        act *a = add_act(o, A_EVENT);
+        ad_strlcpy(a->event_name, "thread.message.delta", sizeof a->event_name);
+        a->text = ad_strndup(ad_buf_str(&d), d.len);
+        a->len = d.len;
+        submit(o);
+    } else {
+        announce_text(j, "thread.message.delta", ad_buf_str(&d), d.len);
+    }
+    ad_buf_free(&d);
     return AD_OK;
 }
 
@@ -1303,6 +1813,8 @@ static ad_err on_tool_call_start(void *ud, int index, const char *id, const char
         }
         submit(o);
     }
+    if (!j->calls) /* most runs make no tool call: the slots come with the first */
+        j->calls = ad_calloc(AD_CS_MAX_TOOL_CALLS, sizeof *j->calls);
     while (j->ncalls <= index) {
         call_state *c = &j->calls[j->ncalls++];
         ad_id_new(c->id, "call_");
@@ -1773,7 +2285,7 @@ static void begin_job(ad_engine *e, task *tk)
     }
     /* The run as the handler committed it: what this job writes comes
      * after that. */
-    json_t *run = load(e->db, tk->project, "run", tk->run_id);
+    json_t *run = load_hinted(e->db, tk->project, tk->run_id, tk->run_text, tk->run);
     if (!run) {
         if (tk->sse) {
             ad_sse_close(tk->sse);
@@ -1811,7 +2323,17 @@ static void begin_job(ad_engine *e, task *tk)
     /* in_progress is committed (and announced) by the writer while the
      * prompt is built and the model called: neither depends on it. */
     op *o = op_for(j);
+    o->urgent = true;
     add_run(o, R_IN_PROGRESS, NULL, NULL, true);
+    if (tk->run_text && run == tk->run) {
+        /* The writer reads the run back: hand it this parse (a copy, as
+         * the loop goes on reading its own) for its cache. */
+        o->seed_text = tk->run_text;
+        o->seed_len = strlen(tk->run_text);
+        tk->run_text = NULL;
+        o->seed = tk->seed ? tk->seed : json_deep_copy(run);
+        tk->seed = NULL;
+    }
     submit(o);
     start_call(j, run);
     json_decref(run);
@@ -1879,7 +2401,7 @@ static void repair_cb(void *ud)
 }
 
 static void post(ad_engine *e, const char *project, const char *thread_id, const char *run_id,
-                 ad_sse *sse, bool cancel, unsigned flags)
+                 ad_sse *sse, bool cancel, unsigned flags, const char *text, json_t *run)
 {
     task *tk = task_new(e, project, thread_id, run_id);
     if (sse) {
@@ -1888,18 +2410,63 @@ static void post(ad_engine *e, const char *project, const char *thread_id, const
     }
     tk->cancel = cancel;
     tk->step_content = (flags & AD_ENGINE_STEP_CONTENT) != 0;
+    if (text && run) {
+        tk->run_text = ad_strdup(text);
+        tk->run = json_incref(run);
+    }
     ad_upstream_post(e->up, run_task, tk);
 }
 
 void ad_engine_run(ad_engine *e, const char *project, const char *thread_id, const char *run_id,
                    ad_sse *sse, unsigned flags)
 {
-    post(e, project, thread_id, run_id, sse, false, flags);
+    post(e, project, thread_id, run_id, sse, false, flags, NULL, NULL);
+}
+
+void ad_engine_run_stored(ad_engine *e, const char *project, const char *thread_id,
+                          const char *run_id, ad_sse *sse, unsigned flags, const char *text,
+                          json_t *run)
+{
+    post(e, project, thread_id, run_id, sse, false, flags, text, run);
+}
+
+void ad_engine_create(ad_engine *e, const char *project, const char *thread_id, const char *run_id,
+                      ad_sse *sse, unsigned flags, const char *text, json_t *run)
+{
+    op *o = op_new(e, project, thread_id, run_id);
+    act *a = add_act(o, A_CREATE);
+    a->text = ad_strdup(text);
+    a->len = strlen(text);
+    a->created = json_integer_value(json_object_get(run, "created_at"));
+    ad_sse_ref(sse);
+    o->sse = sse;
+    o->w.apply = op_apply;
+    o->w.urgent = true; /* nothing of this run can be queued before it */
+    /* What begin_job needs once the run is stored (freed with the op). */
+    task *tk = task_new(e, project, thread_id, run_id);
+    ad_sse_ref(sse);
+    tk->sse = sse;
+    tk->step_content = (flags & AD_ENGINE_STEP_CONTENT) != 0;
+    tk->run_text = ad_strdup(text);
+    tk->run = json_incref(run);
+    tk->seed = json_deep_copy(run); /* here, not on the busier loop */
+    o->start = tk;
+    pthread_mutex_lock(&e->submit_mu);
+    ad_writer *w = e->create_open ? e->writer : NULL;
+    if (w)
+        ad_writer_submit(w, &o->w);
+    pthread_mutex_unlock(&e->submit_mu);
+    if (!w) { /* stopping: nothing is stored, the stream says so and ends */
+        push_error(&o->out, "server_error", "The server is shutting down.");
+        evq_send(&o->out, sse);
+        pend_release(e, thread_id, run_id);
+        op_free(o);
+    }
 }
 
 void ad_engine_cancel(ad_engine *e, const char *project, const char *thread_id, const char *run_id)
 {
-    post(e, project, thread_id, run_id, NULL, true, 0);
+    post(e, project, thread_id, run_id, NULL, true, 0, NULL, NULL);
 }
 
 /* ---- back-pressure and heartbeats ---- */
@@ -1966,12 +2533,15 @@ ad_err ad_engine_new(ad_server *srv, ad_engine **out)
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     pthread_mutex_init(&e->tasks_mu, NULL);
+    pthread_mutex_init(&e->submit_mu, NULL);
+    pthread_mutex_init(&e->pend_mu, NULL);
     ad_err rc = ad_upstream_new(&srv->log, &e->up);
     if (rc) {
         ad_free(e);
         return rc;
     }
     e->db = ad_store_acquire(srv->store);
+    e->wcache = ad_calloc(1, sizeof *e->wcache);
     rc = ad_writer_new(srv->store, &srv->log, WRITER_QUEUE_MAX, writer_done, e, &e->writer);
     if (!rc)
         rc = ad_toolpool_new(srv, e->up, AD_TOOL_THREADS, tool_done, e, &e->pool);
@@ -1979,10 +2549,12 @@ ad_err ad_engine_new(ad_server *srv, ad_engine **out)
         ad_writer_free(e->writer);
         ad_upstream_free(e->up);
         ad_store_release(srv->store, e->db);
+        wcache_free(e->wcache);
         ad_free(e);
         return rc;
     }
     ad_upstream_post_after(e->up, 1000, tick, e);
+    e->create_open = true;
     *out = e;
     return AD_OK;
 }
@@ -2098,8 +2670,12 @@ void ad_engine_stop(ad_engine *e)
     while (!e->stopped)
         pthread_cond_wait(&e->cv, &e->mu);
     pthread_mutex_unlock(&e->mu);
-    /* Nothing is submitted any more (stopping); what was is committed and
-     * completed on the loop, so no job or op is left behind. */
+    /* Nothing is submitted any more (stopping; handlers' creations are
+     * refused from here on); what was is committed and completed on the
+     * loop, so no job or op is left behind. */
+    pthread_mutex_lock(&e->submit_mu);
+    e->create_open = false;
+    pthread_mutex_unlock(&e->submit_mu);
     ad_writer_free(e->writer);
     e->writer = NULL;
     ad_upstream_post(e->up, flush_mark, e);
@@ -2121,8 +2697,17 @@ void ad_engine_free(ad_engine *e)
     while (e->tasks) /* dropped unrun by the loop */
         task_free(e->tasks);
     ad_store_release(e->srv->store, e->db);
+    wcache_free(e->wcache); /* the writer has stopped */
     pthread_cond_destroy(&e->cv);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->tasks_mu);
+    pthread_mutex_destroy(&e->submit_mu);
+    for (size_t i = 0; i < PEND_BUCKETS; i++) /* none once handlers are gone */
+        while (e->pend[i]) {
+            pend *p = e->pend[i];
+            e->pend[i] = p->next;
+            ad_free(p);
+        }
+    pthread_mutex_destroy(&e->pend_mu);
     ad_free(e);
 }

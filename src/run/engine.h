@@ -23,9 +23,12 @@
 #ifndef AD_ENGINE_H
 #define AD_ENGINE_H
 
+#include <jansson.h>
+
 #include "core/server.h"
 #include "http/sse.h"
 #include "util/err.h"
+#include "util/id.h"
 
 typedef struct ad_engine ad_engine;
 
@@ -50,6 +53,34 @@ ad_sse *ad_engine_stream(ad_engine *e);
  * AD_ENGINE_* values above, for this stream. */
 void ad_engine_run(ad_engine *e, const char *project, const char *thread_id, const char *run_id,
                    ad_sse *sse, unsigned flags);
+/* The same for a run the caller has just stored: text is the JSON it stored
+ * (copied) and run its parse (a reference is taken; nobody may change it
+ * afterwards). The engine uses them instead of parsing the run again, as
+ * long as the stored text is still exactly text. */
+void ad_engine_run_stored(ad_engine *e, const char *project, const char *thread_id,
+                          const char *run_id, ad_sse *sse, unsigned flags, const char *text,
+                          json_t *run);
+/* Any thread (createRun with stream: true), before answering: reserves
+ * thread_id for the run run_id, whose creation the caller then hands to
+ * ad_engine_create (which always releases the reservation, once the run
+ * is stored or refused). False, with the reserving run's id in active,
+ * when another creation on the thread holds it. */
+bool ad_engine_reserve(ad_engine *e, const char *thread_id, const char *run_id,
+                       char active[AD_ID_MAX]);
+/* Any thread. Whether a reserved creation on thread_id is not stored yet
+ * (its run id in active): until then it counts as the thread's active run
+ * for every check a handler makes, so a client that goes on as soon as the
+ * stream's headers arrive is refused as by OpenAI. Ask before the store. */
+bool ad_engine_pending(ad_engine *e, const char *thread_id, char active[AD_ID_MAX]);
+/* Any thread, after ad_engine_reserve. The run a handler has built
+ * (text: its JSON, copied; run: its parse, a reference is taken, never
+ * changed) is stored as queued by the engine's writer, grouped with other
+ * writes, after checking again that its thread exists and has no active
+ * run; sse (a reference is taken) then hears thread.run.created and
+ * .queued and the run starts -- or, when a check fails (a concurrent
+ * handler's own transaction won the race), an error event, and ends. */
+void ad_engine_create(ad_engine *e, const char *project, const char *thread_id, const char *run_id,
+                      ad_sse *sse, unsigned flags, const char *text, json_t *run);
 /* Any thread. The run was stored as cancelling: stop its model call and
  * finish it as cancelled. */
 void ad_engine_cancel(ad_engine *e, const char *project, const char *thread_id, const char *run_id);

@@ -1,14 +1,18 @@
 /*
  * writer.c -- group commit on a thread of its own (see writer.h).
  *
- * The queue is a singly linked FIFO under one mutex with two condition
- * variables: `more` wakes the writer when work arrives, `room` wakes a
- * producer that found the queue full. The thread detaches the whole queue
- * (at most GROUP_MAX operations of it) at once, so producers are never
- * held up by the transaction, applies the group with one BEGIN IMMEDIATE /
- * COMMIT, and only then calls done. While it works, new operations pile up
- * and become the next group: the busier the store, the larger the groups and
- * the fewer the commits per operation.
+ * The queue is two singly linked FIFOs (urgent and ordinary operations,
+ * see Priority in writer.h) under one mutex with two condition variables:
+ * `more` wakes the writer when work arrives, `room` wakes a producer that
+ * found the queue full. The thread detaches a group at once -- every urgent
+ * operation waiting (up to GROUP_MAX), or else the first NORMAL_GROUP_MAX
+ * ordinary ones; right after an urgent group, ordinary operations waiting
+ * go first once, so neither FIFO starves -- so producers are never held up
+ * by the transaction, applies the group with one BEGIN IMMEDIATE / COMMIT,
+ * and only then calls done. While it works, new operations pile up and
+ * become the next group: the busier the store, the larger the groups and
+ * the fewer the commits per operation. Ordinary groups are kept small so that an urgent operation
+ * arriving meanwhile waits for little.
  */
 #include "store/writer.h"
 
@@ -18,8 +22,16 @@
 
 /* Operations per transaction: large enough to amortise the commit, small
  * enough that the first operation of a group does not wait long for the
- * last. */
-#define GROUP_MAX 128
+ * last. Groups of ordinary operations are smaller: an urgent one arriving
+ * meanwhile waits for the group in progress (and a handler's own write
+ * transaction for the store's write lock). */
+#define GROUP_MAX        128
+#define NORMAL_GROUP_MAX 4
+
+/* One FIFO of operations. */
+typedef struct wq {
+    ad_wop *head, *tail;
+} wq;
 
 struct ad_writer {
     ad_store *store;
@@ -31,9 +43,10 @@ struct ad_writer {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t more, room;
-    ad_wop *head, *tail; /* under mu */
-    size_t queued;       /* under mu */
-    bool stopping;       /* under mu */
+    wq urgent, normal; /* under mu */
+    size_t queued;     /* under mu: both */
+    bool stopping;     /* under mu */
+    bool last_urgent;  /* writer thread: the group just applied was urgent */
 };
 
 /* Applies ops[0..n) in one transaction; false if anything failed (rolled
@@ -69,21 +82,28 @@ static void *writer_main(void *arg)
     ad_writer *w = arg;
     for (;;) {
         pthread_mutex_lock(&w->mu);
-        while (!w->head && !w->stopping)
+        while (!w->urgent.head && !w->normal.head && !w->stopping)
             pthread_cond_wait(&w->more, &w->mu);
-        if (!w->head) { /* stopping and drained */
+        if (!w->urgent.head && !w->normal.head) { /* stopping and drained */
             pthread_mutex_unlock(&w->mu);
             break;
         }
-        ad_wop *group = w->head, *last = group;
+        /* Urgent first, but an ordinary group waiting gets its turn after
+         * each urgent one: a steady flow of urgent operations (runs
+         * starting) cannot starve the others (runs ending). */
+        bool urgent = w->urgent.head && (!w->normal.head || !w->last_urgent);
+        wq *q = urgent ? &w->urgent : &w->normal;
+        size_t max = urgent ? GROUP_MAX : NORMAL_GROUP_MAX;
+        w->last_urgent = urgent;
+        ad_wop *group = q->head, *last = group;
         size_t n = 1;
-        while (last->next && n < GROUP_MAX) {
+        while (last->next && n < max) {
             last = last->next;
             n++;
         }
-        w->head = last->next;
-        if (!w->head)
-            w->tail = NULL;
+        q->head = last->next;
+        if (!q->head)
+            q->tail = NULL;
         last->next = NULL;
         w->queued -= n;
         pthread_cond_broadcast(&w->room);
@@ -133,11 +153,12 @@ void ad_writer_submit(ad_writer *w, ad_wop *op)
     pthread_mutex_lock(&w->mu);
     while (w->queued >= w->max_queued && !w->stopping)
         pthread_cond_wait(&w->room, &w->mu);
-    if (w->tail)
-        w->tail->next = op;
+    wq *q = op->urgent ? &w->urgent : &w->normal;
+    if (q->tail)
+        q->tail->next = op;
     else
-        w->head = op;
-    w->tail = op;
+        q->head = op;
+    q->tail = op;
     w->queued++;
     pthread_cond_signal(&w->more);
     pthread_mutex_unlock(&w->mu);

@@ -8,14 +8,24 @@
  * hands the whole group, in the same order, to the done callback -- still on
  * the writer thread, after the commit, so whatever done announces is already
  * visible to every connection and durable against kill -9. One thread and
- * one FIFO mean operations are applied and completed in submission order:
- * the writes of one run never overtake each other.
+ * one FIFO mean operations are applied and completed in submission order
+ * (but see Priority): the writes of one run never overtake each other.
  *
  * Failure isolation: when an operation fails inside a group, the group is
  * rolled back and every operation of it is applied again in a transaction of
  * its own, so one failing operation never takes the others' writes with it.
  * apply may therefore run twice and must reset whatever it produces (e.g.
  * events to send) at its start.
+ *
+ * Priority: urgent operations (small writes a client is waiting for, such
+ * as the message a stream's first token belongs to) have a FIFO of their
+ * own, and a group is made of urgent operations alone whenever any wait
+ * (except right after an urgent group, when ordinary ones wait: they get
+ * one group, so neither FIFO starves); ordinary groups are smaller than
+ * urgent ones may be, so an urgent operation waits for little work.
+ * Submission order therefore holds within each FIFO, not across them: an
+ * operation whose writes must follow others still queued must go into
+ * their FIFO (the engine keeps all of a run's operations in flight in one).
  *
  * Bound: at most max_queued operations wait. A producer that finds the queue
  * full waits for room -- the store cannot keep up, and this is the only
@@ -45,6 +55,9 @@ struct ad_wop {
      * non-AD_OK return rolls back (see above). */
     ad_err (*apply)(ad_wop *op, ad_db *db);
     bool committed; /* set before done: the writes of apply are committed */
+    /* Set by the producer before submitting: a small write someone waits
+     * for (see Priority). */
+    bool urgent;
 };
 
 /* done(ud, ops) runs on the writer thread after every group, with the

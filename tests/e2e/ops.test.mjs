@@ -233,7 +233,7 @@ describe('command line', () => {
   const OPTIONS = {
     listen: 'ASSISTD_LISTEN', 'data-dir': 'ASSISTD_DATA_DIR', 'api-keys': 'ASSISTD_API_KEYS', 'keys-file': 'ASSISTD_KEYS_FILE',
     models: 'ASSISTD_MODELS', config: 'ASSISTD_CONFIG', 'max-json-body': 'ASSISTD_MAX_JSON_BODY', 'max-upload': 'ASSISTD_MAX_UPLOAD', 'max-part': 'ASSISTD_MAX_PART',
-    threads: 'ASSISTD_THREADS', 'max-connections': 'ASSISTD_MAX_CONNECTIONS', 'conn-timeout': 'ASSISTD_CONN_TIMEOUT', 'run-ttl': 'ASSISTD_RUN_TTL', 'sse-heartbeat': 'ASSISTD_SSE_HEARTBEAT',
+    threads: 'ASSISTD_THREADS', 'max-connections': 'ASSISTD_MAX_CONNECTIONS', 'conn-timeout': 'ASSISTD_CONN_TIMEOUT', 'run-ttl': 'ASSISTD_RUN_TTL', 'sse-heartbeat': 'ASSISTD_SSE_HEARTBEAT', 'sse-direct': 'ASSISTD_SSE_DIRECT', 'sse-hub-writes': 'ASSISTD_SSE_HUB_WRITES',
     'share-dir': 'ASSISTD_SHARE_DIR', 'playground-dir': 'ASSISTD_PLAYGROUND_DIR', 'sandbox-spares': 'ASSISTD_SANDBOX_SPARES',
     'sandbox-cpu-seconds': 'ASSISTD_SANDBOX_CPU_SECONDS', 'sandbox-memory': 'ASSISTD_SANDBOX_MEMORY', 'sandbox-processes': 'ASSISTD_SANDBOX_PROCESSES', 'sandbox-open-files': 'ASSISTD_SANDBOX_OPEN_FILES', 'sandbox-file-size': 'ASSISTD_SANDBOX_FILE_SIZE', 'sandbox-disk': 'ASSISTD_SANDBOX_DISK', 'sandbox-idle': 'ASSISTD_SANDBOX_IDLE', 'sandbox-max-sessions': 'ASSISTD_SANDBOX_MAX_SESSIONS', 'sandbox-timeout': 'ASSISTD_SANDBOX_TIMEOUT',
     'require-beta-header': 'ASSISTD_REQUIRE_BETA', 'access-log': 'ASSISTD_ACCESS_LOG', 'log-level': 'ASSISTD_LOG_LEVEL',

@@ -1,0 +1,231 @@
+// Streamed run creation and the engine's write path (issue #3 performance
+// work): createRun with stream: true is stored by the engine's writer
+// (grouped with other writes) and announced once committed; the first
+// text delta travels with the commit of its message; objects the writer
+// read back from its cache never hide a change a handler made meanwhile.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { raw } from './lib/server.mjs';
+import { setupRuns as setup, parseSSE } from './lib/runs.mjs';
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const names = (ev) => ev.map((e) => e.event);
+
+test('concurrent streamed creations on one thread: exactly one run, the others refused with 400', async () => {
+  const t = await setup();
+  try {
+    const { client, up, s } = t;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o' });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'hi' }] });
+    for (let i = 0; i < 8; i++) up.script({ text: 'Answer', chunks: ['Ans', 'wer'], wait: sleep(300) });
+    const rs = await Promise.all(Array.from({ length: 8 }, () =>
+      raw(s, 'POST', `/v1/threads/${thread.id}/runs`, { body: { assistant_id: a.id, stream: true } })));
+    // A creation answered but not yet stored reserves its thread: every
+    // other streamed creation is refused before its stream begins.
+    const started = rs.filter((r) => r.status === 200);
+    assert.equal(started.length, 1, 'exactly one of the concurrent creations runs');
+    for (const r of rs.filter((x) => x.status !== 200)) {
+      assert.equal(r.status, 400);
+      assert.match(r.json.error.message, new RegExp(`^Thread ${thread.id} already has an active run run_\\w+\\.$`));
+    }
+    const ev = parseSSE(started[0].text);
+    assert.equal(ev.at(-2).event, 'thread.run.completed');
+    const runs = await client.beta.threads.runs.list(thread.id);
+    assert.deepEqual(runs.data.map((r) => r.id), [ev[0].data.id], 'no refused run was stored');
+  } finally {
+    await t.close();
+  }
+});
+
+test('streamed and plain creations racing on one thread: one run; a stream that lost says so', async () => {
+  const t = await setup();
+  try {
+    const { client, up, s } = t;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o' });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'hi' }] });
+    for (let i = 0; i < 8; i++) up.script({ text: 'Answer', chunks: ['Ans', 'wer'], wait: sleep(300) });
+    const rs = await Promise.all(Array.from({ length: 8 }, (_, i) =>
+      raw(s, 'POST', `/v1/threads/${thread.id}/runs`, { body: { assistant_id: a.id, stream: i % 2 === 0 } })));
+    const active = new RegExp(`^Thread ${thread.id} already has an active run run_\\w+\\.$`);
+    const won = [];
+    for (const r of rs) {
+      if (r.status === 400) {
+        assert.match(r.json.error.message, active);
+        continue;
+      }
+      assert.equal(r.status, 200);
+      if (!r.headers.get('content-type')?.startsWith('text/event-stream')) {
+        won.push(r.json.id);
+        continue;
+      }
+      const ev = parseSSE(r.text);
+      if (ev[0].event === 'error') { // a plain creation committed first
+        assert.deepEqual(names(ev), ['error', 'done']);
+        assert.equal(ev[0].data.type, 'invalid_request_error');
+        assert.match(ev[0].data.message, active);
+        continue;
+      }
+      assert.equal(ev.at(-2).event, 'thread.run.completed');
+      won.push(ev[0].data.id);
+    }
+    assert.equal(won.length, 1, 'exactly one creation won');
+    const run = await client.beta.threads.runs.poll(won[0], { thread_id: thread.id }, { pollIntervalMs: 20 });
+    assert.equal(run.status, 'completed');
+    const runs = await client.beta.threads.runs.list(thread.id);
+    assert.deepEqual(runs.data.map((r) => r.id), won, 'no refused run was stored');
+  } finally {
+    await t.close();
+  }
+});
+
+test('streamed creation: events in order, each after the commit of what it announces', async () => {
+  const t = await setup();
+  try {
+    const { client, up, s } = t;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o', metadata: { x: '1' } });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'hi' }] });
+    up.script({ text: 'One two', chunks: ['One', ' two'] });
+    const r = await raw(s, 'POST', `/v1/threads/${thread.id}/runs`, { body: { assistant_id: a.id, stream: true } });
+    assert.equal(r.status, 200);
+    const ev = parseSSE(r.text);
+    assert.deepEqual(names(ev), [
+      'thread.run.created', 'thread.run.queued', 'thread.run.in_progress',
+      'thread.run.step.created', 'thread.run.step.in_progress',
+      'thread.message.created', 'thread.message.in_progress',
+      'thread.message.delta', 'thread.message.delta',
+      'thread.message.completed', 'thread.run.step.completed', 'thread.run.completed', 'done',
+    ]);
+    const run = ev[0].data;
+    assert.equal(run.status, 'queued');
+    assert.deepEqual(ev[1].data, run, 'queued shows the run as created');
+    // What was announced is what is stored.
+    const stored = await client.beta.threads.runs.retrieve(run.id, { thread_id: thread.id });
+    assert.deepEqual(stored, ev.at(-2).data);
+    const msg = await client.beta.threads.messages.retrieve(ev[5].data.id, { thread_id: thread.id });
+    assert.deepEqual(msg, ev[9].data);
+    // The first delta carries the empty annotations list, the next does not.
+    assert.deepEqual(ev[7].data.delta.content, [{ index: 0, type: 'text', text: { value: 'One', annotations: [] } }]);
+    assert.deepEqual(ev[8].data.delta.content, [{ index: 0, type: 'text', text: { value: ' two' } }]);
+    assert.equal(ev[7].data.id, msg.id);
+    assert.equal(ev[7].data.object, 'thread.message.delta');
+  } finally {
+    await t.close();
+  }
+});
+
+test('text deltas escape quotes, backslashes, control characters; UTF-8 passes through', async () => {
+  const t = await setup();
+  try {
+    const { client, up, s } = t;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o' });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'hi' }] });
+    const chunks = ['say "hi"', ' back\\slash', '\nnew\tline\r', '\u0001\u001f\b\f', ' é 😀 ✓', '</script>/', '\u2028\u2029\u007f', '\u0000 nul'];
+    up.script({ text: chunks.join(''), chunks });
+    const r = await raw(s, 'POST', `/v1/threads/${thread.id}/runs`, { body: { assistant_id: a.id, stream: true } });
+    const ev = parseSSE(r.text);
+    const deltas = ev.filter((e) => e.event === 'thread.message.delta').map((e) => e.data.delta.content[0].text.value);
+    assert.deepEqual(deltas, chunks);
+    // Every data line is one line of JSON (no raw control character in it).
+    for (const line of r.text.split('\n').filter((l) => l.startsWith('data: {'))) JSON.parse(line.slice(6));
+    const msgs = await client.beta.threads.messages.list(thread.id, { order: 'desc', limit: 1 });
+    assert.equal(msgs.data[0].content[0].text.value, chunks.join(''));
+  } finally {
+    await t.close();
+  }
+});
+
+test('a handler\'s change to a run while it streams survives the engine\'s later writes', async () => {
+  const t = await setup();
+  try {
+    const { client, up, s } = t;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o' });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'hi' }] });
+    let release;
+    const gate = new Promise((r) => { release = r; });
+    up.script({ text: 'Late answer', chunks: ['Late', ' answer'], wait: gate });
+    const pending = raw(s, 'POST', `/v1/threads/${thread.id}/runs`, { body: { assistant_id: a.id, stream: true } });
+    // The run is in progress (the writer has read, changed and kept it).
+    let run;
+    for (let i = 0; i < 250; i++) {
+      [run] = (await client.beta.threads.runs.list(thread.id)).data;
+      if (run?.status === 'in_progress') break;
+      await sleep(20);
+    }
+    assert.equal(run.status, 'in_progress');
+    await client.beta.threads.runs.update(run.id, { thread_id: thread.id, metadata: { edited: 'yes' } });
+    release();
+    const ev = parseSSE((await pending).text);
+    const end = ev.find((e) => e.event === 'thread.run.completed').data;
+    assert.deepEqual(end.metadata, { edited: 'yes' }, 'the completed event carries the edit');
+    const stored = await client.beta.threads.runs.retrieve(run.id, { thread_id: thread.id });
+    assert.equal(stored.status, 'completed');
+    assert.deepEqual(stored.metadata, { edited: 'yes' });
+  } finally {
+    await t.close();
+  }
+});
+
+test('streamed creation on a deleted or unknown thread, and non-stream creation, answer as before', async () => {
+  const t = await setup();
+  try {
+    const { client, up, s } = t;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o' });
+    const r404 = await raw(s, 'POST', '/v1/threads/thread_doesnotexist/runs', { body: { assistant_id: a.id, stream: true } });
+    assert.equal(r404.status, 404);
+    assert.equal(r404.json.error.message, "No thread found with id 'thread_doesnotexist'.");
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'hi' }] });
+    up.script('Plain');
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id }, { pollIntervalMs: 20 });
+    assert.equal(run.status, 'completed');
+    // additional_messages with stream: stored in the handler's transaction.
+    up.script('Second');
+    const r = await raw(s, 'POST', `/v1/threads/${thread.id}/runs`, {
+      body: { assistant_id: a.id, stream: true, additional_messages: [{ role: 'user', content: 'more' }] },
+    });
+    const ev = parseSSE(r.text);
+    assert.equal(ev.at(-2).event, 'thread.run.completed');
+    const sent = up.requests.at(-1).body.messages.map((m) => m.content);
+    assert.deepEqual(sent.slice(-2), ['Plain', 'more']);
+  } finally {
+    await t.close();
+  }
+});
+
+test('a create right after a streamed create has answered gets OpenAI\'s 400, as does a message', async () => {
+  // The SDK's create(stream: true) resolves once the response headers are
+  // in, before any event: the run may still be in the writer's queue. A
+  // client that goes on at once must still be refused as by OpenAI.
+  const t = await setup();
+  try {
+    const { client, up } = t;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o' });
+    for (let i = 0; i < 20; i++) {
+      const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'hi' }] });
+      let release;
+      up.script({ text: 'Answer', chunks: ['Ans', 'wer'], wait: new Promise((r) => { release = r; }) });
+      const first = await client.beta.threads.runs.create(thread.id, { assistant_id: a.id, stream: true });
+      const again = [
+        client.beta.threads.runs.create(thread.id, { assistant_id: a.id, stream: i % 2 === 0 }),
+        client.beta.threads.messages.create(thread.id, { role: 'user', content: 'more' }),
+      ];
+      const [run2, msg2] = await Promise.allSettled(again);
+      assert.equal(run2.status, 'rejected', `iteration ${i}: second run refused`);
+      assert.equal(run2.reason.status, 400);
+      assert.match(run2.reason.error.message, new RegExp(`^Thread ${thread.id} already has an active run run_`));
+      assert.equal(msg2.status, 'rejected', `iteration ${i}: message refused`);
+      assert.equal(msg2.reason.status, 400);
+      assert.match(msg2.reason.error.message, new RegExp(`^Can't add messages to ${thread.id} while a run run_\\w+ is active\\.$`));
+      release();
+      const ev = [];
+      for await (const e of first) ev.push(e.event);
+      assert.equal(ev[0], 'thread.run.created');
+      assert.equal(ev.at(-1), 'thread.run.completed');
+      const runs = await client.beta.threads.runs.list(thread.id);
+      assert.equal(runs.data.length, 1, 'only the first run was stored');
+      const msgs = await client.beta.threads.messages.list(thread.id);
+      assert.equal(msgs.data.length, 2, 'the refused message was not stored');
+    }
+  } finally {
+    await t.close();
+  }
+});
