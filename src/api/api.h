@@ -66,6 +66,9 @@ void ad_api_deleted(ad_req *req, const char *id, const char *object);
 void ad_api_set_metadata(json_t *obj, const json_t *body);
 /* Applies the store result of a write: false (after answering) on error. */
 bool ad_api_ok(ad_req *req, ad_err rc);
+/* Whether the thread exists in the caller's project; answers 404 (or 500)
+ * if not. Its JSON is read into a temporary buffer and not parsed. */
+bool ad_api_thread_exists(ad_req *req, const char *thread_id);
 
 /* Checks that every file id exists in the caller's project; answers 400
  * "Invalid 'param[i]': no file found with id 'x'." otherwise. */

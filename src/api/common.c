@@ -189,6 +189,19 @@ bool ad_api_ok(ad_req *req, ad_err rc)
     return rc == AD_OK;
 }
 
+bool ad_api_thread_exists(ad_req *req, const char *thread_id)
+{
+    ad_buf b;
+    ad_buf_init(&b, 64u * 1024 * 1024); /* a thread object is far smaller */
+    ad_err rc = ad_db_get(ad_req_db(req), req->project, "thread", thread_id, &b);
+    ad_buf_free(&b);
+    if (rc == AD_ENOTFOUND)
+        ad_reply_not_found(req, "thread", thread_id);
+    else if (rc)
+        ad_reply_internal(req, rc);
+    return rc == AD_OK;
+}
+
 void ad_api_put_reply(ad_req *req, const ad_obj *o, json_t *obj)
 {
     char *s = json_dumps(obj, JSON_COMPACT);

@@ -200,20 +200,6 @@ bool ad_api_message_put(ad_req *req, const char *thread_id, const json_t *body, 
     return true;
 }
 
-/* Whether the thread exists in the caller's project; answers 404/500 if not. */
-static bool thread_exists(ad_req *req, const char *thread_id)
-{
-    ad_buf b;
-    ad_buf_init(&b, MSG_MAX_JSON);
-    ad_err rc = ad_db_get(ad_req_db(req), req->project, "thread", thread_id, &b);
-    ad_buf_free(&b);
-    if (rc == AD_ENOTFOUND)
-        ad_reply_not_found(req, "thread", thread_id);
-    else if (rc)
-        ad_reply_internal(req, rc);
-    return rc == AD_OK;
-}
-
 /* Loads message params[1] of thread params[0] into out (raw JSON). Answers
  * 404 naming the thread when the thread is missing, the message otherwise. */
 static bool load_message(ad_req *req, ad_buf *out)
@@ -221,7 +207,7 @@ static bool load_message(ad_req *req, ad_buf *out)
     ad_err rc = ad_db_get_child(ad_req_db(req), req->project, "message", req->params[0],
                                 req->params[1], out);
     if (rc == AD_ENOTFOUND) {
-        if (thread_exists(req, req->params[0]))
+        if (ad_api_thread_exists(req, req->params[0]))
             ad_reply_not_found(req, "message", req->params[1]);
         return false;
     }
@@ -245,7 +231,7 @@ void ad_h_messages_create(ad_req *req)
     ad_db *db = ad_req_db(req);
     if (!ad_api_ok(req, ad_db_begin(db)))
         return;
-    if (!thread_exists(req, req->params[0]))
+    if (!ad_api_thread_exists(req, req->params[0]))
         goto fail;
     /* A thread is locked while a run is active on it (OpenAI's 400). */
     char active[AD_ID_MAX];
@@ -280,7 +266,7 @@ void ad_h_messages_list(ad_req *req)
     const char *run_id = ad_req_query(req, "run_id");
     if (run_id && *run_id)
         q.aux = run_id;
-    if (thread_exists(req, req->params[0]))
+    if (ad_api_thread_exists(req, req->params[0]))
         ad_api_list(req, &q);
 }
 

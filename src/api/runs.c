@@ -331,21 +331,6 @@ static void start(ad_req *req, const json_t *body, json_t *thread, json_t *run, 
     }
 }
 
-/* Whether the thread of the path exists (answers 404 if not); its JSON is
- * not needed, so it is not parsed. */
-static bool thread_exists(ad_req *req, const char *thread_id)
-{
-    ad_buf b;
-    ad_buf_init(&b, JSON_MAX);
-    ad_err rc = ad_db_get(ad_req_db(req), req->project, "thread", thread_id, &b);
-    ad_buf_free(&b);
-    if (rc == AD_ENOTFOUND)
-        ad_reply_not_found(req, "thread", thread_id);
-    else if (rc)
-        ad_reply_internal(req, rc);
-    return rc == AD_OK;
-}
-
 void ad_h_runs_create(ad_req *req)
 {
     if (!ad_api_check_id(req, 0, "thread_id", "thread_") || !include_ok(req))
@@ -360,7 +345,8 @@ void ad_h_runs_create(ad_req *req)
      * checked again: the thread exists and has no active run. */
     const char *thread_id = req->params[0];
     char *text = NULL;
-    json_t *run = thread_exists(req, thread_id) ? build_run(req, thread_id, body, &text) : NULL;
+    json_t *run =
+        ad_api_thread_exists(req, thread_id) ? build_run(req, thread_id, body, &text) : NULL;
     if (!run)
         return;
     unsigned flags = wants_step_content(req) ? AD_ENGINE_STEP_CONTENT : 0;
@@ -392,7 +378,7 @@ void ad_h_runs_create(ad_req *req)
         json_decref(run);
         return;
     }
-    if (!thread_exists(req, thread_id) || !no_active_run(req, thread_id) ||
+    if (!ad_api_thread_exists(req, thread_id) || !no_active_run(req, thread_id) ||
         !store_run(req, thread_id, body, run, text)) {
         ad_db_rollback(db);
         free(text);

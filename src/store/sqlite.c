@@ -708,16 +708,18 @@ ad_err ad_db_update(ad_db *db, const char *project, const char *kind, const char
     return rc;
 }
 
-static ad_err fetch_body(ad_db *db, sqlite3_stmt *st, ad_buf *out)
+/* Appends column 0 of the statement's one row (text or blob, as stored) to
+ * out; AD_ENOTFOUND without a row. */
+static ad_err fetch_body(ad_db *db, sqlite3_stmt *st, ad_buf *out, const char *what)
 {
     int r = sqlite3_step(st);
     ad_err rc;
     if (r == SQLITE_ROW)
-        rc = ad_buf_add(out, sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+        rc = ad_buf_add(out, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0));
     else if (r == SQLITE_DONE)
         rc = AD_ENOTFOUND;
     else
-        rc = db_error(db, "select");
+        rc = db_error(db, what);
     sqlite3_reset(st);
     return rc;
 }
@@ -725,14 +727,14 @@ static ad_err fetch_body(ad_db *db, sqlite3_stmt *st, ad_buf *out)
 ad_err ad_db_get(ad_db *db, const char *project, const char *kind, const char *id, ad_buf *out)
 {
     const char *v[3] = {project, kind, id};
-    return fetch_body(db, bind(db, S_GET, 3, v), out);
+    return fetch_body(db, bind(db, S_GET, 3, v), out, "select");
 }
 
 ad_err ad_db_get_child(ad_db *db, const char *project, const char *kind, const char *parent,
                        const char *id, ad_buf *out)
 {
     const char *v[4] = {project, kind, parent, id};
-    return fetch_body(db, bind(db, S_GET_CHILD, 4, v), out);
+    return fetch_body(db, bind(db, S_GET_CHILD, 4, v), out, "select");
 }
 
 ad_err ad_db_delete(ad_db *db, const char *project, const char *kind, const char *id)
@@ -1033,16 +1035,7 @@ ad_err ad_db_kwseg_get(ad_db *db, int64_t seg_id, ad_buf *out)
 {
     sqlite3_stmt *st = bind(db, S_SEG_GET, 0, NULL);
     sqlite3_bind_int64(st, 1, seg_id);
-    int r = sqlite3_step(st);
-    ad_err rc;
-    if (r == SQLITE_ROW)
-        rc = ad_buf_add(out, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0));
-    else if (r == SQLITE_DONE)
-        rc = AD_ENOTFOUND;
-    else
-        rc = db_error(db, "keyword segment");
-    sqlite3_reset(st);
-    return rc;
+    return fetch_body(db, st, out, "keyword segment");
 }
 
 /* Steps a SELECT to the end, calling row() per row; a row() result of

@@ -12,13 +12,14 @@ import { setupRuns as setup } from './lib/runs.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-// The seed's tools (004_…txt, "Implementing Custom Function Calling").
+// The seed's tools, verbatim (004_…txt, "Implementing Custom Function Calling";
+// assistants.test.mjs runs that snippet itself).
 const tools = [
   {
     type: 'function',
     function: {
       name: 'get_order_status',
-      description: 'Look up the current status of a customer order',
+      description: 'Get the current status of an order by order ID',
       parameters: {
         type: 'object',
         properties: {
@@ -147,7 +148,7 @@ test("seed 004's chat(): streamed run, tool call answered in the loop, the unrea
     const { client: openai, up } = t;
     const assistantWithFunctions = await openai.beta.assistants.create({
       name: 'Order Support Agent',
-      instructions: 'You help customers with their orders. Always verify the customer email before sharing order details.',
+      instructions: 'You help customers check order status, process returns, and track shipments.',
       model: 'gpt-4o',
       tools,
     });
