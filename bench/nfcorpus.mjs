@@ -28,60 +28,21 @@
 // discount, the ideal DCG from the qrels' own grades; recall@k counts the
 // judged-relevant (grade > 0) documents in the first k. Every query of the
 // qrels counts (a query with no results scores 0).
-import { spawn } from 'node:child_process';
+//
+// The plumbing (arguments, starting assistd, HTTP calls, uploads) is shared
+// with search_perf.mjs in bench/lib.mjs.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { api, log, parseArgs, pct, readJsonl, startAssistd, uploadFile, waitIndexed } from './lib.mjs';
 
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((acc, a, i, all) => {
-    if (a.startsWith('--')) acc.push([a.slice(2), all[i + 1] && !all[i + 1].startsWith('--') ? all[i + 1] : 'true']);
-    return acc;
-  }, []),
-);
+const args = parseArgs();
 const BIN = path.resolve(args.bin || 'build-ret/assistd');
 const DATA = path.resolve(args.data || '../shared/data/nfcorpus');
 const MODES = (args.modes || 'bm25,auto').split(',');
 const NOISE = Number(args.noise || 0);
-const KEY = 'sk-bench';
-const HDR = { Authorization: `Bearer ${KEY}`, 'OpenAI-Beta': 'assistants=v2' };
 
-function log(...a) { process.stderr.write(a.join(' ') + '\n'); }
-
-async function start(dataDir, env = {}) {
-  const proc = spawn(BIN, ['--listen', '127.0.0.1:0', '--data-dir', dataDir, '--api-keys', KEY,
-    '--access-log', 'false', '--log-level', 'info'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  const port = await new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`assistd did not start:\n${out}`)), 60000);
-    const on = (d) => {
-      if (out.length > 65536) return;
-      out += d;
-      const m = /listening on [^ ]+:(\d+)/.exec(out);
-      if (m) { clearTimeout(t); resolve(Number(m[1])); }
-    };
-    proc.stdout.on('data', on);
-    proc.stderr.on('data', on);
-    proc.on('exit', (c) => reject(new Error(`assistd exited ${c}:\n${out}`)));
-  });
-  proc.removeAllListeners('exit');
-  const closed = new Promise((r) => proc.on('close', r));
-  return {
-    url: `http://127.0.0.1:${port}`,
-    async stop() { proc.kill('SIGTERM'); await closed; },
-  };
-}
-
-async function api(s, method, p, body) {
-  const r = await fetch(`${s.url}/v1${p}`, {
-    method,
-    headers: body instanceof FormData ? HDR : { ...HDR, 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : body instanceof FormData ? body : JSON.stringify(body),
-  });
-  const j = await r.json();
-  if (!r.ok) throw new Error(`${method} ${p}: ${r.status} ${JSON.stringify(j)}`);
-  return j;
-}
+const start = (dataDir, env = {}) => startAssistd(BIN, dataDir, env, 60000);
 
 async function pool(items, n, fn) {
   let i = 0;
@@ -92,31 +53,15 @@ async function pool(items, n, fn) {
   return out;
 }
 
-function readJsonl(f) {
-  return readFileSync(f, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
-}
-
 // Uploads docs ([{name, text}]) as files and attaches them to a new store;
 // returns {store, seconds, bytes}.
 async function ingest(s, name, docs) {
-  const ids = await pool(docs, 4, async (d) => {
-    const fd = new FormData();
-    fd.append('purpose', 'assistants');
-    fd.append('file', new Blob([d.text]), d.name);
-    return (await api(s, 'POST', '/files', fd)).id;
-  });
+  const ids = await pool(docs, 4, (d) => uploadFile(s, d.text, d.name));
   const vs = await api(s, 'POST', '/vector_stores', { name });
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < ids.length; i += 500)
     await api(s, 'POST', `/vector_stores/${vs.id}/file_batches`, { file_ids: ids.slice(i, i + 500) });
-  for (;;) {
-    const v = await api(s, 'GET', `/vector_stores/${vs.id}`);
-    if (v.file_counts.in_progress === 0) {
-      if (v.file_counts.completed !== docs.length) throw new Error(`ingest: ${JSON.stringify(v.file_counts)}`);
-      break;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await waitIndexed(s, vs.id, docs.length, 50, 'ingest: ');
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   return { store: vs.id, seconds, bytes: docs.reduce((a, d) => a + Buffer.byteLength(d.text), 0) };
 }
@@ -141,11 +86,6 @@ export function recallAt(run, rels, k) {
   if (!relevant.length) return 0;
   const top = new Set(ranked(run).slice(0, k));
   return relevant.filter((d) => top.has(d)).length / relevant.length;
-}
-
-function pct(xs, p) {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 }
 
 async function evaluate(s, store, queries, qrels) {

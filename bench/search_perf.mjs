@@ -21,17 +21,15 @@
 // mode; p50/p99 per pass and their medians are reported, and the server's
 // CPU time per query (user + system from /proc, which load from other
 // processes on the machine does not inflate as it does wall time).
-import { spawn } from 'node:child_process';
+//
+// The plumbing (arguments, starting assistd, HTTP calls, uploads) is shared
+// with nfcorpus.mjs in bench/lib.mjs.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { api, log, parseArgs, pct, readJsonl, startAssistd, uploadFile, waitIndexed } from './lib.mjs';
 
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((acc, a, i, all) => {
-    if (a.startsWith('--')) acc.push([a.slice(2), all[i + 1] && !all[i + 1].startsWith('--') ? all[i + 1] : 'true']);
-    return acc;
-  }, []),
-);
+const args = parseArgs();
 const BIN = path.resolve(args.bin || 'build-ret/assistd');
 const DATA = path.resolve(args.data || '../shared/data/nfcorpus');
 const CHUNKS = Number(args.chunks || 100000);
@@ -42,47 +40,9 @@ const MODES = (args.modes || 'bm25,auto').split(',').filter((m) => m && m !== 'n
 // default; --mb N then sets the amount of text (default 40 MB).
 const AUTO_CHUNKING = args.chunking === 'auto';
 const NQUERIES = Number(args.queries || 0); // 0: all 323
-const KEY = 'sk-bench';
-const HDR = { Authorization: `Bearer ${KEY}`, 'OpenAI-Beta': 'assistants=v2' };
 const FILE_BYTES = 1 << 20;
 
-function log(...a) { process.stderr.write(a.join(' ') + '\n'); }
-
-async function start(dataDir, env = {}) {
-  const proc = spawn(BIN, ['--listen', '127.0.0.1:0', '--data-dir', dataDir, '--api-keys', KEY,
-    '--access-log', 'false', '--log-level', 'info'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  const port = await new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`assistd did not start:\n${out}`)), 600000);
-    const on = (d) => {
-      if (out.length > 65536) return;
-      out += d;
-      const m = /listening on [^ ]+:(\d+)/.exec(out);
-      if (m) { clearTimeout(t); resolve(Number(m[1])); }
-    };
-    proc.stdout.on('data', on);
-    proc.stderr.on('data', on);
-    proc.on('exit', (c) => reject(new Error(`assistd exited ${c}:\n${out}`)));
-  });
-  proc.removeAllListeners('exit');
-  const closed = new Promise((r) => proc.on('close', r));
-  return { url: `http://127.0.0.1:${port}`, pid: proc.pid, async stop() { proc.kill('SIGTERM'); await closed; } };
-}
-
-async function api(s, method, p, body) {
-  const r = await fetch(`${s.url}/v1${p}`, {
-    method,
-    headers: body instanceof FormData ? HDR : { ...HDR, 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : body instanceof FormData ? body : JSON.stringify(body),
-  });
-  const j = await r.json();
-  if (!r.ok) throw new Error(`${method} ${p}: ${r.status} ${JSON.stringify(j)}`);
-  return j;
-}
-
-function readJsonl(f) {
-  return readFileSync(f, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
-}
+const start = (dataDir, env = {}) => startAssistd(BIN, dataDir, env, 600000);
 
 // A deterministic text generator over the corpus's word distribution.
 function generator(corpus) {
@@ -131,10 +91,6 @@ function cpuMs(pid) {
   return (Number(rest[11]) + Number(rest[12])) * 10; // utime, stime in 100 Hz ticks
 }
 
-function pct(xs, p) {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
-}
 const median = (xs) => pct(xs, 50);
 
 async function main() {
@@ -160,10 +116,7 @@ async function main() {
       for (let f = 0; f < nfiles; f++) {
         const text = gen(FILE_BYTES);
         bytes += Buffer.byteLength(text);
-        const fd = new FormData();
-        fd.append('purpose', 'assistants');
-        fd.append('file', new Blob([text]), `synthetic-${f}.txt`);
-        ids.push((await api(s, 'POST', '/files', fd)).id);
+        ids.push(await uploadFile(s, text, `synthetic-${f}.txt`));
       }
       log(`uploaded ${nfiles} files (${(bytes / 1e6).toFixed(1)} MB)`);
       const t0 = process.hrtime.bigint();
@@ -173,14 +126,7 @@ async function main() {
           file_ids: ids.slice(i, i + 500),
           ...(AUTO_CHUNKING ? {} : { chunking_strategy: { type: 'static', static: { max_chunk_size_tokens: 100, chunk_overlap_tokens: 0 } } }),
         });
-      for (;;) {
-        const v = await api(s, 'GET', `/vector_stores/${store}`);
-        if (v.file_counts.in_progress === 0) {
-          if (v.file_counts.completed !== ids.length) throw new Error(JSON.stringify(v.file_counts));
-          break;
-        }
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      await waitIndexed(s, store, ids.length, 100);
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
       const cpuSeconds = (cpuMs(s.pid) - cpu0) / 1000;
       await s.stop();

@@ -157,6 +157,17 @@ static size_t pending(const ad_sse *s)
     return s->q.len - s->off;
 }
 
+/* Called with mu held: the producer's drain callback when it asked to hear
+ * of the low-water mark and the queue is below it (or the stream failed, so
+ * it will never drain); the caller invokes it after unlocking. */
+static void (*drain_due(ad_sse *s))(void *)
+{
+    if (!s->want_drain || (!s->failed && pending(s) >= AD_SSE_LOW_WATER))
+        return NULL;
+    s->want_drain = false;
+    return s->drain;
+}
+
 /* Called with mu held after bytes were taken from the front of the queue. */
 static void consumed(ad_sse *s)
 {
@@ -261,10 +272,7 @@ static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max)
         memcpy(buf, s->q.ptr + s->off, (size_t)n);
         s->off += (size_t)n;
         consumed(s);
-        if (s->want_drain && pending(s) < AD_SSE_LOW_WATER) {
-            s->want_drain = false;
-            drain = s->drain;
-        }
+        drain = drain_due(s);
     } else if (s->closed) {
         n = MHD_CONTENT_READER_END_OF_STREAM;
     } else {
@@ -604,10 +612,7 @@ static void hub_ready(ad_sse *s)
         } else if (s->closed) {
             hand_back(s);
         }
-        if (s->want_drain && (s->failed || pending(s) < AD_SSE_LOW_WATER)) {
-            s->want_drain = false;
-            drain = s->drain;
-        }
+        drain = drain_due(s);
     }
     pthread_mutex_unlock(&s->mu);
     if (drain)
@@ -650,10 +655,7 @@ static void hub_flush(ad_sse *s)
             hand_back(s);
         }
     }
-    if (s->want_drain && (s->failed || pending(s) < AD_SSE_LOW_WATER)) {
-        s->want_drain = false;
-        drain = s->drain;
-    }
+    drain = drain_due(s);
     pthread_mutex_unlock(&s->mu);
     if (drain)
         drain(s->ud);

@@ -879,56 +879,76 @@ ad_err ad_db_list(ad_db *db, const ad_list_q *q, ad_list_cb cb, void *ud, bool *
     return rc;
 }
 
-ad_err ad_db_scan(ad_db *db, const char *kind, const char *aux, ad_scan_cb cb, void *ud)
+/* Steps a SELECT to the end, calling row() per row; a row() result of
+ * AD_ESTATE ends the scan successfully. */
+static ad_err scan_rows(ad_db *db, sqlite3_stmt *st, const char *what,
+                        ad_err (*row)(sqlite3_stmt *st, void *ctx), void *ctx)
 {
-    const char *v[2] = {kind, aux};
-    sqlite3_stmt *st = bind(db, S_SCAN, 2, v);
     ad_err rc = AD_OK;
     for (;;) {
         int r = sqlite3_step(st);
         if (r == SQLITE_DONE)
             break;
         if (r != SQLITE_ROW) {
-            rc = db_error(db, "scan");
+            rc = db_error(db, what);
             break;
         }
-        rc = cb(ud, (const char *)sqlite3_column_text(st, 0),
-                (const char *)sqlite3_column_text(st, 1), (const char *)sqlite3_column_text(st, 2),
-                (const char *)sqlite3_column_text(st, 3), (size_t)sqlite3_column_bytes(st, 3));
+        rc = row(st, ctx);
         if (rc)
             break;
     }
     sqlite3_reset(st);
-    return rc;
+    return rc == AD_ESTATE ? AD_OK : rc;
+}
+
+typedef struct scan_ctx {
+    ad_scan_cb cb;
+    void *ud;
+} scan_ctx;
+
+static ad_err scan_row(sqlite3_stmt *st, void *ctx)
+{
+    const scan_ctx *c = ctx;
+    return c->cb(c->ud, (const char *)sqlite3_column_text(st, 0),
+                 (const char *)sqlite3_column_text(st, 1), (const char *)sqlite3_column_text(st, 2),
+                 (const char *)sqlite3_column_text(st, 3), (size_t)sqlite3_column_bytes(st, 3));
+}
+
+ad_err ad_db_scan(ad_db *db, const char *kind, const char *aux, ad_scan_cb cb, void *ud)
+{
+    const char *v[2] = {kind, aux};
+    scan_ctx c = {cb, ud};
+    return scan_rows(db, bind(db, S_SCAN, 2, v), "scan", scan_row, &c);
 }
 
 /* ---- vector store support ---- */
+
+typedef struct tally_ctx {
+    ad_tally *out;
+    size_t cap, *n;
+} tally_ctx;
+
+static ad_err tally_row(sqlite3_stmt *st, void *ctx)
+{
+    tally_ctx *c = ctx;
+    if (*c->n == c->cap)
+        return AD_OK; /* rows past cap are read and dropped */
+    ad_tally *t = &c->out[*c->n];
+    const char *aux = (const char *)sqlite3_column_text(st, 0);
+    ad_strlcpy(t->aux, aux ? aux : "", sizeof t->aux);
+    t->count = sqlite3_column_int64(st, 1);
+    t->sum = sqlite3_column_int64(st, 2);
+    (*c->n)++;
+    return AD_OK;
+}
 
 ad_err ad_db_tally(ad_db *db, const char *project, const char *kind, const char *parent,
                    const char *sum_path, ad_tally *out, size_t cap, size_t *n)
 {
     const char *v[4] = {project, kind, parent, sum_path};
-    sqlite3_stmt *st = bind(db, S_TALLY, 4, v);
-    ad_err rc = AD_OK;
+    tally_ctx c = {out, cap, n};
     *n = 0;
-    for (;;) {
-        int r = sqlite3_step(st);
-        if (r == SQLITE_DONE)
-            break;
-        if (r != SQLITE_ROW) {
-            rc = db_error(db, "tally");
-            break;
-        }
-        if (*n == cap)
-            continue;
-        const char *aux = (const char *)sqlite3_column_text(st, 0);
-        ad_strlcpy(out[*n].aux, aux ? aux : "", sizeof out[*n].aux);
-        out[*n].count = sqlite3_column_int64(st, 1);
-        out[*n].sum = sqlite3_column_int64(st, 2);
-        (*n)++;
-    }
-    sqlite3_reset(st);
-    return rc;
+    return scan_rows(db, bind(db, S_TALLY, 4, v), "tally", tally_row, &c);
 }
 
 ad_err ad_db_purge(ad_db *db, const char *project, const char *kind, const char *id)
@@ -1010,25 +1030,22 @@ ad_err ad_db_kwseg_version(ad_db *db, const char *store_id, int64_t *count, int6
     return rc;
 }
 
+typedef struct kwseg_ctx {
+    ad_kwseg_cb cb;
+    void *ud;
+} kwseg_ctx;
+
+static ad_err kwseg_row(sqlite3_stmt *st, void *ctx)
+{
+    const kwseg_ctx *c = ctx;
+    return c->cb(c->ud, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1));
+}
+
 ad_err ad_db_kwseg_list(ad_db *db, const char *store_id, ad_kwseg_cb cb, void *ud)
 {
     const char *v[1] = {store_id};
-    sqlite3_stmt *st = bind(db, S_SEG_LIST, 1, v);
-    ad_err rc = AD_OK;
-    for (;;) {
-        int r = sqlite3_step(st);
-        if (r == SQLITE_DONE)
-            break;
-        if (r != SQLITE_ROW) {
-            rc = db_error(db, "keyword segments");
-            break;
-        }
-        rc = cb(ud, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1));
-        if (rc)
-            break;
-    }
-    sqlite3_reset(st);
-    return rc;
+    kwseg_ctx c = {cb, ud};
+    return scan_rows(db, bind(db, S_SEG_LIST, 1, v), "keyword segments", kwseg_row, &c);
 }
 
 ad_err ad_db_kwseg_get(ad_db *db, int64_t seg_id, ad_buf *out)
@@ -1036,28 +1053,6 @@ ad_err ad_db_kwseg_get(ad_db *db, int64_t seg_id, ad_buf *out)
     sqlite3_stmt *st = bind(db, S_SEG_GET, 0, NULL);
     sqlite3_bind_int64(st, 1, seg_id);
     return fetch_body(db, st, out, "keyword segment");
-}
-
-/* Steps a SELECT to the end, calling row() per row; a row() result of
- * AD_ESTATE ends the scan successfully. */
-static ad_err scan_rows(ad_db *db, sqlite3_stmt *st, const char *what,
-                        ad_err (*row)(sqlite3_stmt *st, void *ctx), void *ctx)
-{
-    ad_err rc = AD_OK;
-    for (;;) {
-        int r = sqlite3_step(st);
-        if (r == SQLITE_DONE)
-            break;
-        if (r != SQLITE_ROW) {
-            rc = db_error(db, what);
-            break;
-        }
-        rc = row(st, ctx);
-        if (rc)
-            break;
-    }
-    sqlite3_reset(st);
-    return rc == AD_ESTATE ? AD_OK : rc;
 }
 
 typedef struct hit_ctx {

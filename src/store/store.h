@@ -110,7 +110,9 @@ typedef ad_err (*ad_list_cb)(void *ud, const char *id, const char *json, size_t 
 ad_err ad_db_list(ad_db *db, const ad_list_q *q, ad_list_cb cb, void *ud, bool *has_more);
 
 /* Calls cb for every live object of a kind whose aux equals aux, in every
- * project, in creation order (start-up recovery, e.g. runs left active). */
+ * project, in creation order (start-up recovery, e.g. runs left active).
+ * A non-AD_OK return of cb stops the scan with that code; AD_ESTATE stops
+ * it with AD_OK. */
 typedef ad_err (*ad_scan_cb)(void *ud, const char *project, const char *parent, const char *id,
                              const char *json, size_t len);
 ad_err ad_db_scan(ad_db *db, const char *kind, const char *aux, ad_scan_cb cb, void *ud);
@@ -184,7 +186,8 @@ ad_err ad_db_kwseg_put(ad_db *db, const char *store_id, const char *file_id, con
 /* The number of segments of a store and their largest id (0, 0: none). */
 ad_err ad_db_kwseg_version(ad_db *db, const char *store_id, int64_t *count, int64_t *max_id);
 /* Calls cb with the id and file of every segment of a store (unordered);
- * a non-AD_OK return stops the listing with that code. */
+ * a non-AD_OK return stops the listing with that code (AD_ESTATE: with
+ * AD_OK). */
 typedef ad_err (*ad_kwseg_cb)(void *ud, int64_t seg_id, const char *file_id);
 ad_err ad_db_kwseg_list(ad_db *db, const char *store_id, ad_kwseg_cb cb, void *ud);
 /* Appends a segment's bytes to out. AD_ENOTFOUND: no such segment. */
