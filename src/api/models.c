@@ -76,6 +76,7 @@ static bool passthrough_listing(const ad_server *srv)
 
 static void *refresher(void *ud)
 {
+    pthread_setname_np(pthread_self(), "ad-models");
     ad_models_cache *c = ud;
     while (!atomic_load(&c->stop)) {
         ad_buf b;

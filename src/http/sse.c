@@ -678,6 +678,7 @@ static void hub_reap(ad_sse_hub *h)
 
 static void *resumer_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "ad-sse-resume");
     ad_sse_hub *h = arg;
     pthread_mutex_lock(&h->mu);
     for (;;) {
@@ -708,6 +709,7 @@ static void *resumer_main(void *arg)
 
 static void *hub_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "ad-sse-hub");
     ad_sse_hub *h = arg;
     struct epoll_event ev[256];
     for (;;) {

@@ -544,6 +544,7 @@ out:
 
 static void *worker(void *arg)
 {
+    pthread_setname_np(pthread_self(), "ad-ingest");
     ad_ingest *ing = arg;
     for (;;) {
         pthread_mutex_lock(&ing->mu);

@@ -119,6 +119,10 @@ struct ad_engine {
     bool stopping;
     pthread_mutex_t tasks_mu; /* tasks posted to the loop and not yet run */
     struct task *tasks;
+    /* Loop thread only: runs to start (begin_job), oldest first, taken a
+     * slice at a time by run_starts (see Starts below). */
+    struct task *starts, *starts_tail;
+    bool starts_posted;
     pthread_mutex_t mu; /* ad_engine_recover and _stop wait for the loop with these */
     pthread_cond_t cv;
     bool recovered, stopped, flushed;
@@ -243,6 +247,7 @@ struct job {
 
 typedef struct task {
     struct task *prev, *next; /* in ad_engine.tasks until run or dropped */
+    struct task *qnext;       /* in ad_engine's start queue */
     ad_engine *e;
     char project[160], thread_id[AD_ID_MAX], run_id[AD_ID_MAX];
     ad_sse *sse;
@@ -1510,6 +1515,7 @@ static void retry_failed(ad_engine *e, const op *o)
 }
 
 static void begin_job(ad_engine *e, task *tk);
+static void queue_start(ad_engine *e, task *tk);
 
 /* Loop thread: the writer finished a group. */
 static void ops_done(void *ud)
@@ -1528,7 +1534,8 @@ static void ops_done(void *ud)
             if (!o->start)
                 retry_failed(e, o);
         } else if (o->start && !o->refused && !e->stopping) {
-            begin_job(e, o->start); /* the run is stored: it starts */
+            queue_start(e, o->start); /* the run is stored: it starts */
+            o->start = NULL;
         }
         op_free(o); /* an unstarted run's stream ends with it (task_free) */
         if (j) {
@@ -2400,6 +2407,69 @@ static void repair_cb(void *ud)
     task_free(tk);
 }
 
+/* ---- starts ----
+ *
+ * Starting a run (begin_job: loading it, building the prompt with its token
+ * count, starting the model call) costs a few hundred microseconds of loop
+ * time; relaying a token costs a few. When thousands of runs are created
+ * at once, starting them all before the loop next reads its sockets would
+ * hold every stream already flowing for as long (and the writer's
+ * completions, which release a stream's held deltas, wait behind them in
+ * the same queue). So starts wait in a queue of their own, and run_starts
+ * takes them a slice at a time (START_SLICE_US, at least one): the rest
+ * waits for the loop's next turn, after the sockets and whatever was posted
+ * meanwhile. Starts keep their order; cancels do not wait here (run_task
+ * copes with a cancel that arrives before its run's start). */
+#define START_SLICE_US 2000
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void run_starts(void *ud)
+{
+    ad_engine *e = ud;
+    e->starts_posted = false;
+    int64_t t0 = mono_us();
+    while (e->starts) {
+        task *tk = e->starts;
+        e->starts = tk->qnext;
+        if (!e->starts)
+            e->starts_tail = NULL;
+        run_task(tk);
+        if (!e->stopping && mono_us() - t0 >= START_SLICE_US)
+            break;
+    }
+    if (e->starts) {
+        e->starts_posted = true;
+        ad_upstream_post(e->up, run_starts, e);
+    }
+}
+
+/* Loop thread: tk (a start) runs after the starts queued before it. */
+static void queue_start(ad_engine *e, task *tk)
+{
+    tk->qnext = NULL;
+    if (e->starts_tail)
+        e->starts_tail->qnext = tk;
+    else
+        e->starts = tk;
+    e->starts_tail = tk;
+    if (!e->starts_posted) {
+        e->starts_posted = true;
+        ad_upstream_post(e->up, run_starts, e);
+    }
+}
+
+static void post_start(void *ud)
+{
+    task *tk = ud;
+    queue_start(tk->e, tk);
+}
+
 static void post(ad_engine *e, const char *project, const char *thread_id, const char *run_id,
                  ad_sse *sse, bool cancel, unsigned flags, const char *text, json_t *run)
 {
@@ -2414,7 +2484,7 @@ static void post(ad_engine *e, const char *project, const char *thread_id, const
         tk->run_text = ad_strdup(text);
         tk->run = json_incref(run);
     }
-    ad_upstream_post(e->up, run_task, tk);
+    ad_upstream_post(e->up, cancel ? run_task : post_start, tk);
 }
 
 void ad_engine_run(ad_engine *e, const char *project, const char *thread_id, const char *run_id,

@@ -516,6 +516,7 @@ static void drain(void *ud)
 
 static void *worker(void *arg)
 {
+    pthread_setname_np(pthread_self(), "ad-tools");
     ad_toolpool *p = arg;
     for (;;) {
         pthread_mutex_lock(&p->mu);

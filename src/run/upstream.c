@@ -1007,6 +1007,7 @@ static int next_timeout(ad_upstream *u)
 
 static void *loop_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "ad-engine");
     ad_upstream *u = arg;
     u->loop_tid = pthread_self();
     sem_post(&u->started);

@@ -1012,6 +1012,7 @@ static void housekeep(ad_sandbox *sb)
 
 static void *bg_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "ad-sandbox");
     ad_sandbox *sb = arg;
     pthread_mutex_lock(&sb->mu);
     while (!sb->stop) {

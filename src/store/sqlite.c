@@ -441,6 +441,7 @@ out:
 
 static void *ckpt_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "ad-checkpoint");
     ad_store *s = arg;
     pthread_mutex_lock(&s->mu);
     while (!s->ckpt_stop) {

@@ -79,6 +79,7 @@ static void apply_alone(ad_writer *w, ad_wop *op)
 
 static void *writer_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "ad-writer");
     ad_writer *w = arg;
     for (;;) {
         pthread_mutex_lock(&w->mu);

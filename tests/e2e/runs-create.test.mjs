@@ -6,7 +6,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { raw } from './lib/server.mjs';
-import { setupRuns as setup, parseSSE } from './lib/runs.mjs';
+import { setupRuns as setup, parseSSE, withRestarts } from './lib/runs.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const names = (ev) => ev.map((e) => e.event);
@@ -228,4 +228,60 @@ test('a create right after a streamed create has answered gets OpenAI\'s 400, as
   } finally {
     await t.close();
   }
+});
+
+// Starts queue on the engine's loop and are taken a slice at a time, so that
+// a burst of creations cannot hold the streams already flowing (engine.c,
+// "starts"). Functionally: every run of a burst starts, once, and its stream
+// is the whole sequence.
+const RUN_OPEN = ['thread.run.created', 'thread.run.queued', 'thread.run.in_progress'];
+const MSG_OPEN = ['thread.run.step.created', 'thread.run.step.in_progress', 'thread.message.created', 'thread.message.in_progress'];
+
+test('a burst of 48 streamed runs on 48 threads: each starts once and streams the whole sequence', async () => {
+  const t = await setup();
+  try {
+    const { client, up, s } = t;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o' });
+    const threads = await Promise.all(Array.from({ length: 48 }, (_, i) =>
+      client.beta.threads.create({ messages: [{ role: 'user', content: `question ${i}` }] })));
+    for (let i = 0; i < 48; i++) up.script({ text: 'Two parts', chunks: ['Two', ' parts'] });
+    const rs = await Promise.all(threads.map((th) =>
+      raw(s, 'POST', `/v1/threads/${th.id}/runs`, { body: { assistant_id: a.id, stream: true } })));
+    const seen = new Set();
+    for (const [i, r] of rs.entries()) {
+      assert.equal(r.status, 200);
+      const ev = parseSSE(r.text);
+      assert.deepEqual(names(ev), [...RUN_OPEN, ...MSG_OPEN, 'thread.message.delta', 'thread.message.delta',
+        'thread.message.completed', 'thread.run.step.completed', 'thread.run.completed', 'done']);
+      assert.equal(ev[0].data.thread_id, threads[i].id);
+      assert.equal(ev.at(-4).data.content[0].text.value, 'Two parts');
+      seen.add(ev[0].data.id);
+    }
+    assert.equal(seen.size, 48);
+    assert.equal(up.requests.length, 48, 'one model call per run');
+    // Each call carried its own thread's question.
+    const asked = up.requests.map((q) => q.body.messages.at(-1).content).sort();
+    assert.deepEqual(asked, threads.map((_, i) => `question ${i}`).sort());
+  } finally {
+    await t.close();
+  }
+});
+
+test('SIGTERM right after a burst of 40 creations (starts queued or calls in flight): a clean exit, no run left queued or in_progress', async () => {
+  await withRestarts(async (t) => {
+    const client = t.client();
+    const a = await client.beta.assistants.create({ model: 'gpt-4o' });
+    const threads = await Promise.all(Array.from({ length: 40 }, () =>
+      client.beta.threads.create({ messages: [{ role: 'user', content: 'hi' }] })));
+    for (let i = 0; i < 40; i++) t.up.script({ text: 'Slow', chunks: ['Slow'], wait: sleep(2000) });
+    const runs = await Promise.all(threads.map((th) => client.beta.threads.runs.create(th.id, { assistant_id: a.id })));
+    await t.restart({ clean: true }); // the sanitizer check: no task or stream left behind
+    const c2 = t.client();
+    for (const [i, run] of runs.entries()) {
+      const r = await c2.beta.threads.runs.poll(run.id, { thread_id: threads[i].id }, { pollIntervalMs: 20 });
+      assert.ok(['completed', 'failed'].includes(r.status), `run ${i} ended ${r.status}`);
+      if (r.status === 'failed')
+        assert.deepEqual(r.last_error, { code: 'server_error', message: 'The run was interrupted by a restart of the server.' });
+    }
+  });
 });
