@@ -256,7 +256,7 @@ typedef struct task {
     long delay_ms;     /* repair_cb: how long this attempt was put off */
     char *run_text;    /* ad_engine_run_stored: the run as stored, and its */
     json_t *run;       /* parse (a reference; never changed) */
-    json_t *seed;      /* ad_engine_create: a copy of run for the writer's cache */
+    bool started;      /* ad_engine_create: the run was stored in progress */
 } task;
 
 /* Posted work that the loop may drop unrun at shutdown stays on a list so
@@ -296,7 +296,6 @@ static void task_free(task *tk)
     }
     ad_free(tk->run_text);
     json_decref(tk->run);
-    json_decref(tk->seed);
     ad_free(tk);
 }
 
@@ -472,12 +471,16 @@ typedef struct act {
     int text_index;
     /* A_TOOL_DONE */
     ad_tool_work *work; /* owned */
-    /* A_CREATE (the run's JSON is text) */
+    /* A_CREATE: text is the run as created (queued), stored its in-progress
+     * form (obj: a parse of stored for the writer's cache, given to it) */
     int64_t created;
+    char *stored;
+    size_t stored_len;
 } act;
 
 static void act_free(act *a)
 {
+    ad_free(a->stored);
     json_decref(a->obj);
     json_decref(a->obj2);
     json_decref(a->images);
@@ -1068,11 +1071,13 @@ static void push_error(evq *q, const char *type, const char *message)
 }
 
 /* A_CREATE: the checks createRun made before taking the write lock hold
- * still (the thread exists and has no active run), then the run (a->text,
- * as the handler built it) is stored as queued and announced. When a check
- * fails -- a concurrent request won the race -- nothing is written and the
- * stream hears an error instead (*refused). */
-static ad_err create_run(wctx *c, const act *a, bool *refused)
+ * still (the thread exists and has no active run), then the run is stored
+ * and announced: created and queued as the handler built it (a->text), and
+ * in_progress, the form stored (a->stored) -- the run is started as it is
+ * stored, so a streamed creation costs one transaction before its model
+ * call, not two. When a check fails -- a concurrent request won the race --
+ * nothing is written and the stream hears an error instead (*refused). */
+static ad_err create_run(wctx *c, act *a, bool *refused)
 {
     ad_buf b;
     ad_buf_init(&b, JSON_MAX);
@@ -1106,10 +1111,16 @@ static ad_err create_run(wctx *c, const act *a, bool *refused)
         return AD_OK;
     }
     rc = insert_text(c->db, c->project, "run", c->run_id, c->thread_id, "active", a->created,
-                     a->text, a->len);
+                     a->stored, a->stored_len);
     if (!rc) {
         evq_text(c->out, "thread.run.created", a->text, a->len);
         evq_text(c->out, "thread.run.queued", a->text, a->len);
+        evq_text(c->out, "thread.run.in_progress", a->stored, a->stored_len);
+        if (a->obj) { /* once (a retry reads the run back instead) */
+            wcache_put(c->cache, c->run_id, a->stored, a->stored_len, a->obj);
+            json_decref(a->obj);
+            a->obj = NULL;
+        }
     }
     return rc;
 }
@@ -2322,26 +2333,29 @@ static void begin_job(ad_engine *e, task *tk)
         finish_cancelled(j, NULL);
         return;
     }
-    if (strcmp(st, "queued") != 0) { /* nothing to do (terminal or waiting) */
+    /* A streamed creation was stored in progress (create_run). */
+    bool started = tk->started && !strcmp(st, "in_progress");
+    if (!started && strcmp(st, "queued") != 0) { /* nothing to do (terminal or waiting) */
         json_decref(run);
         job_end(j);
         return;
     }
-    /* in_progress is committed (and announced) by the writer while the
-     * prompt is built and the model called: neither depends on it. */
-    op *o = op_for(j);
-    o->urgent = true;
-    add_run(o, R_IN_PROGRESS, NULL, NULL, true);
-    if (tk->run_text && run == tk->run) {
-        /* The writer reads the run back: hand it this parse (a copy, as
-         * the loop goes on reading its own) for its cache. */
-        o->seed_text = tk->run_text;
-        o->seed_len = strlen(tk->run_text);
-        tk->run_text = NULL;
-        o->seed = tk->seed ? tk->seed : json_deep_copy(run);
-        tk->seed = NULL;
+    if (!started) {
+        /* in_progress is committed (and announced) by the writer while the
+         * prompt is built and the model called: neither depends on it. */
+        op *o = op_for(j);
+        o->urgent = true;
+        add_run(o, R_IN_PROGRESS, NULL, NULL, true);
+        if (tk->run_text && run == tk->run) {
+            /* The writer reads the run back: hand it this parse (a copy,
+             * as the loop goes on reading its own) for its cache. */
+            o->seed_text = tk->run_text;
+            o->seed_len = strlen(tk->run_text);
+            tk->run_text = NULL;
+            o->seed = json_deep_copy(run);
+        }
+        submit(o);
     }
-    submit(o);
     start_call(j, run);
     json_decref(run);
 }
@@ -2508,6 +2522,14 @@ void ad_engine_create(ad_engine *e, const char *project, const char *thread_id, 
     a->text = ad_strdup(text);
     a->len = strlen(text);
     a->created = json_integer_value(json_object_get(run, "created_at"));
+    /* Stored in progress (create_run): its text and two parses, the
+     * writer's (for its cache) and the loop's, made here rather than on
+     * either of those busier threads. */
+    json_t *prog = json_deep_copy(run);
+    json_object_set_new(prog, "status", json_string("in_progress"));
+    json_object_set_new(prog, "started_at", json_integer(now_s()));
+    a->stored = dump(prog, &a->stored_len);
+    a->obj = json_deep_copy(prog);
     ad_sse_ref(sse);
     o->sse = sse;
     o->w.apply = op_apply;
@@ -2517,9 +2539,9 @@ void ad_engine_create(ad_engine *e, const char *project, const char *thread_id, 
     ad_sse_ref(sse);
     tk->sse = sse;
     tk->step_content = (flags & AD_ENGINE_STEP_CONTENT) != 0;
-    tk->run_text = ad_strdup(text);
-    tk->run = json_incref(run);
-    tk->seed = json_deep_copy(run); /* here, not on the busier loop */
+    tk->started = true;
+    tk->run_text = a->stored ? ad_strdup(a->stored) : NULL;
+    tk->run = prog;
     o->start = tk;
     pthread_mutex_lock(&e->submit_mu);
     ad_writer *w = e->create_open ? e->writer : NULL;

@@ -73,12 +73,14 @@ bool ad_engine_reserve(ad_engine *e, const char *thread_id, const char *run_id,
  * stream's headers arrive is refused as by OpenAI. Ask before the store. */
 bool ad_engine_pending(ad_engine *e, const char *thread_id, char active[AD_ID_MAX]);
 /* Any thread, after ad_engine_reserve. The run a handler has built
- * (text: its JSON, copied; run: its parse, a reference is taken, never
- * changed) is stored as queued by the engine's writer, grouped with other
- * writes, after checking again that its thread exists and has no active
- * run; sse (a reference is taken) then hears thread.run.created and
- * .queued and the run starts -- or, when a check fails (a concurrent
- * handler's own transaction won the race), an error event, and ends. */
+ * (text: its JSON, copied; run: its parse, never changed, only copied) is
+ * stored by the engine's writer, grouped with other writes, after checking
+ * again that its thread exists and has no active run. It is stored in
+ * progress (started_at set): sse (a reference is taken) then hears
+ * thread.run.created and .queued with the run as built, .in_progress with
+ * the run as stored, and the run starts -- or, when a check fails (a
+ * concurrent handler's own transaction won the race), an error event, and
+ * ends. */
 void ad_engine_create(ad_engine *e, const char *project, const char *thread_id, const char *run_id,
                       ad_sse *sse, unsigned flags, const char *text, json_t *run);
 /* Any thread. The run was stored as cancelling: stop its model call and
