@@ -34,10 +34,23 @@
  * connection has wal_autocheckpoint=0, and the checkpointer (one more
  * connection, outside the pool) runs a PASSIVE checkpoint every
  * CKPT_PERIOD_MS -- it copies what it can without waiting for or blocking
- * anyone, and its fsyncs hold up no request. Should the WAL still grow past
- * CKPT_TRUNCATE_FRAMES (readers kept it from being reset), a TRUNCATE
- * checkpoint is run with the writer mutex held, so writers queue on the
- * mutex meanwhile instead of sleeping in SQLite's busy handler.
+ * anyone, and its fsyncs hold up no request. Copying does not shorten the
+ * WAL: a writer starts it over only if, when its transaction began,
+ * everything had been copied and no reader was inside the WAL, which under
+ * steady writes is seldom so. So once the WAL holds CKPT_RESTART_FRAMES, a
+ * RESTART checkpoint is run with the writer mutex held: it copies the rest,
+ * waits up to CKPT_RESTART_WAIT_MS for readers to leave the WAL (reads are
+ * short; a long one puts the restart off to a later period), and the next
+ * write starts the WAL from the beginning, reusing the file's blocks.
+ * Writers queue on the mutex meanwhile instead of sleeping in SQLite's busy
+ * handler. A WAL that one large transaction grew is cut back to
+ * WAL_SIZE_LIMIT when it restarts (journal_size_limit).
+ *
+ * The checkpointer's connection reads the database once at start: until a
+ * connection has, SQLite's checkpoint call silently does nothing. (It did
+ * nothing here until that read was added: no checkpoint ran while the
+ * server was up, and the WAL grew by every write -- 45 MB/s under the runs
+ * benchmark -- until the server stopped.)
  */
 #include "store/store.h"
 
@@ -53,7 +66,10 @@
 #include "util/str.h"
 
 #define CKPT_PERIOD_MS       200
-#define CKPT_TRUNCATE_FRAMES 16384 /* 64 MiB of 4 KiB pages */
+#define CKPT_RESTART_FRAMES  16384 /* 64 MiB of 4 KiB pages */
+#define CKPT_RESTART_WAIT_MS 20
+#define CKPT_BUSY_MS         2000
+#define WAL_SIZE_LIMIT       "134217728" /* bytes a restarted WAL file keeps */
 
 enum {
     S_PUT,
@@ -413,7 +429,8 @@ static ad_err db_open(const char *path, const ad_logger *lg, bool first, ad_db *
     sqlite3_busy_timeout(db->h, 10000);
     if (exec(db->h, lg, "PRAGMA journal_mode=WAL") ||
         exec(db->h, lg, "PRAGMA synchronous=NORMAL") || exec(db->h, lg, "PRAGMA foreign_keys=ON") ||
-        exec(db->h, lg, "PRAGMA wal_autocheckpoint=0"))
+        exec(db->h, lg, "PRAGMA wal_autocheckpoint=0") ||
+        exec(db->h, lg, "PRAGMA journal_size_limit=" WAL_SIZE_LIMIT))
         goto out;
     if (ad_fts5_register(db->h)) { /* migration 3 needs ad_fts_docsize */
         ad_log(lg, AD_LOG_ERROR, "store: SQLite has no FTS5");
@@ -454,18 +471,27 @@ static void *ckpt_main(void *arg)
         if (s->ckpt_stop)
             break;
         pthread_mutex_unlock(&s->mu);
+        /* "main", not NULL: for all databases at once SQLite leaves nlog
+         * undefined (it was -1, and the restart below never ran). */
         int nlog = 0, nckpt = 0;
         int r =
-            sqlite3_wal_checkpoint_v2(s->ckpt_h, NULL, SQLITE_CHECKPOINT_PASSIVE, &nlog, &nckpt);
+            sqlite3_wal_checkpoint_v2(s->ckpt_h, "main", SQLITE_CHECKPOINT_PASSIVE, &nlog, &nckpt);
         if (r != SQLITE_OK && r != SQLITE_BUSY)
             ad_log(s->log, AD_LOG_WARN, "store: checkpoint: %s", sqlite3_errmsg(s->ckpt_h));
-        if (nlog >= CKPT_TRUNCATE_FRAMES) {
+        if (r == SQLITE_OK && nlog >= CKPT_RESTART_FRAMES) {
+            /* With writers held on the mutex, the restart copies what the
+             * passive pass could not (writes that came meanwhile) and waits
+             * for readers still inside the WAL -- CKPT_RESTART_WAIT_MS at
+             * most: a long reader (a large listing, an index load) only puts
+             * the restart off to a later period. */
             pthread_mutex_lock(&s->write_mu);
-            r = sqlite3_wal_checkpoint_v2(s->ckpt_h, NULL, SQLITE_CHECKPOINT_TRUNCATE, &nlog,
+            sqlite3_busy_timeout(s->ckpt_h, CKPT_RESTART_WAIT_MS);
+            r = sqlite3_wal_checkpoint_v2(s->ckpt_h, "main", SQLITE_CHECKPOINT_RESTART, &nlog,
                                           &nckpt);
+            sqlite3_busy_timeout(s->ckpt_h, CKPT_BUSY_MS);
             pthread_mutex_unlock(&s->write_mu);
-            if (r != SQLITE_OK)
-                ad_log(s->log, AD_LOG_WARN, "store: truncating checkpoint: %s",
+            if (r != SQLITE_OK && r != SQLITE_BUSY)
+                ad_log(s->log, AD_LOG_WARN, "store: restarting checkpoint: %s",
                        sqlite3_errmsg(s->ckpt_h));
         }
         pthread_mutex_lock(&s->mu);
@@ -481,8 +507,13 @@ static ad_err ckpt_start(ad_store *s, const char *path)
         ad_log(s->log, AD_LOG_ERROR, "store: checkpointer: cannot open %s", path);
         return AD_EDB;
     }
-    sqlite3_busy_timeout(s->ckpt_h, 2000);
-    if (exec(s->ckpt_h, s->log, "PRAGMA wal_autocheckpoint=0"))
+    sqlite3_busy_timeout(s->ckpt_h, CKPT_BUSY_MS);
+    /* A connection opens the WAL at its first read; until then SQLite's
+     * checkpoint call does nothing and reports nothing (nlog -1). Without
+     * this read no checkpoint ever ran while the server was up, and the WAL
+     * grew until it stopped. */
+    if (exec(s->ckpt_h, s->log, "PRAGMA wal_autocheckpoint=0") ||
+        exec(s->ckpt_h, s->log, "SELECT count(*) FROM sqlite_schema"))
         return AD_EDB;
     if (pthread_create(&s->ckpt_thread, NULL, ckpt_main, s) != 0)
         return AD_EINTERNAL;

@@ -9,6 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sqlite3.h>
+#include <time.h>
 
 #include "store/store.h"
 
@@ -313,6 +317,104 @@ static void after_commit_hooks(void **state)
     assert_false(r.committed[0]);
 }
 
+/* The WAL stays bounded while the server writes: the checkpointer copies it
+ * into the database and has it start over. (It once never did: its
+ * connection had not read the database yet, so SQLite's checkpoint call did
+ * nothing, and the WAL grew with every write for as long as the server ran.)
+ * With and without a reader that keeps reading meanwhile. */
+typedef struct reader_arg {
+    ad_store *s;
+    atomic_bool stop;
+    atomic_long reads;
+} reader_arg;
+
+static void *reader(void *p)
+{
+    reader_arg *r = p;
+    ad_db *db = ad_store_acquire(r->s);
+    ad_buf b;
+    ad_buf_init(&b, 1024);
+    while (!atomic_load(&r->stop)) {
+        ad_buf_reset(&b);
+        assert_int_equal(ad_db_get(db, "p", "anchor", "a1", &b), AD_OK);
+        atomic_fetch_add(&r->reads, 1);
+    }
+    ad_buf_free(&b);
+    ad_store_release(r->s, db);
+    return NULL;
+}
+
+/* About 100 MB of WAL frames: 12,000 commits of two pages or so. */
+static void write_100mb(ctx *c)
+{
+    static char pad[6000], body[6100];
+    memset(pad, 'x', sizeof pad - 1);
+    char id[32];
+    for (int i = 0; i < 12000; i++) {
+        snprintf(id, sizeof id, "w%d", i);
+        int n = snprintf(body, sizeof body, "{\"id\":\"%s\",\"pad\":\"%s\"}", id, pad);
+        ad_obj o = {.kind = "thing",
+                    .id = id,
+                    .project = "p",
+                    .parent = "",
+                    .aux = "",
+                    .created_at = 1700000000 + i};
+        assert_int_equal(ad_db_put(c->db, &o, body, (size_t)n), AD_OK);
+    }
+}
+
+/* Frames in the WAL, as SQLite counts them (a passive checkpoint of its
+ * own, from a connection outside the store). */
+static int wal_frames(const ctx *c)
+{
+    char path[96];
+    snprintf(path, sizeof path, "%s/assistd.db", c->dir);
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &h, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "SELECT count(*) FROM sqlite_schema", NULL, NULL, NULL),
+                     SQLITE_OK);
+    int nlog = -1, nckpt = -1;
+    assert_int_equal(sqlite3_wal_checkpoint_v2(h, "main", SQLITE_CHECKPOINT_PASSIVE, &nlog, &nckpt),
+                     SQLITE_OK);
+    sqlite3_close(h);
+    return nlog;
+}
+
+/* After a burst of writes the checkpointer has the WAL start over: a write
+ * made a little later lands at its beginning. */
+static void expect_wal_restarted(ctx *c)
+{
+    struct timespec ts = {0, 600000000}; /* three checkpoint periods */
+    nanosleep(&ts, NULL);
+    put(c->db, "p", "thing", "after", "", "");
+    int frames = wal_frames(c);
+    assert_true(frames >= 1);
+    assert_true(frames < 64); /* before the fix: all of the burst, about 25,000 */
+}
+
+static void wal_stays_bounded(void **state)
+{
+    ctx *c = *state;
+    write_100mb(c);
+    expect_wal_restarted(c);
+}
+
+static void wal_stays_bounded_while_read(void **state)
+{
+    ctx *c = *state;
+    put(c->db, "p", "anchor", "a1", "", "");
+    reader_arg r = {.s = c->s};
+    atomic_init(&r.stop, false);
+    atomic_init(&r.reads, 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, reader, &r), 0);
+    write_100mb(c);
+    expect_wal_restarted(c);
+    atomic_store(&r.stop, true);
+    pthread_join(t, NULL);
+    assert_true(atomic_load(&r.reads) > 100); /* it really read throughout */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -322,6 +424,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(transactions_roll_back, setup, teardown),
         cmocka_unit_test_setup_teardown(survives_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(after_commit_hooks, setup, teardown),
+        cmocka_unit_test_setup_teardown(wal_stays_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(wal_stays_bounded_while_read, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
