@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "ingest/ingest.h"
+#include "search/kwindex.h"
 #include "search/search.h"
 #include "util/alloc.h"
 #include "util/id.h"
@@ -398,8 +399,10 @@ void ad_h_vector_stores_delete(ad_req *req)
         rc = ad_db_delete_children(db, req->project, "vector_store_file_batch", id, NULL);
     if (!rc)
         rc = ad_db_chunks_delete(db, id, NULL);
-    if (commit(req, rc))
+    if (commit(req, rc)) {
+        ad_kwcache_drop(req->srv->kwcache, id);
         ad_api_deleted(req, id, "vector_store.deleted");
+    }
 }
 
 /* ---------------------------------------------------------------- files */

@@ -602,6 +602,7 @@ struct ad_kwidx {
     /* the cache's bookkeeping (under its mutex) */
     char store[64];
     unsigned refs;
+    bool dropped; /* its store is gone: freed when the last user releases it */
     uint64_t used;
     size_t acct; /* bytes counted in the cache's total */
     struct ad_kwidx *next;
@@ -999,6 +1000,25 @@ static void evict(ad_kwcache *c)
     }
 }
 
+/* Takes x off the cache's list and frees it (mu held, x unused). */
+static void unlink_free(ad_kwcache *c, ad_kwidx *x)
+{
+    for (ad_kwidx **p = &c->list; *p; p = &(*p)->next)
+        if (*p == x) {
+            *p = x->next;
+            break;
+        }
+    c->bytes -= x->acct;
+    idx_free(x);
+}
+
+/* Drops a use of x (mu held): a dropped index goes with its last use. */
+static void unref(ad_kwcache *c, ad_kwidx *x)
+{
+    if (--x->refs == 0 && x->dropped)
+        unlink_free(c, x);
+}
+
 ad_kwidx *ad_kwcache_acquire(ad_kwcache *c, ad_db *db, const char *store_id, ad_err *rc)
 {
     *rc = AD_OK;
@@ -1013,7 +1033,7 @@ ad_kwidx *ad_kwcache_acquire(ad_kwcache *c, ad_db *db, const char *store_id, ad_
         return x;
     }
     pthread_mutex_lock(&c->mu);
-    for (x = c->list; x && strcmp(x->store, store_id) != 0; x = x->next)
+    for (x = c->list; x && (x->dropped || strcmp(x->store, store_id) != 0); x = x->next)
         ;
     if (!x) {
         x = idx_new(store_id);
@@ -1027,7 +1047,7 @@ ad_kwidx *ad_kwcache_acquire(ad_kwcache *c, ad_db *db, const char *store_id, ad_
     *rc = ad_db_kwseg_version(db, store_id, &count, &vmax);
     if (*rc) {
         pthread_mutex_lock(&c->mu);
-        x->refs--;
+        unref(c, x);
         pthread_mutex_unlock(&c->mu);
         return NULL;
     }
@@ -1044,7 +1064,7 @@ ad_kwidx *ad_kwcache_acquire(ad_kwcache *c, ad_db *db, const char *store_id, ad_
     c->bytes = c->bytes - x->acct + bytes;
     x->acct = bytes;
     if (*rc)
-        x->refs--;
+        unref(c, x);
     evict(c);
     pthread_mutex_unlock(&c->mu);
     if (*rc)
@@ -1068,7 +1088,24 @@ void ad_kwcache_release(ad_kwcache *c, ad_kwidx *x)
     }
     pthread_rwlock_unlock(&x->lock);
     pthread_mutex_lock(&c->mu);
-    x->refs--;
+    unref(c, x);
     evict(c);
+    pthread_mutex_unlock(&c->mu);
+}
+
+void ad_kwcache_drop(ad_kwcache *c, const char *store_id)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    for (ad_kwidx *x = c->list, *next; x; x = next) {
+        next = x->next;
+        if (x->dropped || strcmp(x->store, store_id) != 0)
+            continue;
+        if (x->refs)
+            x->dropped = true;
+        else
+            unlink_free(c, x);
+    }
     pthread_mutex_unlock(&c->mu);
 }

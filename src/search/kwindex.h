@@ -37,7 +37,9 @@
  * indexes, least recently used first out when their memory exceeds the
  * budget (ASSISTD_SEARCH_CACHE_MB). Each index has a read-write lock:
  * searches hold it shared while ranking, a synchronisation holds it
- * exclusively; an index in use is never evicted (reference count).
+ * exclusively; an index in use is never evicted (reference count). A
+ * deleted store's index is dropped at once (ad_kwcache_drop), or with its
+ * last search.
  *
  * Ownership: ad_kwcache_new's result is the caller's (ad_kwcache_free).
  * ad_kwcache_acquire lends an index until ad_kwcache_release; with a NULL
@@ -95,6 +97,10 @@ size_t ad_kwcache_bytes(ad_kwcache *c);
  * error. c may be NULL (a private index, built for this use). */
 ad_kwidx *ad_kwcache_acquire(ad_kwcache *c, ad_db *db, const char *store_id, ad_err *rc);
 void ad_kwcache_release(ad_kwcache *c, ad_kwidx *x);
+/* The store store_id was deleted: its index leaves the cache now, or, when
+ * a search still holds it, as that search releases it (a later acquire
+ * builds a new one). Its memory no longer waits for budget pressure. */
+void ad_kwcache_drop(ad_kwcache *c, const char *store_id);
 
 /* Live chunks and their average length in terms. */
 void ad_kwidx_stats(const ad_kwidx *x, int64_t *chunks, double *avglen);

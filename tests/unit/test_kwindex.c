@@ -353,6 +353,43 @@ static void test_budget(void **state)
     ad_kwcache_free(kc);
 }
 
+/* A deleted store's index leaves the cache at once, or, while a search
+ * holds it, when that search lets go; the other store's stays. */
+static void test_drop(void **state)
+{
+    ctx *c = *state;
+    add_store(c->db, "vs_dropAAAAAAAAA");
+    add_store(c->db, "vs_dropBBBBBBBBB");
+    add1(c, "vs_dropAAAAAAAAA", "file-a", "zebra a");
+    add1(c, "vs_dropBBBBBBBBB", "file-b", "zebra b");
+    ad_kwcache *kc = ad_kwcache_new(1u << 30);
+    assert_int_equal(live_chunks(kc, c->db, "vs_dropAAAAAAAAA", NULL), 1);
+    size_t one = ad_kwcache_bytes(kc);
+    assert_true(one > 0);
+    assert_int_equal(live_chunks(kc, c->db, "vs_dropBBBBBBBBB", NULL), 1);
+    assert_int_equal(ad_kwcache_bytes(kc), 2 * one);
+    ad_kwcache_drop(kc, "vs_dropAAAAAAAAA");
+    assert_int_equal(ad_kwcache_bytes(kc), one);
+    ad_kwcache_drop(kc, "vs_nosuchstoreAA"); /* unknown: nothing happens */
+    assert_int_equal(ad_kwcache_bytes(kc), one);
+    /* In use: dropped when released; meanwhile a new acquire gets a new one. */
+    ad_err rc;
+    ad_kwidx *b = ad_kwcache_acquire(kc, c->db, "vs_dropBBBBBBBBB", &rc);
+    assert_non_null(b);
+    ad_kwcache_drop(kc, "vs_dropBBBBBBBBB");
+    assert_int_equal(ad_kwcache_bytes(kc), one);
+    assert_int_equal(ad_kwidx_df(b, "zebra", 5, -1), 1); /* still usable */
+    ad_kwidx *b2 = ad_kwcache_acquire(kc, c->db, "vs_dropBBBBBBBBB", &rc);
+    assert_non_null(b2);
+    assert_true(b2 != b);
+    assert_int_equal(ad_kwcache_bytes(kc), 2 * one);
+    ad_kwcache_release(kc, b);
+    assert_int_equal(ad_kwcache_bytes(kc), one); /* the dropped one is gone */
+    ad_kwcache_release(kc, b2);
+    assert_int_equal(ad_kwcache_bytes(kc), one); /* the new one stays */
+    ad_kwcache_free(kc);
+}
+
 typedef struct writer {
     ctx *c;
     int files;
@@ -525,6 +562,7 @@ int main(void)
         cmocka_unit_test(test_fast_build),
         cmocka_unit_test_setup_teardown(test_incremental, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_budget, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_drop, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_concurrent, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_churn, setup_many, fixture_teardown),
     };
