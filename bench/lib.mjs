@@ -6,6 +6,8 @@
 // scripts decide what is timed.
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 export const KEY = 'sk-bench';
 export const HDR = { Authorization: `Bearer ${KEY}`, 'OpenAI-Beta': 'assistants=v2' };
@@ -90,4 +92,11 @@ export function readJsonl(f) {
 export function pct(xs, p) {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+}
+
+// Whether the module whose import.meta is meta is the script node was started
+// with (so that importing a benchmark, e.g. for nfcorpus.mjs's ndcgAt, does not
+// run it).
+export function isMain(meta) {
+  return Boolean(process.argv[1]) && pathToFileURL(path.resolve(process.argv[1])).href === meta.url;
 }

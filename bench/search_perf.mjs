@@ -27,7 +27,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { api, log, parseArgs, pct, readJsonl, startAssistd, uploadFile, waitIndexed } from './lib.mjs';
+import { api, isMain, log, parseArgs, pct, readJsonl, startAssistd, uploadFile, waitIndexed } from './lib.mjs';
 
 const args = parseArgs();
 const BIN = path.resolve(args.bin || 'build-ret/assistd');
@@ -169,4 +169,4 @@ async function main() {
   process.stdout.write(json + '\n');
 }
 
-await main();
+if (isMain(import.meta)) await main();
