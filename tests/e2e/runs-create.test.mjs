@@ -5,10 +5,36 @@
 // read back from its cache never hide a change a handler made meanwhile.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { raw } from './lib/server.mjs';
+import { execFileSync } from 'node:child_process';
+import http from 'node:http';
+import path from 'node:path';
+import { raw, KEY } from './lib/server.mjs';
 import { setupRuns as setup, parseSSE, withRestarts } from './lib/runs.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// POST on a connection of its own (no keep-alive pool): { status, headers, text, json }.
+function freshPost(server, urlPath, body) {
+  return new Promise((resolve, reject) => {
+    const data = JSON.stringify(body);
+    const req = http.request({
+      host: '127.0.0.1', port: server.port, method: 'POST', path: urlPath, agent: false,
+      headers: { Authorization: `Bearer ${KEY}`, 'OpenAI-Beta': 'assistants=v2', 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(data) },
+    }, (res) => {
+      const parts = [];
+      res.on('data', (d) => parts.push(d));
+      res.on('end', () => {
+        const text = Buffer.concat(parts).toString('utf8');
+        let json;
+        try { json = JSON.parse(text); } catch { json = undefined; }
+        resolve({ status: res.statusCode, headers: new Headers(res.headers), text, json });
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(data);
+  });
+}
 const names = (ev) => ev.map((e) => e.event);
 
 test('concurrent streamed creations on one thread: exactly one run, the others refused with 400', async () => {
@@ -225,6 +251,54 @@ test('a create right after a streamed create has answered gets OpenAI\'s 400, as
       const msgs = await client.beta.threads.messages.list(thread.id);
       assert.equal(msgs.data.length, 2, 'the refused message was not stored');
     }
+  } finally {
+    await t.close();
+  }
+});
+
+// The one race the in-memory reservation cannot see: a plain createRun that
+// has made its checks inside its transaction but not committed yet when a
+// streamed createRun on the same thread is answered. The plain one commits;
+// the writer's own check then refuses the streamed one, whose 200 stream
+// carries OpenAI's message as an `error` event and ends, and no second run
+// is stored. To hold the plain transaction open between its check and its
+// commit, an SQL trigger (as runs-durability injects failures) makes the
+// insert of a run whose instructions say SLOWDOWN take about a second.
+test('a streamed creation that loses to a plain one committing meanwhile: 200, an error event, no second run', async () => {
+  const t = await setup();
+  const db = path.join(t.s.dataDir, 'assistd.db');
+  const sql = (q) => execFileSync('sqlite3', ['-cmd', '.timeout 5000', db, q]);
+  try {
+    const { client, up, s } = t;
+    sql(`CREATE TABLE slow(x);
+         WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 400) INSERT INTO slow SELECT x FROM c;
+         CREATE TRIGGER slow_run BEFORE INSERT ON objects WHEN NEW.kind = 'run' AND instr(NEW.body, 'SLOWDOWN') > 0
+         BEGIN SELECT count(*) FROM slow a, slow b, slow c; END;`);
+    const a = await client.beta.assistants.create({ model: 'gpt-4o' });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'race' }] });
+    up.script({ text: 'Ok', chunks: ['Ok'] });
+    const t0 = Date.now();
+    const plain = raw(s, 'POST', `/v1/threads/${thread.id}/runs`, { body: { assistant_id: a.id, instructions: 'SLOWDOWN' } });
+    await sleep(150); // the plain creation is inside its slow insert, checks made
+    // On a new connection: an idle kept-alive one may belong to the HTTP
+    // thread the plain creation holds.
+    const rq = await freshPost(s, `/v1/threads/${thread.id}/runs`, { assistant_id: a.id, stream: true });
+    const rp = await plain;
+    assert.ok(Date.now() - t0 >= 500, 'the trigger held the plain creation');
+    assert.equal(rp.status, 200, `plain: ${JSON.stringify(rp.json)}`);
+    assert.equal(rq.status, 200, `streamed: ${JSON.stringify(rq.json)}`);
+    assert.match(rq.headers.get('content-type'), /^text\/event-stream/);
+    const ev = parseSSE(rq.text);
+    assert.deepEqual(names(ev), ['error', 'done']);
+    assert.deepEqual(ev[0].data, { code: null, message: `Thread ${thread.id} already has an active run ${rp.json.id}.`, param: null, type: 'invalid_request_error' });
+    const runs = await client.beta.threads.runs.list(thread.id);
+    assert.deepEqual(runs.data.map((r) => r.id), [rp.json.id], 'the refused run was not stored');
+    const done = await client.beta.threads.runs.poll(rp.json.id, { thread_id: thread.id }, { pollIntervalMs: 20 });
+    assert.equal(done.status, 'completed');
+    // The reservation was released: the thread takes a new run.
+    up.script({ text: 'Again', chunks: ['Again'] });
+    const again = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id }, { pollIntervalMs: 20 });
+    assert.equal(again.status, 'completed');
   } finally {
     await t.close();
   }
