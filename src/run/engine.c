@@ -2438,8 +2438,9 @@ static void repair_cb(void *ud)
  * starts get a third of the loop, and a turn stays short enough for the
  * streams already flowing. (Running every start at once meant gaps of over
  * a second at 5,000 streams; a fixed 2 ms slice kept the gaps under 0.3 s
- * but made the last of 5,000 runs created together wait 9 s for its first
- * token; a third: gaps under 0.45 s, first tokens within 2.7 s.) Starts keep
+ * but runs created late in a burst of 5,000 waited up to 9 s (p99) for
+ * their first token; a third: gaps under 0.45 s, first tokens within
+ * 2.7 s.) Starts keep
  * their order; cancels do not wait here (run_task copes with a cancel that
  * arrives before its run's start). */
 #define START_SLICE_MIN_US 2000
