@@ -2440,9 +2440,8 @@ static void repair_cb(void *ud)
  * a second at 5,000 streams; a fixed 2 ms slice kept the gaps under 0.3 s
  * but runs created late in a burst of 5,000 waited up to 9 s (p99) for
  * their first token; a third: gaps under 0.45 s, first tokens within
- * 2.7 s.) Starts keep
- * their order; cancels do not wait here (run_task copes with a cancel that
- * arrives before its run's start). */
+ * 2.7 s.) Starts keep their order; cancels do not wait here (run_task copes
+ * with a cancel that arrives before its run's start). */
 #define START_SLICE_MIN_US 2000
 #define START_SLICE_MAX_US 20000
 
