@@ -210,6 +210,8 @@ void ad_h_metrics(ad_req *req)
         ad_reply_internal(req, AD_ETOOBIG);
         return;
     }
+    if (req->srv->store)
+        ad_store_metrics(req->srv->store, &req->out);
     if (req->srv->sandbox)
         ad_sandbox_metrics(req->srv->sandbox, &req->out);
     req->status = 200;

@@ -55,6 +55,7 @@
 #include "store/store.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
@@ -273,6 +274,9 @@ struct ad_store {
     pthread_t ckpt_thread;
     bool ckpt_running, ckpt_stop; /* under mu */
     pthread_cond_t ckpt_cv;
+    /* its counters (ad_store_metrics) */
+    atomic_ullong ckpt_passes, ckpt_failures, wal_restarts;
+    atomic_llong wal_frames;
 };
 
 static ad_err db_error(ad_db *db, const char *what)
@@ -476,8 +480,13 @@ static void *ckpt_main(void *arg)
         int nlog = 0, nckpt = 0;
         int r =
             sqlite3_wal_checkpoint_v2(s->ckpt_h, "main", SQLITE_CHECKPOINT_PASSIVE, &nlog, &nckpt);
-        if (r != SQLITE_OK && r != SQLITE_BUSY)
+        if (r == SQLITE_OK) {
+            atomic_fetch_add(&s->ckpt_passes, 1);
+            atomic_store(&s->wal_frames, nlog);
+        } else if (r != SQLITE_BUSY) {
+            atomic_fetch_add(&s->ckpt_failures, 1);
             ad_log(s->log, AD_LOG_WARN, "store: checkpoint: %s", sqlite3_errmsg(s->ckpt_h));
+        }
         if (r == SQLITE_OK && nlog >= CKPT_RESTART_FRAMES) {
             /* With writers held on the mutex, the restart copies what the
              * passive pass could not (writes that came meanwhile) and waits
@@ -490,9 +499,13 @@ static void *ckpt_main(void *arg)
                                           &nckpt);
             sqlite3_busy_timeout(s->ckpt_h, CKPT_BUSY_MS);
             pthread_mutex_unlock(&s->write_mu);
-            if (r != SQLITE_OK && r != SQLITE_BUSY)
+            if (r == SQLITE_OK) {
+                atomic_fetch_add(&s->wal_restarts, 1);
+            } else if (r != SQLITE_BUSY) {
+                atomic_fetch_add(&s->ckpt_failures, 1);
                 ad_log(s->log, AD_LOG_WARN, "store: restarting checkpoint: %s",
                        sqlite3_errmsg(s->ckpt_h));
+            }
         }
         pthread_mutex_lock(&s->mu);
     }
@@ -519,6 +532,29 @@ static ad_err ckpt_start(ad_store *s, const char *path)
         return AD_EINTERNAL;
     s->ckpt_running = true;
     return AD_OK;
+}
+
+void ad_store_metrics(ad_store *s, ad_buf *out)
+{
+    ad_buf_printf(out,
+                  "# HELP assistd_store_checkpoints_total WAL checkpoint passes completed.\n"
+                  "# TYPE assistd_store_checkpoints_total counter\n"
+                  "assistd_store_checkpoints_total %llu\n"
+                  "# HELP assistd_store_checkpoint_failures_total WAL checkpoints that failed "
+                  "(not counting ones put off by readers).\n"
+                  "# TYPE assistd_store_checkpoint_failures_total counter\n"
+                  "assistd_store_checkpoint_failures_total %llu\n"
+                  "# HELP assistd_store_wal_restarts_total Times the checkpointer had the WAL "
+                  "start over.\n"
+                  "# TYPE assistd_store_wal_restarts_total counter\n"
+                  "assistd_store_wal_restarts_total %llu\n"
+                  "# HELP assistd_store_wal_frames WAL frames at the last checkpoint pass.\n"
+                  "# TYPE assistd_store_wal_frames gauge\n"
+                  "assistd_store_wal_frames %lld\n",
+                  (unsigned long long)atomic_load(&s->ckpt_passes),
+                  (unsigned long long)atomic_load(&s->ckpt_failures),
+                  (unsigned long long)atomic_load(&s->wal_restarts),
+                  (long long)atomic_load(&s->wal_frames));
 }
 
 static void ckpt_stop(ad_store *s)

@@ -56,6 +56,10 @@ ad_err ad_store_open(const char *data_dir, unsigned nconns, const ad_logger *lg,
 void ad_store_close(ad_store *s);
 ad_db *ad_store_acquire(ad_store *s);
 void ad_store_release(ad_store *s, ad_db *db);
+/* Appends the checkpointer's counters to out in Prometheus text format
+ * (checkpoints run and failed, WAL restarts, WAL frames at the last pass),
+ * so that a WAL that stops being checkpointed shows. */
+void ad_store_metrics(ad_store *s, ad_buf *out);
 
 ad_err ad_db_begin(ad_db *db);
 ad_err ad_db_commit(ad_db *db);

@@ -307,6 +307,22 @@ describe('every response', () => {
     assert.match(metrics.headers.get('x-request-id'), /^req_/);
   });
 
+  test('/metrics shows the store checkpointer at work', async () => {
+    await raw(s, 'POST', '/v1/assistants', { body: { model: 'gpt-4o', name: 'ckpt' } });
+    const value = (text, name) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
+    let text = '';
+    for (let i = 0; i < 30; i++) { // the checkpointer passes every 200 ms
+      text = (await raw(s, 'GET', '/metrics', { key: null, beta: false })).text;
+      if (value(text, 'assistd_store_checkpoints_total') >= 1) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(value(text, 'assistd_store_checkpoints_total') >= 1, text);
+    assert.equal(value(text, 'assistd_store_checkpoint_failures_total'), 0);
+    assert.ok(value(text, 'assistd_store_wal_restarts_total') >= 0);
+    assert.ok(value(text, 'assistd_store_wal_frames') >= 0);
+    assert.match(text, /^# TYPE assistd_store_wal_frames gauge$/m);
+  });
+
   test('raw garbage on the socket does not take the server down', async () => {
     const sendRaw = (data) => new Promise((resolve) => {
       const sock = net.connect(s.port, '127.0.0.1', () => sock.end(data));

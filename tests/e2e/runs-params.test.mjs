@@ -290,6 +290,13 @@ test('metadata on create and modify; modify takes only metadata', async () => {
     up.script({ text: 'later', wait: new Promise((res) => { release = res; }) });
     const live = await client.beta.threads.runs.create(thread.id, { assistant_id: a.id });
     await up.waitForRequest(1);
+    // The in_progress write is committed alongside the model call, not
+    // before it: wait until it is.
+    for (let i = 0; i < 100; i++) {
+      const cur = await client.beta.threads.runs.retrieve(live.id, { thread_id: thread.id });
+      if (cur.status !== 'queued') break;
+      await new Promise((res) => setTimeout(res, 20));
+    }
     const mod = await client.beta.threads.runs.update(live.id, { thread_id: thread.id, metadata: { during: 'yes' } });
     assert.equal(mod.status, 'in_progress');
     release();

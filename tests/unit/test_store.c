@@ -392,11 +392,32 @@ static void expect_wal_restarted(ctx *c)
     assert_true(frames < 64); /* before the fix: all of the burst, about 25,000 */
 }
 
+/* A counter of ad_store_metrics' text (-1 when absent). */
+static long long metric(ad_store *s, const char *name)
+{
+    ad_buf b;
+    ad_buf_init(&b, 1 << 16);
+    ad_store_metrics(s, &b);
+    long long v = -1;
+    char key[96];
+    snprintf(key, sizeof key, "\n%s ", name);
+    const char *p = strstr(ad_buf_str(&b), key);
+    if (p)
+        v = strtoll(p + strlen(key), NULL, 10);
+    ad_buf_free(&b);
+    return v;
+}
+
 static void wal_stays_bounded(void **state)
 {
     ctx *c = *state;
     write_100mb(c);
     expect_wal_restarted(c);
+    /* ... and /metrics shows the checkpointer at work. */
+    assert_true(metric(c->s, "assistd_store_checkpoints_total") >= 1);
+    assert_int_equal(metric(c->s, "assistd_store_checkpoint_failures_total"), 0);
+    assert_true(metric(c->s, "assistd_store_wal_restarts_total") >= 0);
+    assert_true(metric(c->s, "assistd_store_wal_frames") >= 0);
 }
 
 static void wal_stays_bounded_while_read(void **state)
