@@ -314,7 +314,7 @@ Written by \`bench/runs.sh\` (\`make bench-runs\`) on $(date -u '+%Y-%m-%d %H:%M
 
 ### Time to first token: assistd minus direct (target p50 < 2 ms, p99 < 10 ms)
 
-Per sample, TTFT = from writing the request on an open keep-alive connection to the first \`thread.message.delta\` (assistd) or the first content chunk (direct \`POST /v1/chat/completions\` to the emulator, same body size and \`stream_options\`). Batches alternate between the two targets, so both see the same machine. The emulator answers instantly, so *direct* is the floor of the transport and the *overhead* (assistd p50 − direct p50, and the same for p99) is what assistd adds: the create-run transaction, the \`in_progress\` write, building the prompt (with token counting), the upstream call through libcurl, the message/step inserts that precede the first delta, and relaying. Command: \`$TTFT_CMD\` (C = 1 with S = $TTFT_SAMPLES; C = 16 with S = $((TTFT_SAMPLES * 2))).
+Per sample, TTFT = from writing the request on an open keep-alive connection to the first \`thread.message.delta\` (assistd) or the first content chunk (direct \`POST /v1/chat/completions\` to the emulator, same body size and \`stream_options\`). Batches alternate between the two targets, so both see the same machine. The emulator answers instantly, so *direct* is the floor of the transport and the *overhead* (assistd p50 − direct p50, and the same for p99) is what assistd adds: the create-run transaction (a streamed creation is stored in progress at once), building the prompt (with token counting), the upstream call through libcurl, the message/step inserts that precede the first delta, and relaying. Command: \`$TTFT_CMD\` (C = 1 with S = $TTFT_SAMPLES; C = 16 with S = $((TTFT_SAMPLES * 2))).
 
 $TTFT_TABLE
 

@@ -588,6 +588,17 @@ static bool flush(ad_sse *s)
     return true;
 }
 
+/* Ends a flush: unlocks s, then tells the producer it may go on (drain)
+ * and drops the reference the flush held (release). */
+static void unlock_then(ad_sse *s, void (*drain)(void *), bool release)
+{
+    pthread_mutex_unlock(&s->mu);
+    if (drain)
+        drain(s->ud);
+    if (release)
+        ad_sse_unref(s);
+}
+
 /* A stream from the ready list: write its queue; what the socket does not
  * take waits for EPOLLOUT. */
 static void hub_ready(ad_sse *s)
@@ -614,11 +625,7 @@ static void hub_ready(ad_sse *s)
         }
         drain = drain_due(s);
     }
-    pthread_mutex_unlock(&s->mu);
-    if (drain)
-        drain(s->ud);
-    if (release)
-        ad_sse_unref(s);
+    unlock_then(s, drain, release);
 }
 
 /* Takes the ready list; NULL (and the hub marked idle) when it is empty. */
@@ -656,11 +663,7 @@ static void hub_flush(ad_sse *s)
         }
     }
     drain = drain_due(s);
-    pthread_mutex_unlock(&s->mu);
-    if (drain)
-        drain(s->ud);
-    if (release)
-        ad_sse_unref(s);
+    unlock_then(s, drain, release);
 }
 
 static void hub_reap(ad_sse_hub *h)

@@ -244,18 +244,26 @@ typedef struct seg_acc {
     size_t mcap;
 } seg_acc;
 
+/* The array p of *cap elements (of size elem), grown if need be to hold
+ * index i, the new elements zeroed: doubles from 1024. */
+static void *grow_zeroed(void *p, size_t *cap, size_t i, size_t elem)
+{
+    if (i < *cap)
+        return p;
+    size_t n = *cap ? *cap * 2 : 1024;
+    while (n <= i)
+        n *= 2;
+    p = ad_realloc(p, n * elem);
+    memset((char *)p + *cap * elem, 0, (n - *cap) * elem);
+    *cap = n;
+    return p;
+}
+
 /* Counts one occurrence of term ti (an index into a->d) in chunk a->ord. */
 static void seg_count(seg_acc *a, size_t ti)
 {
     a->len++;
-    if (ti >= a->lcap) {
-        size_t cap = a->lcap ? a->lcap * 2 : 1024;
-        while (cap <= ti)
-            cap *= 2;
-        a->last = ad_realloc(a->last, cap * sizeof *a->last);
-        memset(a->last + a->lcap, 0, (cap - a->lcap) * sizeof *a->last);
-        a->lcap = cap;
-    }
+    a->last = grow_zeroed(a->last, &a->lcap, ti, sizeof *a->last);
     kterm *e = &a->d->terms[ti];
     if (a->last[ti] == a->ord + 1) {
         e->p[e->n - 1].tf++;
@@ -279,14 +287,7 @@ static void seg_token(void *ud, const char *term, size_t tlen, size_t start, siz
  * enters a->d, the first time it is counted. */
 static size_t word_term(seg_acc *a, size_t wi)
 {
-    if (wi >= a->mcap) {
-        size_t cap = a->mcap ? a->mcap * 2 : 1024;
-        while (cap <= wi)
-            cap *= 2;
-        a->map = ad_realloc(a->map, cap * sizeof *a->map);
-        memset(a->map + a->mcap, 0, (cap - a->mcap) * sizeof *a->map);
-        a->mcap = cap;
-    }
+    a->map = grow_zeroed(a->map, &a->mcap, wi, sizeof *a->map);
     if (!a->map[wi]) {
         const kterm *w = &a->words.terms[wi];
         char t[AD_TERM_MAX + 4];

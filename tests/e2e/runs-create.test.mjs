@@ -6,35 +6,12 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import http from 'node:http';
 import path from 'node:path';
-import { raw, KEY } from './lib/server.mjs';
+import { raw, httpRequest, KEY } from './lib/server.mjs';
 import { setupRuns as setup, parseSSE, withRestarts } from './lib/runs.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-// POST on a connection of its own (no keep-alive pool): { status, headers, text, json }.
-function freshPost(server, urlPath, body) {
-  return new Promise((resolve, reject) => {
-    const data = JSON.stringify(body);
-    const req = http.request({
-      host: '127.0.0.1', port: server.port, method: 'POST', path: urlPath, agent: false,
-      headers: { Authorization: `Bearer ${KEY}`, 'OpenAI-Beta': 'assistants=v2', 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(data) },
-    }, (res) => {
-      const parts = [];
-      res.on('data', (d) => parts.push(d));
-      res.on('end', () => {
-        const text = Buffer.concat(parts).toString('utf8');
-        let json;
-        try { json = JSON.parse(text); } catch { json = undefined; }
-        resolve({ status: res.statusCode, headers: new Headers(res.headers), text, json });
-      });
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(data);
-  });
-}
 const names = (ev) => ev.map((e) => e.event);
 
 test('concurrent streamed creations on one thread: exactly one run, the others refused with 400', async () => {
@@ -282,12 +259,16 @@ test('a streamed creation that loses to a plain one committing meanwhile: 200, a
     await sleep(150); // the plain creation is inside its slow insert, checks made
     // On a new connection: an idle kept-alive one may belong to the HTTP
     // thread the plain creation holds.
-    const rq = await freshPost(s, `/v1/threads/${thread.id}/runs`, { assistant_id: a.id, stream: true });
+    const rq = await httpRequest(s, {
+      method: 'POST', path: `/v1/threads/${thread.id}/runs`, agent: false,
+      headers: { Authorization: `Bearer ${KEY}`, 'OpenAI-Beta': 'assistants=v2', 'Content-Type': 'application/json' },
+      chunks: [JSON.stringify({ assistant_id: a.id, stream: true })],
+    });
     const rp = await plain;
     assert.ok(Date.now() - t0 >= 500, 'the trigger held the plain creation');
     assert.equal(rp.status, 200, `plain: ${JSON.stringify(rp.json)}`);
     assert.equal(rq.status, 200, `streamed: ${JSON.stringify(rq.json)}`);
-    assert.match(rq.headers.get('content-type'), /^text\/event-stream/);
+    assert.match(rq.headers['content-type'], /^text\/event-stream/);
     const ev = parseSSE(rq.text);
     assert.deepEqual(names(ev), ['error', 'done']);
     assert.deepEqual(ev[0].data, { code: null, message: `Thread ${thread.id} already has an active run ${rp.json.id}.`, param: null, type: 'invalid_request_error' });

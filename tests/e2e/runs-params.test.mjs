@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { toFile } from 'openai';
 import { startServer, openai, raw, errorOf } from './lib/server.mjs';
 import { startUpstream } from './lib/upstream.mjs';
-import { setupRuns as setup, parseSSE } from './lib/runs.mjs';
+import { setupRuns as setup, parseSSE, waitStatus } from './lib/runs.mjs';
 
 const poll = { pollIntervalMs: 20 };
 const fn = (name) => ({ type: 'function', function: { name, description: `${name} tool`, parameters: { type: 'object', properties: {} } } });
@@ -292,11 +292,7 @@ test('metadata on create and modify; modify takes only metadata', async () => {
     await up.waitForRequest(1);
     // The in_progress write is committed alongside the model call, not
     // before it: wait until it is.
-    for (let i = 0; i < 100; i++) {
-      const cur = await client.beta.threads.runs.retrieve(live.id, { thread_id: thread.id });
-      if (cur.status !== 'queued') break;
-      await new Promise((res) => setTimeout(res, 20));
-    }
+    await waitStatus(client, thread.id, live.id, 'in_progress');
     const mod = await client.beta.threads.runs.update(live.id, { thread_id: thread.id, metadata: { during: 'yes' } });
     assert.equal(mod.status, 'in_progress');
     release();

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startServer, openai, raw, KEY } from './lib/server.mjs';
 import { startUpstream } from './lib/upstream.mjs';
-import { setupRuns as setup, parseSSE } from './lib/runs.mjs';
+import { setupRuns as setup, parseSSE, waitStatus } from './lib/runs.mjs';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'assistd-runs-stream-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -37,15 +37,6 @@ const names = (ev) => ev.map((e) => e.event);
 const RUN_OPEN = ['thread.run.created', 'thread.run.queued', 'thread.run.in_progress'];
 const MSG_OPEN = ['thread.run.step.created', 'thread.run.step.in_progress', 'thread.message.created', 'thread.message.in_progress'];
 const TOOL_OPEN = ['thread.run.step.created', 'thread.run.step.in_progress'];
-
-async function waitStatus(client, threadId, runId, status, ms = 5000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const r = await client.beta.threads.runs.retrieve(runId, { thread_id: threadId });
-    if (r.status === status || Date.now() > end) return r;
-    await sleep(20);
-  }
-}
 
 test('heartbeats: ": keep-alive" comments while the model is silent; the SDK ignores them', async () => {
   const t = await setup({ args: ['--sse-heartbeat', '1'] });

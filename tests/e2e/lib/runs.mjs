@@ -76,3 +76,14 @@ export function parseSSE(text) {
   }
   return out;
 }
+
+// Polls the run until its status is status (or ms pass); returns the last
+// retrieve. For states a test cannot wait on an event for.
+export async function waitStatus(client, threadId, runId, status, ms = 5000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const r = await client.beta.threads.runs.retrieve(runId, { thread_id: threadId });
+    if (r.status === status || Date.now() > end) return r;
+    await new Promise((res) => setTimeout(res, 20));
+  }
+}

@@ -134,11 +134,12 @@ export function runAssistd(args, { env = {}, timeoutMs = 10000 } = {}) {
 // Low-level HTTP with node:http, for what fetch cannot do: chunked bodies
 // written piece by piece, a declared Content-Length, arbitrary headers.
 // chunks: array of strings/Buffers written one by one (chunked encoding
-// unless a Content-Length header is given). Resolves
+// unless a Content-Length header is given). agent: node:http's (false: a
+// connection of its own, never an idle kept-alive one). Resolves
 // { status, headers, text, json }.
-export function httpRequest(server, { method = 'GET', path: p = '/', headers = {}, chunks = [] } = {}) {
+export function httpRequest(server, { method = 'GET', path: p = '/', headers = {}, chunks = [], agent } = {}) {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: server.port, method, path: p, headers }, (res) => {
+    const req = http.request({ host: '127.0.0.1', port: server.port, method, path: p, headers, agent }, (res) => {
       const parts = [];
       res.on('data', (d) => parts.push(d));
       res.on('end', () => {
