@@ -6,6 +6,8 @@
 # node:test files in tests/e2e driving build/asan/assistd through the official
 # openai SDK, browser the playground in headless Chromium (tests/browser),
 # fuzz the libFuzzer targets in build/fuzz for FUZZ_SECONDS each.
+# What failed is repeated just above the closing line (names and the first
+# lines of each error), so the tail of a long CI log says what broke.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 stages=("$@")
@@ -17,6 +19,25 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 passed=0
 failed=0
 log=$(mktemp -d)
+summary="$log/summary"
+: >"$summary"
+
+# failing STAGE FILE -- adds node:test's "failing tests" section to the
+# summary: per failed test, where it is, its name and its first message
+# lines. A stage that died without that section (a crash) gets its last lines.
+failing() {
+  {
+    echo "$1:"
+    if grep -q '^✖ failing tests:' "$2"; then
+      sed -n '/^✖ failing tests:/,$p' "$2" | awk '
+        /^test at / { print; n = 0; keep = 1; next }
+        keep && /^ *at / { keep = 0 }
+        keep && NF { if (n++ < 5) print }' | head -60 | sed 's/^/    /'
+    else
+      tail -20 "$2" | sed 's/^/    /'
+    fi
+  } >>"$summary"
+}
 
 run_unit() {
   for t in "$BUILD"/asan/unit/test_*; do
@@ -28,7 +49,10 @@ run_unit() {
     if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi # crashed or sanitizer report
     passed=$((passed + p)); failed=$((failed + f))
     echo "unit  $name: $p passed, $f failed"
-    [ "$status" -eq 0 ] || sed 's/^/    /' "$log/$name.out" | tail -40
+    if [ "$status" -ne 0 ]; then
+      sed 's/^/    /' "$log/$name.out" | tail -40
+      { echo "unit $name:"; grep -E '^\[  FAILED  \] |^\[  ERROR   \]|^\[   LINE   \]|runtime error|Sanitizer' "$log/$name.out" | head -8 | sed 's/^/    /'; } >>"$summary"
+    fi
   done
 }
 
@@ -42,7 +66,7 @@ run_e2e() {
   p=${p:-0}; f=${f:-0}
   if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
   passed=$((passed + p)); failed=$((failed + f))
-  if [ "$f" -ne 0 ]; then cat "$log/e2e.out"; else grep -E '^(✔|✖|▶)' "$log/e2e.out" | head -400; fi
+  if [ "$f" -ne 0 ]; then cat "$log/e2e.out"; failing e2e "$log/e2e.out"; else grep -E '^(✔|✖|▶)' "$log/e2e.out" | head -400; fi
   echo "e2e: $p passed, $f failed"
 }
 
@@ -57,7 +81,7 @@ run_browser() {
   p=${p:-0}; f=${f:-0}
   if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
   passed=$((passed + p)); failed=$((failed + f))
-  if [ "$f" -ne 0 ]; then cat "$log/browser.out"; else grep -E '^(✔|✖|▶|playground)' "$log/browser.out"; fi
+  if [ "$f" -ne 0 ]; then cat "$log/browser.out"; failing browser "$log/browser.out"; else grep -E '^(✔|✖|▶|playground)' "$log/browser.out"; fi
   echo "browser: $p passed, $f failed (screenshots in $BUILD/screenshots)"
 }
 
@@ -73,6 +97,7 @@ run_fuzz() {
       passed=$((passed + 1)); echo "fuzz  $name: ok ($(grep -Eo 'stat::number_of_executed_units: [0-9]+' "$log/$name.out" | awk '{print $2}') runs in ${FUZZ_SECONDS}s)"
     else
       failed=$((failed + 1)); echo "fuzz  $name: FAILED"; tail -60 "$log/$name.out"
+      { echo "fuzz $name:"; grep -E 'ERROR|runtime error|Test unit written' "$log/$name.out" | head -4 | sed 's/^/    /'; } >>"$summary"
     fi
     rm -rf "$work"
   done
@@ -87,6 +112,10 @@ for s in "${stages[@]}"; do
     *) echo "unknown stage $s"; exit 2 ;;
   esac
 done
+if [ -s "$summary" ]; then
+  echo "---- what failed ----"
+  cat "$summary"
+fi
 rm -rf "$log"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
