@@ -16,6 +16,7 @@
 
 #include "http/metrics.h"
 #include "run/backends.h"
+#include "run/engine.h"
 #include "run/upstream.h"
 #include "sandbox/sandbox.h"
 #include "util/alloc.h"
@@ -212,6 +213,8 @@ void ad_h_metrics(ad_req *req)
     }
     if (req->srv->store)
         ad_store_metrics(req->srv->store, &req->out);
+    if (req->srv->engine)
+        ad_engine_metrics(req->srv->engine, &req->out);
     if (req->srv->sandbox)
         ad_sandbox_metrics(req->srv->sandbox, &req->out);
     req->status = 200;

@@ -67,6 +67,7 @@
 #include "run/engine.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -127,6 +128,11 @@ struct ad_engine {
     pthread_mutex_t mu;    /* ad_engine_recover and _stop wait for the loop with these */
     pthread_cond_t cv;
     bool recovered, stopped, flushed;
+    /* For /metrics (ad_engine_metrics, any thread); written by the loop. */
+    atomic_long m_jobs;         /* jobs alive */
+    atomic_long m_paused;       /* model calls paused for a lagging client */
+    atomic_ullong m_pauses;     /* ... ever */
+    atomic_ullong m_jobs_total; /* jobs ever begun */
 };
 
 /* ---- events: SSE frames waiting to be sent ---- */
@@ -1389,13 +1395,28 @@ static job *find_job(ad_engine *e, const char *run_id)
     return NULL;
 }
 
+/* Back-pressure: a paused model call is not read (its bytes stay in the
+ * kernel's socket buffers, then the upstream's) until resume_call. */
+static void pause_call(job *j)
+{
+    j->paused = true;
+    atomic_fetch_add(&j->e->m_paused, 1);
+    atomic_fetch_add(&j->e->m_pauses, 1);
+    ad_upstream_pause(j->e->up, j->call);
+}
+
+static void resume_call(job *j)
+{
+    j->paused = false;
+    atomic_fetch_sub(&j->e->m_paused, 1);
+    ad_upstream_resume(j->e->up, j->call);
+}
+
 static void send_direct(job *j, size_t waiting)
 {
     /* Back-pressure: stop reading the model while the client lags. */
-    if (waiting >= AD_SSE_HIGH_WATER && j->call && !j->paused) {
-        j->paused = true;
-        ad_upstream_pause(j->e->up, j->call);
-    }
+    if (waiting >= AD_SSE_HIGH_WATER && j->call && !j->paused)
+        pause_call(j);
 }
 
 /* An event that needs no write (deltas): now, or after the ops in flight.
@@ -1446,6 +1467,9 @@ static void reset_call_state(job *j)
 
 static void job_free(job *j)
 {
+    atomic_fetch_sub(&j->e->m_jobs, 1);
+    if (j->paused) /* the engine stopped with the call paused */
+        atomic_fetch_sub(&j->e->m_paused, 1);
     if (j->sse) {
         if (j->held.head)
             evq_send(&j->held, j->sse);
@@ -1569,10 +1593,8 @@ static void ops_done(void *ud)
                      * client lags (then its drain resumes it). */
                     size_t waiting = j->sse ? ad_sse_waiting(j->sse) : 0;
                     send_direct(j, waiting);
-                    if (j->paused && j->call && waiting < AD_SSE_HIGH_WATER) {
-                        j->paused = false;
-                        ad_upstream_resume(e->up, j->call);
-                    }
+                    if (j->paused && j->call && waiting < AD_SSE_HIGH_WATER)
+                        resume_call(j);
                     void (*fn)(job *) = j->then;
                     j->then = NULL;
                     if (fn)
@@ -2190,7 +2212,10 @@ static void on_done(void *ud, const ad_up_result *res)
 {
     job *j = ud;
     j->call = NULL;
-    j->paused = false;
+    if (j->paused) {
+        j->paused = false;
+        atomic_fetch_sub(&j->e->m_paused, 1);
+    }
     const ad_cs_turn *t = res->turn;
     usage_t u = usage_of(t);
     if (j->e->stopping) { /* shutting down: the run is failed at the next start */
@@ -2315,6 +2340,8 @@ static void begin_job(ad_engine *e, task *tk)
     }
     j = ad_calloc(1, sizeof *j);
     j->e = e;
+    atomic_fetch_add(&e->m_jobs, 1);
+    atomic_fetch_add(&e->m_jobs_total, 1);
     ad_strlcpy(j->project, tk->project, sizeof j->project);
     ad_strlcpy(j->thread_id, tk->thread_id, sizeof j->thread_id);
     ad_strlcpy(j->run_id, tk->run_id, sizeof j->run_id);
@@ -2582,10 +2609,8 @@ static void drain_all(void *ud)
     ad_engine *e = ud;
     for (job *j = e->jobs; j; j = j->next)
         if (j->paused && j->call && j->held_bytes < AD_SSE_HIGH_WATER &&
-            (!j->sse || ad_sse_waiting(j->sse) < AD_SSE_LOW_WATER)) {
-            j->paused = false;
-            ad_upstream_resume(e->up, j->call);
-        }
+            (!j->sse || ad_sse_waiting(j->sse) < AD_SSE_LOW_WATER))
+            resume_call(j);
 }
 
 /* From a libmicrohttpd thread: a lagging client caught up. */
@@ -2622,15 +2647,36 @@ static void tick(void *ud)
             ad_sse_heartbeat(j->sse, (long)e->srv->cfg.sse_heartbeat * 1000);
         /* A paused call whose client has caught up or left resumes. */
         if (j->paused && j->call && j->held_bytes < AD_SSE_HIGH_WATER &&
-            (!j->sse || !ad_sse_attached(j->sse))) {
-            j->paused = false;
-            ad_upstream_resume(e->up, j->call);
-        }
+            (!j->sse || !ad_sse_attached(j->sse)))
+            resume_call(j);
     }
     ad_upstream_post_after(e->up, 1000, tick, e);
 }
 
 /* ---- lifecycle ---- */
+
+void ad_engine_metrics(ad_engine *e, ad_buf *out)
+{
+    ad_buf_printf(out,
+                  "# HELP assistd_runs_active Runs the engine is working on (calling the model "
+                  "or running tools).\n"
+                  "# TYPE assistd_runs_active gauge\n"
+                  "assistd_runs_active %ld\n"
+                  "# HELP assistd_runs_started_total Runs (or resumptions after tool outputs) "
+                  "the engine began work on.\n"
+                  "# TYPE assistd_runs_started_total counter\n"
+                  "assistd_runs_started_total %llu\n"
+                  "# HELP assistd_model_calls_paused Model calls not being read because their "
+                  "stream's client lags (back-pressure).\n"
+                  "# TYPE assistd_model_calls_paused gauge\n"
+                  "assistd_model_calls_paused %ld\n"
+                  "# HELP assistd_model_call_pauses_total Times a model call was paused for a "
+                  "lagging client.\n"
+                  "# TYPE assistd_model_call_pauses_total counter\n"
+                  "assistd_model_call_pauses_total %llu\n",
+                  atomic_load(&e->m_jobs), (unsigned long long)atomic_load(&e->m_jobs_total),
+                  atomic_load(&e->m_paused), (unsigned long long)atomic_load(&e->m_pauses));
+}
 
 ad_err ad_engine_new(ad_server *srv, ad_engine **out)
 {
@@ -2641,6 +2687,10 @@ ad_err ad_engine_new(ad_server *srv, ad_engine **out)
     pthread_mutex_init(&e->tasks_mu, NULL);
     pthread_mutex_init(&e->submit_mu, NULL);
     pthread_mutex_init(&e->pend_mu, NULL);
+    atomic_init(&e->m_jobs, 0);
+    atomic_init(&e->m_paused, 0);
+    atomic_init(&e->m_pauses, 0);
+    atomic_init(&e->m_jobs_total, 0);
     ad_err rc = ad_upstream_new(&srv->log, &e->up);
     if (rc) {
         ad_free(e);

@@ -27,6 +27,7 @@
 
 #include "core/server.h"
 #include "http/sse.h"
+#include "util/buf.h"
 #include "util/err.h"
 #include "util/id.h"
 
@@ -39,6 +40,10 @@ ad_err ad_engine_new(ad_server *srv, ad_engine **out);
 void ad_engine_recover(ad_engine *e);
 void ad_engine_stop(ad_engine *e);
 void ad_engine_free(ad_engine *e);
+/* Any thread: appends the engine's gauges and counters to a /metrics page
+ * (Prometheus text): runs being worked on, model calls paused by
+ * back-pressure. */
+void ad_engine_metrics(ad_engine *e, ad_buf *out);
 
 /* Any thread. A new stream for a run's events, wired to the engine's
  * back-pressure (the caller owns the returned reference). */

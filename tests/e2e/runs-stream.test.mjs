@@ -364,3 +364,112 @@ test('timeout_idle_ms: a model that goes silent fails the run with server_error 
     await up.close();
   }
 });
+
+// Back-pressure (issue #3: "a slow SSE client never makes memory grow
+// without bound"). The client reads the response head and then nothing; the
+// model streams one-character pieces as fast as assistd takes them. Once the
+// bytes waiting for the client pass the high-water mark, assistd stops
+// reading the model call (/metrics shows it paused), so the model's writes
+// back up and stop: assistd holds only what it had read. When the client
+// reads again the call resumes, and the answer arrives whole and in order.
+const metric = async (s, name) => {
+  const m = new RegExp(`^${name} (\\d+)$`, 'm').exec((await raw(s, 'GET', '/metrics', { key: null, beta: false })).text);
+  return m ? Number(m[1]) : NaN;
+};
+
+test('back-pressure: a client that stops reading pauses the model call; nothing is lost when it reads again', async () => {
+  const t = await setup();
+  try {
+    const { client, up, s } = t;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o' });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'talk' }] });
+    // At most a million pieces (1 MB of text, about 130 MB of model stream):
+    // far more than every socket buffer between the model and the client.
+    const MAX = 1_000_000;
+    const piece = (i) => String.fromCharCode(97 + (i % 26));
+    let sent = 0;
+    let finish = false;
+    up.script({
+      raw: async (req, res) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        const chunk = (delta, fr = null) => `data: ${JSON.stringify({ id: 'chatcmpl-bp', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o', choices: [{ index: 0, delta, finish_reason: fr }] })}\n\n`;
+        res.write(chunk({ role: 'assistant', content: '' }));
+        while (sent < MAX && !finish && !res.destroyed) {
+          if (!res.write(chunk({ content: piece(sent++) }))) {
+            await new Promise((r) => {
+              const go = () => { res.off('drain', go); res.off('close', go); r(); };
+              res.on('drain', go);
+              res.on('close', go);
+            });
+          }
+        }
+        res.write(chunk({}, 'stop'));
+        res.end('data: [DONE]\n\n');
+      },
+    });
+    assert.equal(await metric(s, 'assistd_model_calls_paused'), 0);
+    const http = await import('node:http');
+    let body = '';
+    const ended = new Promise((resolve, reject) => {
+      const payload = JSON.stringify({ assistant_id: a.id, stream: true });
+      const req = http.request(`${s.url}/v1/threads/${thread.id}/runs`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${KEY}`, 'OpenAI-Beta': 'assistants=v2', 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) },
+      }, (res) => {
+        assert.equal(res.statusCode, 200);
+        res.setEncoding('utf8');
+        res.pause(); // reads nothing more until resumed below
+        res.on('data', (d) => { body += d; });
+        res.on('end', resolve);
+        res.on('error', reject);
+        ended.res = res;
+      });
+      req.on('error', reject);
+      req.end(payload);
+    });
+    // The call pauses...
+    const end = Date.now() + 30000;
+    while ((await metric(s, 'assistd_model_calls_paused')) !== 1) {
+      assert.ok(Date.now() < end, `never paused; the model sent ${sent} pieces`);
+      await sleep(50);
+    }
+    // ... and the model's stream backs up and stops: assistd reads no more.
+    let before = sent;
+    for (let i = 0; i < 50; i++) { // until a second passes with no piece sent
+      await sleep(1000);
+      if (sent === before) break;
+      before = sent;
+    }
+    assert.equal(sent, before, 'the model stream never stopped');
+    assert.ok(sent < MAX / 2, `the model sent ${sent} of ${MAX} pieces while the client read nothing`);
+    assert.equal(await metric(s, 'assistd_model_calls_paused'), 1);
+    assert.equal(await metric(s, 'assistd_runs_active'), 1);
+    assert.ok((await metric(s, 'assistd_model_call_pauses_total')) >= 1);
+    const stalledAt = sent;
+    console.log(`back-pressure: the model stream stopped after ${sent} pieces`);
+    // The client reads again; the model is told to finish.
+    finish = true;
+    ended.res.resume();
+    await ended;
+    const ev = parseSSE(body);
+    assert.deepEqual(names(ev).slice(0, 7), [...RUN_OPEN, ...MSG_OPEN]);
+    assert.deepEqual(names(ev).slice(-4), ['thread.message.completed', 'thread.run.step.completed', 'thread.run.completed', 'done']);
+    const deltas = ev.filter((e) => e.event === 'thread.message.delta');
+    const streamed = deltas.map((e) => e.data.delta.content[0].text.value).join('');
+    let want = '';
+    for (let i = 0; i < sent; i++) want += piece(i);
+    assert.ok(sent >= stalledAt);
+    assert.equal(streamed.length, want.length);
+    assert.ok(streamed === want, 'the deltas are every piece, in order');
+    const msgs = await client.beta.threads.messages.list(thread.id, { order: 'desc', limit: 1 });
+    assert.ok(msgs.data[0].content[0].text.value === want, 'the stored message is the whole answer');
+    assert.equal(await metric(s, 'assistd_model_calls_paused'), 0);
+    const idle = Date.now() + 5000;
+    while ((await metric(s, 'assistd_runs_active')) !== 0) {
+      assert.ok(Date.now() < idle, 'the run never left the engine');
+      await sleep(20);
+    }
+  } finally {
+    await t.close();
+  }
+});
