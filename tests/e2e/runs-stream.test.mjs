@@ -1,8 +1,9 @@
 // Run streams in detail: heartbeats (--sse-heartbeat) as SSE comments the
 // SDK ignores, a client that goes away mid-stream, the exact event sequence
 // and delta shapes of a function call and of submit_tool_outputs with
-// stream, text followed by a tool call in one answer, and how failed,
-// cancelled, dropped and stalled model calls end a stream.
+// stream, text followed by a tool call in one answer, how failed,
+// cancelled, dropped, stalled and unreachable model calls end a stream, and
+// back-pressure from a client that stops reading.
 import test, { after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -362,6 +363,57 @@ test('timeout_idle_ms: a model that goes silent fails the run with server_error 
   } finally {
     await s.stop();
     await up.close();
+  }
+});
+
+// A model server that never completes a TCP handshake: a listener whose
+// accept queue (backlog 0) is already full, so the kernel drops further
+// SYNs and connect() hangs. Python (Debian's, a dependency of the sandbox)
+// holds it, since Node accepts every connection by itself.
+async function blackhole() {
+  const { spawn } = await import('node:child_process');
+  const py = spawn('python3', ['-c', `
+import socket, sys
+s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(0)
+port = s.getsockname()[1]
+held = []
+for _ in range(3):
+    c = socket.socket(); c.setblocking(False)
+    try: c.connect(('127.0.0.1', port))
+    except BlockingIOError: pass
+    held.append(c)
+print(port, flush=True)
+sys.stdin.read()
+`], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const port = await new Promise((resolve, reject) => {
+    py.stdout.once('data', (d) => resolve(Number(String(d).trim())));
+    py.once('exit', (code) => reject(new Error(`python3 exited ${code}`)));
+  });
+  return { url: `http://127.0.0.1:${port}/v1`, close: () => { py.stdin.end(); py.kill(); } };
+}
+
+test('timeout_connect_ms: a model server that never accepts fails the run with server_error after the retries', async () => {
+  const hole = await blackhole();
+  const s = await startServer({ args: ['--config', backendsFile(hole, { timeout_connect_ms: 400, max_retries: 1 })], env: { UP_KEY: 'up-key' } });
+  try {
+    const client = openai(s);
+    const a = await client.beta.assistants.create({ model: 'gpt-4o' });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'hi' }] });
+    const t0 = Date.now();
+    const r = await raw(s, 'POST', `/v1/threads/${thread.id}/runs`, { body: { assistant_id: a.id, stream: true } });
+    const elapsed = Date.now() - t0;
+    const ev = parseSSE(r.text);
+    assert.deepEqual(names(ev), [...RUN_OPEN, 'thread.run.failed', 'done']);
+    const err = ev.at(-2).data.last_error;
+    assert.equal(err.code, 'server_error');
+    assert.equal(err.message, 'The model provider did not respond in time.');
+    // Two attempts of 400 ms each and a back-off of about 500 ms between.
+    assert.match(s.logs(), /upstream POST [^ ]+: status 0, retry 1 in \d+ ms/);
+    assert.doesNotMatch(s.logs(), /retry 2/);
+    assert.ok(elapsed >= 1100 && elapsed < 5000, `failed after ${elapsed} ms`);
+  } finally {
+    await s.stop();
+    hole.close();
   }
 });
 
