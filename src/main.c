@@ -166,9 +166,9 @@ int main(int argc, char **argv)
         ad_log(&srv.log, AD_LOG_ERROR, "cannot prepare data directory %s", srv.cfg.data_dir);
         goto out;
     }
-    /* One connection per HTTP thread, plus ten for background work (see
-     * docs/ARCHITECTURE.md, Storage). */
-    if (ad_store_open(srv.cfg.data_dir, srv.cfg.threads + 10, &srv.log, &srv.store))
+    /* One connection per HTTP thread, plus fourteen for background work and
+     * deferred requests (see docs/ARCHITECTURE.md, Storage). */
+    if (ad_store_open(srv.cfg.data_dir, srv.cfg.threads + 14, &srv.log, &srv.store))
         goto out;
     sweep_blobs(&srv);
     srv.kwcache = ad_kwcache_new(ad_kwcache_env_budget());

@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "ingest/ingest.h"
+#include "run/backends.h"
 #include "search/kwindex.h"
 #include "search/search.h"
 #include "util/alloc.h"
@@ -801,52 +802,35 @@ void ad_h_vs_batches_files(ad_req *req)
 
 /* ---------------------------------------------------------------- search */
 
-void ad_h_vector_stores_search(ad_req *req)
+/* A search, built by the handler and run by search_run: on the handler's
+ * thread, or, when its queries are to be embedded (a remote call that may
+ * take seconds), as deferred work (http/request.h, ad_req_defer). Lives in
+ * the request's arena. */
+typedef struct search_job {
+    const char *store;
+    ad_search_req rq;
+    json_t *echo; /* the queries as given, for search_query (owned) */
+} search_job;
+
+static void search_run(ad_req *req, void *ud)
 {
-    if (!ad_api_check_id(req, 0, "vector_store_id", "vs_"))
-        return;
-    const json_t *body = ad_api_body(req, &ad_schema_search_vector_store);
-    if (!body)
-        return;
-    const json_t *query = json_object_get(body, "query");
-    size_t nq = json_is_array(query) ? json_array_size(query) : 1;
-    const char **queries = ad_arena_alloc(req->arena, nq * sizeof *queries);
-    json_t *echo = json_array();
-    for (size_t i = 0; i < nq; i++) {
-        const json_t *q = json_is_array(query) ? json_array_get(query, i) : query;
-        queries[i] = json_string_value(q);
-        json_array_append(echo, (json_t *)q);
-    }
-    const json_t *ro = json_object_get(body, "ranking_options");
-    const json_t *mx = json_object_get(body, "max_num_results");
-    const char *store = req->params[0];
-    ad_search_req rq = {
-        .project = req->project,
-        .store_ids = &store,
-        .nstores = 1,
-        .queries = queries,
-        .nqueries = nq,
-        .max_num_results = mx ? (int)json_integer_value(mx) : 10,
-        .score_threshold = json_number_value(json_object_get(ro, "score_threshold")),
-        .ranker = json_string_value(json_object_get(ro, "ranker")),
-        .filters = json_object_get(body, "filters"),
-    };
+    search_job *sj = ud;
     ad_search_hit *hits = NULL;
     size_t n = 0;
     char msg[512];
-    ad_err rc = ad_search(req->srv, ad_req_db(req), &rq, &hits, &n, msg, sizeof msg);
+    ad_err rc = ad_search(req->srv, ad_req_db(req), &sj->rq, &hits, &n, msg, sizeof msg);
     if (rc == AD_ENOTFOUND) {
-        json_decref(echo);
-        ad_reply_not_found(req, "vector store", store);
+        json_decref(sj->echo);
+        ad_reply_not_found(req, "vector store", sj->store);
         return;
     }
     if (rc == AD_ESTATE) {
-        json_decref(echo);
-        reply_expired(req, store);
+        json_decref(sj->echo);
+        reply_expired(req, sj->store);
         return;
     }
     if (rc) {
-        json_decref(echo);
+        json_decref(sj->echo);
         ad_reply_internal(req, rc);
         return;
     }
@@ -864,8 +848,45 @@ void ad_h_vector_stores_search(ad_req *req)
     ad_search_hits_free(hits, n);
     ad_reply_json(req, 200,
                   json_pack("{s:s, s:o, s:o, s:b, s:n}", "object",
-                            "vector_store.search_results.page", "search_query", echo, "data", data,
-                            "has_more", 0, "next_page"));
+                            "vector_store.search_results.page", "search_query", sj->echo, "data",
+                            data, "has_more", 0, "next_page"));
+}
+
+void ad_h_vector_stores_search(ad_req *req)
+{
+    if (!ad_api_check_id(req, 0, "vector_store_id", "vs_"))
+        return;
+    const json_t *body = ad_api_body(req, &ad_schema_search_vector_store);
+    if (!body)
+        return;
+    const json_t *query = json_object_get(body, "query");
+    size_t nq = json_is_array(query) ? json_array_size(query) : 1;
+    const char **queries = ad_arena_alloc(req->arena, nq * sizeof *queries);
+    search_job *sj = ad_arena_alloc(req->arena, sizeof *sj);
+    sj->echo = json_array();
+    for (size_t i = 0; i < nq; i++) {
+        const json_t *q = json_is_array(query) ? json_array_get(query, i) : query;
+        queries[i] = json_string_value(q);
+        json_array_append(sj->echo, (json_t *)q);
+    }
+    const json_t *ro = json_object_get(body, "ranking_options");
+    const json_t *mx = json_object_get(body, "max_num_results");
+    sj->store = req->params[0];
+    sj->rq = (ad_search_req){
+        .project = req->project,
+        .store_ids = &sj->store,
+        .nstores = 1,
+        .queries = queries,
+        .nqueries = nq,
+        .max_num_results = mx ? (int)json_integer_value(mx) : 10,
+        .score_threshold = json_number_value(json_object_get(ro, "score_threshold")),
+        .ranker = json_string_value(json_object_get(ro, "ranker")),
+        .filters = json_object_get(body, "filters"),
+    };
+    if (ad_backends_embeddings(req->srv->backends))
+        ad_req_defer(req, search_run, sj);
+    else
+        search_run(req, sj);
 }
 
 /* ---------------------------------------------------------------- helpers for threads/assistants

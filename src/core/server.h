@@ -36,6 +36,7 @@ typedef struct ad_server {
     ad_metrics *metrics;
     struct MHD_Daemon *mhd;
     struct ad_sse_hub *sse_hub;    /* direct-mode SSE writer (http/sse.h); NULL: off */
+    struct ad_defer *defer;        /* threads for blocking handlers (http/server.c) */
     ad_backends *backends;         /* model -> upstream (run/backends.h) */
     ad_engine *engine;             /* runs (run/engine.h) */
     ad_models_cache *models_cache; /* zero configuration: the upstream's model list */

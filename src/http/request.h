@@ -102,6 +102,11 @@ struct ad_req {
     const char *hdr_name[4], *hdr_value[4];
     int nhdr;
     bool responded;
+
+    /* deferred work (ad_req_defer) */
+    void (*deferred)(ad_req *req, void *ud);
+    void *deferred_ud;
+    ad_req *defer_next; /* the defer queue (http/server.c) */
 };
 
 /* Borrows the request's store connection (acquired on first use). */
@@ -114,5 +119,13 @@ const char *ad_req_header(ad_req *req, const char *name);
 const char *ad_req_form(ad_req *req, const char *name);
 /* Adds a response header (copied into the arena; at most 4). */
 void ad_req_add_header(ad_req *req, const char *name, const char *value);
+/* For a handler whose work blocks (a call to a remote service): it returns
+ * without responding after ad_req_defer, and work(req, ud) runs later on one
+ * of the front's defer threads, where blocking is allowed, with the
+ * connection suspended meanwhile; work responds as a handler does (if it
+ * does not, the client gets a 500). Until work returns it owns req (the
+ * arena, the parsed body, ad_req_db) and whatever ud points to; nothing
+ * else touches them. ud must outlive the call (the request's arena does). */
+void ad_req_defer(ad_req *req, void (*work)(ad_req *req, void *ud), void *ud);
 
 #endif

@@ -14,13 +14,30 @@
  *
  * Handlers run on the pool thread that owns the connection. They do short,
  * bounded work (a few indexed SQLite statements); anything long-running
- * belongs to machinery that suspends the connection and resumes it later.
+ * belongs to machinery that suspends the connection and resumes it later:
+ * event streams (http/sse.c), and work that blocks (ad_req_defer, below).
+ *
+ * Deferred work. A handler that must wait for a remote service -- a vector
+ * store search that asks the embeddings backend for its queries' vectors --
+ * must not hold a pool thread: with the default two, two searches against a
+ * slow backend would stop every other request. The handler validates, then
+ * calls ad_req_defer; once it returns, the connection is suspended and the
+ * request queued for one of DEFER_THREADS threads, which run the work (and
+ * give its store connection back) and resume the connection; libmicrohttpd
+ * then calls on_request again, which sends the prepared response. A
+ * suspended connection is invisible to libmicrohttpd (no timeout, no hang-up
+ * noticed), so nothing touches the request meanwhile, and the resume (under
+ * the daemon's mutex) orders the work's writes before that last call. At
+ * shutdown the threads finish every queued request before the daemon stops
+ * (MHD_stop_daemon refuses suspended connections); a request deferred after
+ * that runs its work on the pool thread itself.
  */
 #include "http/http.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -45,6 +62,9 @@
  * send well under 4 KiB of headers). */
 #define CONN_MEMORY (32 * 1024)
 #define OUT_MAX     (256ull * 1024 * 1024) /* largest JSON response */
+/* Threads for deferred work; each holds a store connection while busy
+ * (main.c sizes the pool for them). */
+#define DEFER_THREADS 4
 
 /* ---- request helpers (request.h) ---- */
 
@@ -83,6 +103,12 @@ void ad_req_add_header(ad_req *req, const char *name, const char *value)
 }
 
 /* ---- lifecycle ---- */
+
+void ad_req_defer(ad_req *req, void (*work)(ad_req *req, void *ud), void *ud)
+{
+    req->deferred = work;
+    req->deferred_ud = ud;
+}
 
 static ad_req *req_new(ad_server *srv, struct MHD_Connection *conn, const char *url,
                        const char *method)
@@ -463,6 +489,29 @@ static void absorb(ad_req *req, const char *data, size_t len)
     }
 }
 
+/* The handler (or its deferred work) is done with the store: its
+ * connection goes back now, not when the response has been sent (a worker
+ * runs one handler at a time but may have many responses in flight; holding
+ * one connection each exhausts the pool and the worker waits for itself). */
+static void release_db(ad_req *req)
+{
+    if (req->db) {
+        ad_store_release(req->srv->store, req->db);
+        req->db = NULL;
+    }
+}
+
+/* Runs a request's deferred work, on whichever thread. */
+static void run_deferred(ad_req *req)
+{
+    void (*work)(ad_req *, void *) = req->deferred;
+    req->deferred = NULL;
+    work(req, req->deferred_ud);
+    if (!req->responded)
+        ad_reply_internal(req, AD_EINTERNAL);
+    release_db(req);
+}
+
 static void finish(ad_req *req)
 {
     if (req->mp && ad_mp_finish(req->mp) != AD_OK) {
@@ -471,16 +520,108 @@ static void finish(ad_req *req)
         return;
     }
     req->route->handler(req);
-    if (!req->responded)
+    if (req->responded)
+        req->deferred = NULL; /* an answer (an error) wins over deferred work */
+    else if (!req->deferred)
         ad_reply_internal(req, AD_EINTERNAL);
-    /* The handler is done with the store: give its connection back now, not
-     * when the response has been sent (a worker runs one handler at a time
-     * but may have many responses in flight; holding one connection each
-     * exhausts the pool and the worker waits for itself). */
-    if (req->db) {
-        ad_store_release(req->srv->store, req->db);
-        req->db = NULL;
+    release_db(req);
+}
+
+/* ---- deferred work (see the top) ---- */
+
+typedef struct ad_defer {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    ad_req *head, **tail; /* queued requests, their connections suspended */
+    bool stopping;        /* no more queueing; the threads drain and end */
+    pthread_t threads[DEFER_THREADS];
+    int nthreads;
+} ad_defer;
+
+static void *defer_main(void *arg)
+{
+    pthread_setname_np(pthread_self(), "ad-defer");
+    ad_defer *d = arg;
+    pthread_mutex_lock(&d->mu);
+    for (;;) {
+        while (!d->head && !d->stopping)
+            pthread_cond_wait(&d->cv, &d->mu);
+        ad_req *req = d->head;
+        if (!req) /* stopping, and nothing left */
+            break;
+        d->head = req->defer_next;
+        if (!d->head)
+            d->tail = &d->head;
+        pthread_mutex_unlock(&d->mu);
+        struct MHD_Connection *conn = req->conn;
+        run_deferred(req);
+        MHD_resume_connection(conn); /* on_request sends the response */
+        pthread_mutex_lock(&d->mu);
     }
+    pthread_mutex_unlock(&d->mu);
+    return NULL;
+}
+
+/* Suspends the request's connection and queues it; false when the threads
+ * are stopping (or never started): the caller runs the work itself. The
+ * suspension comes first, so no thread can resume the connection before it
+ * is suspended. */
+static bool defer_queue(ad_defer *d, ad_req *req)
+{
+    if (!d)
+        return false;
+    pthread_mutex_lock(&d->mu);
+    bool ok = !d->stopping;
+    if (ok) {
+        MHD_suspend_connection(req->conn);
+        req->defer_next = NULL;
+        *d->tail = req;
+        d->tail = &req->defer_next;
+        pthread_cond_signal(&d->cv);
+    }
+    pthread_mutex_unlock(&d->mu);
+    return ok;
+}
+
+static ad_err defer_start(ad_server *srv)
+{
+    ad_defer *d = ad_calloc(1, sizeof *d);
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_cond_init(&d->cv, NULL);
+    d->tail = &d->head;
+    srv->defer = d;
+    for (int i = 0; i < DEFER_THREADS; i++) {
+        if (pthread_create(&d->threads[i], NULL, defer_main, d) != 0)
+            return AD_EINTERNAL; /* defer_stop joins the ones started */
+        d->nthreads++;
+    }
+    return AD_OK;
+}
+
+/* Lets the threads finish every queued request (each resumed), then ends
+ * them; requests deferred from now on run on their pool thread. */
+static void defer_stop(ad_server *srv)
+{
+    ad_defer *d = srv->defer;
+    if (!d)
+        return;
+    pthread_mutex_lock(&d->mu);
+    d->stopping = true;
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+    for (int i = 0; i < d->nthreads; i++)
+        pthread_join(d->threads[i], NULL);
+}
+
+static void defer_free(ad_server *srv)
+{
+    ad_defer *d = srv->defer;
+    if (!d)
+        return;
+    pthread_mutex_destroy(&d->mu);
+    pthread_cond_destroy(&d->cv);
+    ad_free(d);
+    srv->defer = NULL;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -527,6 +668,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (!req->responded)
         finish(req);
+    if (req->deferred) {
+        if (defer_queue(req->srv->defer, req))
+            return MHD_YES; /* called again once resumed */
+        run_deferred(req);
+    }
     return send_response(req);
 }
 
@@ -581,6 +727,10 @@ ad_err ad_http_start(ad_server *srv)
         ad_log(&srv->log, AD_LOG_ERROR, "cannot start the event-stream writer thread");
         return AD_EIO;
     }
+    if (defer_start(srv)) {
+        ad_log(&srv->log, AD_LOG_ERROR, "cannot start the deferred-work threads");
+        goto fail;
+    }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)
@@ -595,21 +745,27 @@ ad_err ad_http_start(ad_server *srv)
     if (!srv->mhd) {
         ad_log(&srv->log, AD_LOG_ERROR, "cannot listen on %s:%d", srv->cfg.listen_host,
                srv->cfg.listen_port);
-        ad_sse_hub_stop(srv->sse_hub);
-        srv->sse_hub = NULL;
-        return AD_EIO;
+        goto fail;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = info ? info->port : (unsigned short)srv->cfg.listen_port;
     return AD_OK;
+fail:
+    defer_stop(srv);
+    defer_free(srv);
+    ad_sse_hub_stop(srv->sse_hub);
+    srv->sse_hub = NULL;
+    return AD_EIO;
 }
 
 void ad_http_stop(ad_server *srv)
 {
     ad_sse_hub_quiesce(srv->sse_hub);
+    defer_stop(srv); /* every deferred request resumed */
     if (srv->mhd)
         MHD_stop_daemon(srv->mhd);
     srv->mhd = NULL;
+    defer_free(srv);
     /* After the daemon: every response (and so every stream) is gone. */
     ad_sse_hub_stop(srv->sse_hub);
     srv->sse_hub = NULL;

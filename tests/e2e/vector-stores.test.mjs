@@ -14,6 +14,7 @@ import { toFile, NotFoundError, BadRequestError } from 'openai';
 import { startServer, openai, azure, raw, errorOf } from './lib/server.mjs';
 import { startUpstream } from './lib/upstream.mjs';
 
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const VAULT = 'Vault runbook.\n\nRotate the unseal keys every 90 days. The root token is revoked after setup.';
 const MONITOR = 'Monitoring guide.\n\nAlerts are routed to the on-call engineer through PagerDuty. Dashboards live in Grafana.';
 const SALES = JSON.stringify({ company: 'Contoso', quarter: 'Q3', revenue_usd: 1250000, region: 'EMEA' });
@@ -455,6 +456,55 @@ describe('vector stores with an embeddings backend', () => {
     assert.equal(bad.last_error.code, 'server_error');
     assert.match(bad.last_error.message, /embedding/i);
   });
+});
+
+// A search whose query must be embedded waits for a remote call; it must
+// not hold an HTTP thread meanwhile (one here: --threads 1). SIGTERM while
+// searches wait: the server answers them once the backend does, then exits
+// cleanly (libmicrohttpd refuses to stop with suspended connections).
+test('a search waiting for the embeddings backend holds no HTTP thread; shutdown waits for it', async () => {
+  const up = await startUpstream({ apiKey: 'up-key' });
+  const s = await startServer({ args: ['--threads', '1'], env: { OPENAI_BASE_URL: up.url, OPENAI_API_KEY: 'up-key', ASSISTD_EMBEDDINGS_MODEL: 'fixture-embed' } });
+  let release = () => {};
+  try {
+    const c = openai(s);
+    const vs = await c.vectorStores.create({});
+    const f = await c.vectorStores.files.uploadAndPoll(vs.id, await toFile(Buffer.from(VAULT), 'vault_info.txt'));
+    assert.equal(f.status, 'completed');
+    up.holdEmbeddings(new Promise((r) => { release = r; }));
+    const n = up.embeddingRequests.length;
+    let answered = false;
+    const pending = c.vectorStores.search(vs.id, { query: 'unseal keys' }).finally(() => { answered = true; });
+    await up.waitForEmbedding(n);
+    // The only HTTP thread goes on answering while the search waits.
+    const t0 = Date.now();
+    for (let i = 0; i < 5; i++) assert.equal((await c.vectorStores.retrieve(vs.id, { timeout: 3000 })).id, vs.id);
+    assert.ok(Date.now() - t0 < 3000, `five retrieves took ${Date.now() - t0} ms`);
+    assert.equal(answered, false, 'the search waits for its embedding');
+    release();
+    up.holdEmbeddings(null);
+    const res = await pending;
+    assert.deepEqual(up.embeddingRequests[n].body.input, ['unseal keys']);
+    assert.equal(res.data[0].filename, 'vault_info.txt');
+    // Six at once (four run, two queue), then SIGTERM while they wait.
+    up.holdEmbeddings(new Promise((r) => { release = r; }));
+    const m = up.embeddingRequests.length;
+    const many = Array.from({ length: 6 }, () => c.vectorStores.search(vs.id, { query: 'root token' }).then((r) => r, (e) => e));
+    await up.waitForEmbedding(m + 3);
+    s.proc.kill('SIGTERM');
+    await sleep(300);
+    assert.equal(s.proc.exitCode, null, 'shutdown waits for the searches');
+    release();
+    up.holdEmbeddings(null);
+    const settled = await Promise.all(many);
+    // Each got its answer, or lost its connection as the server stopped.
+    for (const r of settled) assert.ok(r?.object === 'vector_store.search_results.page' || r instanceof Error, String(r));
+    console.log(`searches at SIGTERM: ${settled.filter((r) => !(r instanceof Error)).length} of 6 answered`);
+  } finally {
+    release();
+    await s.stop();
+    await up.close();
+  }
 });
 
 function hasSqlite3() {

@@ -9,7 +9,8 @@
 // POST .../embeddings answers deterministic vectors (embedText below: a
 // hashed bag of words, so texts sharing words are close); those requests go
 // to up.embeddingRequests, not up.requests. up.failEmbeddings(n) makes the
-// next n embedding requests answer 500.
+// next n embedding requests answer 500. up.holdEmbeddings(promise) makes
+// embedding requests wait for it before answering (null: no more waiting).
 //
 // Each POST .../chat/completions consumes the next scripted step; with none
 // left it answers 500. Every request received (also the refused ones) is
@@ -90,6 +91,7 @@ export async function startUpstream({ dialect = 'openai', apiKey, deployments } 
   const modelRequests = [];
   const embeddingRequests = [];
   let embedFailures = 0;
+  let embedHold = null;
   const waiters = new Set();
   let modelList = [];
   let seq = 0;
@@ -165,6 +167,8 @@ export async function startUpstream({ dialect = 'openai', apiKey, deployments } 
     if (route === 'embeddings') {
       requests.splice(requests.indexOf(entry), 1);
       embeddingRequests.push(entry);
+      notify();
+      if (embedHold) await embedHold;
       if (embedFailures > 0) {
         embedFailures--;
         return sendJson(res, 500, oaiError('upstream fixture: scripted embeddings failure', 'server_error'));
@@ -378,6 +382,8 @@ export async function startUpstream({ dialect = 'openai', apiKey, deployments } 
     modelRequests,
     embeddingRequests,
     failEmbeddings(n = 1) { embedFailures = n; return this; },
+    holdEmbeddings(promise) { embedHold = promise; return this; },
+    waitForEmbedding: (i) => until(() => embeddingRequests.length > i, () => embeddingRequests[i]),
     script(...more) { steps.push(...more.map((s) => (typeof s === 'string' ? { text: s } : s))); return this; },
     get pending() { return steps.length; },
     models(list) {
