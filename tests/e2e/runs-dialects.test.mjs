@@ -201,6 +201,45 @@ test('ollama: a text answer with finish_reason stop completes, usage counted', a
   }
 });
 
+// The README's complete example ("Runs"), run as written: its shell line's
+// variables (OPENAI_BASE_URL pointed at a fixture speaking Ollama's
+// dialect instead of a live Ollama) and its script, with only the base URL
+// changed to this server's. The script must print the model's answer.
+test("README: the complete example against an Ollama-style server runs as written", async () => {
+  const { readFileSync, writeFileSync: write, rmSync: rm } = await import('node:fs');
+  const { execFile } = await import('node:child_process');
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const at = readme.indexOf('A complete example against a real OpenAI-compatible server');
+  assert.ok(at > 0, 'the README has the example');
+  const sh = /```sh\n([^\n]*make run)\n```/.exec(readme.slice(at));
+  const js = /```js\n([\s\S]*?)```/.exec(readme.slice(at));
+  assert.ok(sh && js, 'the example has a shell line and a script');
+  const env = Object.fromEntries([...sh[1].matchAll(/\b([A-Z_]+)=(\S+)/g)].map((m) => [m[1], m[2]]));
+  assert.deepEqual(Object.keys(env).sort(), ['ASSISTD_MODELS', 'OPENAI_API_KEY', 'OPENAI_BASE_URL']);
+  const up = await startUpstream({ dialect: 'ollama', apiKey: env.OPENAI_API_KEY });
+  const s = await startServer({ keys: null, env: { ...env, OPENAI_BASE_URL: up.url } });
+  const script = new URL(`./readme-example-${process.pid}.mjs`, import.meta.url);
+  try {
+    assert.ok(js[1].includes('"http://localhost:8080/v1"'));
+    write(script, js[1].replace('"http://localhost:8080/v1"', JSON.stringify(`${s.url}/v1`)));
+    up.script({ text: '2 + 2 = 4.', chunks: ['2 + 2', ' = ', '4.'] });
+    const out = await new Promise((resolve, reject) => {
+      execFile(process.execPath, [script.pathname], { timeout: 30000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)));
+    });
+    assert.equal(out, '2 + 2 = 4.\n');
+    const body = up.requests[0].body;
+    assert.equal(body.model, 'llama3.1');
+    assert.equal(body.stream, true);
+    assert.deepEqual(body.messages.map((m) => m.role), ['system', 'user']);
+    assert.equal(body.messages[0].content, 'Answer briefly.');
+    assert.equal(body.messages[1].content, 'What is 2+2?');
+  } finally {
+    rm(script, { force: true });
+    await s.stop();
+    await up.close();
+  }
+});
+
 test('a backends file: GET /v1/models lists its models; unknown models are refused on assistants and runs', async () => {
   const up = await startUpstream({ apiKey: 'k' });
   const s = await startServer({
