@@ -61,6 +61,8 @@ typedef struct ad_form_field {
     struct ad_form_field *next;
 } ad_form_field;
 
+#define AD_REQ_HEADERS_MAX 6
+
 struct ad_req {
     ad_server *srv;
     struct MHD_Connection *conn;
@@ -99,7 +101,7 @@ struct ad_req {
     int out_fd;  /* >= 0: send this file instead of out */
     ad_sse *sse; /* non-NULL: a Server-Sent Events stream (http/sse.h) */
     uint64_t out_size;
-    const char *hdr_name[4], *hdr_value[4];
+    const char *hdr_name[AD_REQ_HEADERS_MAX], *hdr_value[AD_REQ_HEADERS_MAX];
     int nhdr;
     bool responded;
 
@@ -117,7 +119,8 @@ const char *ad_req_query(ad_req *req, const char *key);
 const char *ad_req_header(ad_req *req, const char *name);
 /* A multipart form field (non-file) value, or NULL. */
 const char *ad_req_form(ad_req *req, const char *name);
-/* Adds a response header (copied into the arena; at most 4). */
+/* Adds a response header (copied into the arena; at most
+ * AD_REQ_HEADERS_MAX, more are dropped). */
 void ad_req_add_header(ad_req *req, const char *name, const char *value);
 /* For a handler whose work blocks (a call to a remote service): it returns
  * without responding after ad_req_defer, and work(req, ud) runs later on one

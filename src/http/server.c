@@ -95,7 +95,7 @@ const char *ad_req_form(ad_req *req, const char *name)
 
 void ad_req_add_header(ad_req *req, const char *name, const char *value)
 {
-    if (req->nhdr >= 4)
+    if (req->nhdr >= AD_REQ_HEADERS_MAX)
         return;
     req->hdr_name[req->nhdr] = ad_arena_strdup(req->arena, name);
     req->hdr_value[req->nhdr] = ad_arena_strdup(req->arena, value);

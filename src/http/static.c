@@ -19,6 +19,11 @@
  * build is picked up at the next load. When the client accepts gzip and the
  * build left a precompressed NAME.gz beside the file, that is sent instead
  * with Content-Encoding: gzip.
+ *
+ * Every file is sent with an ETag made of its size and modification time
+ * (and "-gz" for the compressed one: another representation), so the
+ * "no-cache" index.html is revalidated with If-None-Match and answered 304
+ * without a body while the build has not changed.
  */
 #include "http/static.h"
 
@@ -131,6 +136,33 @@ bool ad_static_accepts_gzip(const char *ae)
             return true;
     }
     return false;
+}
+
+bool ad_static_etag_matches(const char *inm, const char *etag)
+{
+    if (!inm)
+        return false;
+    size_t elen = strlen(etag);
+    const char *p = inm;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (!*p)
+            return false;
+        if (*p == '*')
+            return true;
+        if (p[0] == 'W' && p[1] == '/')
+            p += 2;
+        if (*p != '"')
+            return false; /* malformed: name nothing */
+        const char *end = strchr(p + 1, '"');
+        if (!end)
+            return false;
+        size_t len = (size_t)(end - p) + 1;
+        if (len == elen && !memcmp(p, etag, len))
+            return true;
+        p = end + 1;
+    }
 }
 
 int ad_static_open(const char *root, const char *rel, struct stat *st)
@@ -250,11 +282,22 @@ void ad_h_playground(ad_req *req)
                            "No playground file found at '%s'.", url);
         return;
     }
+    char etag[80];
+    snprintf(etag, sizeof etag, "\"%llx-%llx%s\"", (unsigned long long)st.st_size,
+             (unsigned long long)st.st_mtim.tv_sec * 1000000000ull +
+                 (unsigned long long)st.st_mtim.tv_nsec,
+             gz ? "-gz" : "");
     ad_reply_fd(req, fd, (uint64_t)st.st_size, ctype);
+    /* A 304 is built as the 200 would be: libmicrohttpd sends no body with
+     * it but keeps Content-Length, which RFC 9110 allows only when it is
+     * the 200's. */
+    if (ad_static_etag_matches(ad_req_header(req, "If-None-Match"), etag))
+        req->status = 304;
+    ad_req_add_header(req, "ETag", etag);
     ad_req_add_header(req, "Cache-Control",
                       immutable ? "public, max-age=31536000, immutable" : "no-cache");
     ad_req_add_header(req, "Vary", "Accept-Encoding");
     ad_req_add_header(req, "X-Content-Type-Options", "nosniff");
-    if (gz)
+    if (gz && req->status != 304)
         ad_req_add_header(req, "Content-Encoding", "gzip");
 }

@@ -36,6 +36,11 @@ const char *ad_static_ctype(const char *name);
  * token whose q is not 0). NULL accepts nothing. */
 bool ad_static_accepts_gzip(const char *accept_encoding);
 
+/* True when an If-None-Match header value names etag (a quoted entity tag,
+ * as sent in ETag): a list of entity tags compared weakly (a W/ prefix is
+ * ignored), or "*". NULL or a malformed list names nothing. */
+bool ad_static_etag_matches(const char *if_none_match, const char *etag);
+
 /* Opens root/rel for reading, refusing symlinks in every component (also in
  * rel's directories) and anything but a regular file. rel must satisfy
  * ad_static_path_ok. Returns the descriptor (fstat in *st) or -1 with errno

@@ -659,9 +659,30 @@ test('static serving: redirect, caching, gzip, traversal, HEAD, no key needed', 
   assert.equal(r2.headers.get('cache-control'), 'no-cache');
   const html = await r2.text();
   const js = /src="\.\/(assets\/[^"]+\.js)"/.exec(html)[1];
+  // Revalidation: the page is "no-cache", so a browser asks again with the
+  // ETag it has; an unchanged build answers 304 with no body.
+  const etag = r2.headers.get('etag');
+  assert.match(etag, /^"[0-9a-f]+-[0-9a-f]+"$/);
+  const r2b = await fetch(base, { headers: { 'Accept-Encoding': 'identity', 'If-None-Match': `"x", W/${etag}` } });
+  assert.equal(r2b.status, 304);
+  assert.equal(r2b.headers.get('etag'), etag);
+  assert.equal(r2b.headers.get('cache-control'), 'no-cache');
+  // No body; a Content-Length only as the 200's (RFC 9110).
+  assert.equal(r2b.headers.get('content-length'), r2.headers.get('content-length'));
+  assert.equal(await r2b.text(), '');
   const r3 = await fetch(base + js);  // fetch sends Accept-Encoding: gzip and decodes
   assert.equal(r3.status, 200);
   assert.equal(r3.headers.get('content-encoding'), 'gzip');
+  const gzTag = r3.headers.get('etag');
+  assert.match(gzTag, /^"[0-9a-f]+-[0-9a-f]+-gz"$/);
+  const r3b = await fetch(base + js, { headers: { 'If-None-Match': gzTag } });
+  assert.equal(r3b.status, 304);
+  assert.equal(r3b.headers.get('content-encoding'), null);
+  // The plain file is another representation: its tag differs.
+  const r3c = await fetch(base + js, { headers: { 'Accept-Encoding': 'identity', 'If-None-Match': gzTag } });
+  assert.equal(r3c.status, 200);
+  assert.notEqual(r3c.headers.get('etag'), gzTag);
+  await r3c.arrayBuffer();
   assert.equal(r3.headers.get('cache-control'), 'public, max-age=31536000, immutable');
   assert.equal(r3.headers.get('content-type'), 'text/javascript; charset=utf-8');
   assert.equal((await r3.arrayBuffer()).byteLength, statSync(path.join(BUILD, 'playground', js)).size);
@@ -677,7 +698,8 @@ test('static serving: redirect, caching, gzip, traversal, HEAD, no key needed', 
     assert.deepEqual(Object.keys(e).sort(), ['code', 'message', 'param', 'type'], p);
     assert.match(e.message, /'\/playground\//, p);
   }
-  // Conditional and range requests are not supported: the whole file, 200.
+  // A tag that does not match, If-Modified-Since and Range (not supported):
+  // the whole file, 200.
   const r6 = await fetch(base + js, { headers: { 'If-None-Match': '"x"', 'If-Modified-Since': new Date().toUTCString(), Range: 'bytes=0-9', 'Accept-Encoding': 'identity' } });
   assert.equal(r6.status, 200);
   assert.equal((await r6.arrayBuffer()).byteLength, statSync(path.join(BUILD, 'playground', js)).size);

@@ -79,6 +79,25 @@ static void accept_encoding(void **state)
     assert_false(ad_static_accepts_gzip("gzipx"));
 }
 
+static void if_none_match(void **state)
+{
+    (void)state;
+    const char *tag = "\"1a-2b-gz\"";
+    assert_true(ad_static_etag_matches("\"1a-2b-gz\"", tag));
+    assert_true(ad_static_etag_matches("W/\"1a-2b-gz\"", tag)); /* weak comparison */
+    assert_true(ad_static_etag_matches("\"x\", \"1a-2b-gz\"", tag));
+    assert_true(ad_static_etag_matches(" \"x\" ,W/\"1a-2b-gz\",", tag));
+    assert_true(ad_static_etag_matches("*", tag));
+    assert_false(ad_static_etag_matches(NULL, tag));
+    assert_false(ad_static_etag_matches("", tag));
+    assert_false(ad_static_etag_matches("\"1a-2b\"", tag));  /* the other representation */
+    assert_false(ad_static_etag_matches("\"1a-2b-gz", tag)); /* unterminated */
+    assert_false(ad_static_etag_matches("1a-2b-gz", tag));   /* unquoted */
+    assert_false(ad_static_etag_matches("\"x\" junk \"1a-2b-gz\"", tag));
+    assert_false(ad_static_etag_matches("w/\"1a-2b-gz\"", tag)); /* W/ is case-sensitive */
+    assert_false(ad_static_etag_matches("\"\"", tag));
+}
+
 static void write_file(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
@@ -154,9 +173,8 @@ static void open_below_root(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(path_checks),
-        cmocka_unit_test(content_types),
-        cmocka_unit_test(accept_encoding),
+        cmocka_unit_test(path_checks),     cmocka_unit_test(content_types),
+        cmocka_unit_test(accept_encoding), cmocka_unit_test(if_none_match),
         cmocka_unit_test(open_below_root),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
