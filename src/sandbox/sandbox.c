@@ -439,7 +439,10 @@ static ad_err do_spawn(ad_sandbox *sb, session *s)
     if (pid < 0)
         goto out;
     if (pid == 0) {
-        /* Child: only async-signal-safe calls from here to execve. */
+        /* Child: only async-signal-safe calls from here to execve. Its own
+         * process group, which bwrap's children share until the sandboxed
+         * command starts its session: stop_interp kills the group. */
+        setpgid(0, 0);
         int src[6] = {devnull, op[1], op[1], sv[1], bpf, drv};
         int hi[6];
         for (int i = 0; i < 6; i++)
@@ -467,6 +470,7 @@ static ad_err do_spawn(ad_sandbox *sb, session *s)
         execve(BWRAP, argv, envp);
         _exit(127);
     }
+    setpgid(pid, pid); /* as the child does: whichever runs first */
     s->pid = pid;
     s->py = 0;
     s->ctl = sv[0];
@@ -504,6 +508,11 @@ static void stop_interp(session *s)
             kill(s->py, SIGKILL);
         if (s->init > 0)
             kill(s->init, SIGKILL);
+        /* The group too: bwrap's child, the sandbox's PID 1 to be, waits for
+         * its parent to write its uid map before it can die with it
+         * (--die-with-parent); killed alone, bwrap would leave it waiting
+         * for ever, re-parented to init. */
+        kill(-s->pid, SIGKILL);
         kill(s->pid, SIGKILL);
         while (waitpid(s->pid, NULL, 0) < 0 && errno == EINTR)
             ;

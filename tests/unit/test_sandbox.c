@@ -640,6 +640,9 @@ static void test_disk_quota_unscanned(void **state)
     cfg_init(&cfg);
     cfg.sandbox_disk = 8ull << 20;
     cfg.sandbox_file_size = 4ull << 20;
+    /* 25,000 files take a few seconds on a loaded machine; the run must end
+     * killed-disk, not by the clock. */
+    cfg.sandbox_timeout = 30;
     ad_sandbox *x = own_sandbox("quota-deep", &cfg, &logger);
     /* Deeper than any scan looks. */
     ad_sbx_result r = run_in(x, "deep",
