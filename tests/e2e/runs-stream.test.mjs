@@ -462,6 +462,7 @@ test('back-pressure: a client that stops reading pauses the model call; nothing 
     assert.equal(await metric(s, 'assistd_model_calls_paused'), 0);
     const http = await import('node:http');
     let body = '';
+    let response; // the paused response, resumed below
     const ended = new Promise((resolve, reject) => {
       const payload = JSON.stringify({ assistant_id: a.id, stream: true });
       const req = http.request(`${s.url}/v1/threads/${thread.id}/runs`, {
@@ -474,7 +475,7 @@ test('back-pressure: a client that stops reading pauses the model call; nothing 
         res.on('data', (d) => { body += d; });
         res.on('end', resolve);
         res.on('error', reject);
-        ended.res = res;
+        response = res;
       });
       req.on('error', reject);
       req.end(payload);
@@ -501,7 +502,7 @@ test('back-pressure: a client that stops reading pauses the model call; nothing 
     console.log(`back-pressure: the model stream stopped after ${sent} pieces`);
     // The client reads again; the model is told to finish.
     finish = true;
-    ended.res.resume();
+    response.resume();
     await ended;
     const ev = parseSSE(body);
     assert.deepEqual(names(ev).slice(0, 7), [...RUN_OPEN, ...MSG_OPEN]);
