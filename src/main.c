@@ -103,6 +103,9 @@ static ad_err load_tokenizers(ad_server *srv)
 
 static void cleanup(ad_server *srv)
 {
+    /* Embeddings calls in flight (deferred searches, file_search tools,
+     * ingestion) give up now rather than hold up the stops below. */
+    atomic_store(&srv->stopping, true);
     /* Streams end first, so that no connection stays suspended, then the
      * front stops, then the model calls and the store. */
     ad_sandbox_shutdown(srv->sandbox); /* running cells end within ~250 ms */

@@ -829,6 +829,11 @@ static void search_run(ad_req *req, void *ud)
         reply_expired(req, sj->store);
         return;
     }
+    if (rc == AD_ECANCELED) { /* shutdown began while its query was embedded */
+        json_decref(sj->echo);
+        ad_reply_error(req, 503, "server_error", NULL, NULL, "The server is shutting down.");
+        return;
+    }
     if (rc) {
         json_decref(sj->echo);
         ad_reply_internal(req, rc);

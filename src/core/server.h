@@ -11,6 +11,7 @@
 #ifndef AD_SERVER_H
 #define AD_SERVER_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "core/config.h"
@@ -49,6 +50,9 @@ typedef struct ad_server {
     char **models;            /* parsed from cfg.models; NULL-terminated */
     size_t nmodels;
     unsigned short port; /* the bound port (differs from cfg when 0 was asked) */
+    /* Set once, when shutdown begins (main.c, cleanup); blocking remote
+     * calls made off the loops (embeddings) give up when they see it. */
+    atomic_bool stopping;
 } ad_server;
 
 #endif

@@ -502,7 +502,7 @@ static void process(ad_ingest *ing, const job *j)
     const ad_embeddings_cfg *ecfg = ad_backends_embeddings(srv->backends);
     if (ecfg) {
         msg[0] = '\0';
-        if (ad_embed(ecfg, texts, lens, nchunks, &vecs, &dims, msg, sizeof msg)) {
+        if (ad_embed(ecfg, &srv->stopping, texts, lens, nchunks, &vecs, &dims, msg, sizeof msg)) {
             if (stopping(ing))
                 goto out;
             char m2[520];

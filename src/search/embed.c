@@ -10,6 +10,11 @@
  * the same length. Retries follow upstream.c's policy in a simpler form:
  * 429, 5xx and connection failures, back-off 500 ms doubling, at most the
  * backend's max_retries. Messages never carry the key or the host.
+ *
+ * Cancellation (embed.h): libcurl calls the transfer-progress callback
+ * below at least once a second, also while it waits for a connection or an
+ * answer, and aborts the transfer when it returns non-zero; back-off sleeps
+ * are cut into 50 ms slices that look at the flag.
  */
 #include "search/embed.h"
 
@@ -36,10 +41,35 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
     return ad_buf_add(b, p, n) ? 0 : n;
 }
 
-static void sleep_ms(long ms)
+#define SLICE_MS 50
+
+static bool cancelled(const atomic_bool *cancel)
 {
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+    return cancel && atomic_load(cancel);
+}
+
+/* False when cancelled before ms had passed. */
+static bool sleep_ms(long ms, const atomic_bool *cancel)
+{
+    while (ms > 0) {
+        if (cancelled(cancel))
+            return false;
+        long slice = ms < SLICE_MS ? ms : SLICE_MS;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = slice * 1000000L};
+        nanosleep(&ts, NULL);
+        ms -= slice;
+    }
+    return !cancelled(cancel);
+}
+
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    return cancelled(ud) ? 1 : 0;
 }
 
 /* The upstream's error.message when it sent one, else a generic text. */
@@ -99,8 +129,10 @@ out:
     return rc;
 }
 
-/* One POST; *status gets the HTTP status (0: no answer). */
-static ad_err post(const ad_embeddings_cfg *cfg, const char *body, ad_buf *resp, long *status)
+/* One POST; *status gets the HTTP status (0: no answer). AD_ECANCELED when
+ * *cancel stopped it. */
+static ad_err post(const ad_embeddings_cfg *cfg, const atomic_bool *cancel, const char *body,
+                   ad_buf *resp, long *status)
 {
     const ad_backend *be = cfg->backend;
     char url[1024], auth[1200];
@@ -128,18 +160,25 @@ static ad_err post(const ad_embeddings_cfg *cfg, const char *body, ad_buf *resp,
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, TOTAL_TIMEOUT);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (cancel) {
+        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)cancel);
+        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    }
     CURLcode cc = curl_easy_perform(h);
     *status = 0;
     if (cc == CURLE_OK)
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
     curl_slist_free_all(hdrs); /* the key's copy inside is libcurl's */
     curl_easy_cleanup(h);
+    if (cc == CURLE_ABORTED_BY_CALLBACK)
+        return AD_ECANCELED;
     return cc == CURLE_OK ? AD_OK : AD_EIO;
 }
 
-static ad_err embed_batch(const ad_embeddings_cfg *cfg, const char *const *texts,
-                          const size_t *lens, size_t n, size_t first, size_t total, float **vecs,
-                          size_t *dims, char *msg, size_t msgsize)
+static ad_err embed_batch(const ad_embeddings_cfg *cfg, const atomic_bool *cancel,
+                          const char *const *texts, const size_t *lens, size_t n, size_t first,
+                          size_t total, float **vecs, size_t *dims, char *msg, size_t msgsize)
 {
     json_t *input = json_array();
     for (size_t i = 0; i < n; i++) {
@@ -163,7 +202,11 @@ static ad_err embed_batch(const ad_embeddings_cfg *cfg, const char *const *texts
     for (int attempt = 0;; attempt++) {
         long status = 0;
         ad_buf_reset(&resp);
-        ad_err prc = post(cfg, body, &resp, &status);
+        ad_err prc = post(cfg, cancel, body, &resp, &status);
+        if (prc == AD_ECANCELED) {
+            rc = AD_ECANCELED;
+            break;
+        }
         if (!prc && status == 200) {
             rc = parse_answer(&resp, n, first, total, vecs, dims, msg, msgsize);
             break;
@@ -175,23 +218,29 @@ static ad_err embed_batch(const ad_embeddings_cfg *cfg, const char *const *texts
             upstream_message(&resp, status, msg, msgsize);
         if (!retry || attempt >= cfg->backend->max_retries)
             break;
-        sleep_ms(delay);
+        if (!sleep_ms(delay, cancel)) {
+            rc = AD_ECANCELED;
+            break;
+        }
         delay = delay * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : delay * 2;
     }
+    if (rc == AD_ECANCELED)
+        snprintf(msg, msgsize, "The server is shutting down.");
     ad_buf_free(&resp);
     free(body);
     return rc;
 }
 
-ad_err ad_embed(const ad_embeddings_cfg *cfg, const char *const *texts, const size_t *lens,
-                size_t n, float **vecs, size_t *dims, char *msg, size_t msgsize)
+ad_err ad_embed(const ad_embeddings_cfg *cfg, const atomic_bool *cancel, const char *const *texts,
+                const size_t *lens, size_t n, float **vecs, size_t *dims, char *msg, size_t msgsize)
 {
     *vecs = NULL;
     *dims = 0;
     size_t batch = cfg->batch_size > 0 ? (size_t)cfg->batch_size : 64;
     for (size_t i = 0; i < n; i += batch) {
         size_t k = n - i < batch ? n - i : batch;
-        ad_err rc = embed_batch(cfg, texts + i, lens + i, k, i, n, vecs, dims, msg, msgsize);
+        ad_err rc =
+            embed_batch(cfg, cancel, texts + i, lens + i, k, i, n, vecs, dims, msg, msgsize);
         if (rc) {
             ad_free(*vecs);
             *vecs = NULL;

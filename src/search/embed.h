@@ -14,6 +14,11 @@
  * product.
  *
  * Blocking (a libcurl easy handle per batch): call it on a worker thread.
+ * Cancellable: while *cancel (when not NULL) is true, a request in flight is
+ * abandoned within about a second and a back-off within 50 ms, and the call
+ * returns AD_ECANCELED. The server's `stopping` flag is what callers pass,
+ * so that shutdown never waits for an embeddings backend that does not
+ * answer.
  *
  * Ownership: *vecs is ad_malloc'd (n * *dims floats) and freed by the
  * caller with ad_free.
@@ -21,6 +26,7 @@
 #ifndef AD_EMBED_H
 #define AD_EMBED_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "run/backends.h"
@@ -28,7 +34,8 @@
 
 /* Embeds texts[0..n) (lengths lens[i]). On failure msg gets a user-facing
  * reason (never the key or the upstream's host). */
-ad_err ad_embed(const ad_embeddings_cfg *cfg, const char *const *texts, const size_t *lens,
-                size_t n, float **vecs, size_t *dims, char *msg, size_t msgsize);
+ad_err ad_embed(const ad_embeddings_cfg *cfg, const atomic_bool *cancel, const char *const *texts,
+                const size_t *lens, size_t n, float **vecs, size_t *dims, char *msg,
+                size_t msgsize);
 
 #endif

@@ -532,9 +532,13 @@ ad_err ad_search(ad_server *srv, ad_db *db, const ad_search_req *rq, ad_search_h
         for (size_t i = 0; i < nq; i++)
             lens[i] = strlen(rq->queries[i]);
         char emsg[300] = "";
-        if (ad_embed(ecfg, rq->queries, lens, nq, &qvecs, &dims, emsg, sizeof emsg))
+        rc =
+            ad_embed(ecfg, &srv->stopping, rq->queries, lens, nq, &qvecs, &dims, emsg, sizeof emsg);
+        if (rc && rc != AD_ECANCELED) {
             ad_log(&srv->log, AD_LOG_WARN, "search: embedding the query failed (%s); keyword only",
                    emsg);
+            rc = AD_OK;
+        }
         ad_free(lens);
     }
     size_t maxlists = nq * 2;
@@ -569,7 +573,8 @@ ad_err ad_search(ad_server *srv, ad_db *db, const ad_search_req *rq, ad_search_h
             got++;
     }
     if (rc) {
-        snprintf(msg, msgsize, "The search failed.");
+        snprintf(msg, msgsize, "%s",
+                 rc == AD_ECANCELED ? "The server is shutting down." : "The search failed.");
         ad_search_hits_free(out, got + 1);
     } else {
         *hits = out;

@@ -59,7 +59,9 @@ typedef struct ad_search_req {
  * thread, never from the run engine's loop thread. Touches last_active_at of
  * the stores searched. On success *hits (caller frees with ad_search_hits_free)
  * holds *n hits, best first. Errors with a user-facing reason in msg:
- * AD_ENOTFOUND a store does not exist, AD_ESTATE a store has expired. */
+ * AD_ENOTFOUND a store does not exist, AD_ESTATE a store has expired,
+ * AD_ECANCELED the server began to stop while the queries were embedded (a
+ * failed embedding otherwise leaves a keyword-only search). */
 ad_err ad_search(ad_server *srv, ad_db *db, const ad_search_req *rq, ad_search_hit **hits,
                  size_t *n, char *msg, size_t msgsize);
 void ad_search_hits_free(ad_search_hit *hits, size_t n);

@@ -22,6 +22,8 @@ const char *ad_strerror(ad_err e)
         return "invalid state";
     case AD_EINTERNAL:
         return "internal error";
+    case AD_ECANCELED:
+        return "cancelled: the server is stopping";
     }
     return "unknown error";
 }

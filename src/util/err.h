@@ -20,7 +20,8 @@ typedef enum {
     AD_EIO,       /* a filesystem operation failed */
     AD_EDB,       /* the store failed */
     AD_ESTATE,    /* the object is in a state that forbids the operation */
-    AD_EINTERNAL  /* a bug or an unexpected condition */
+    AD_EINTERNAL, /* a bug or an unexpected condition */
+    AD_ECANCELED  /* abandoned because the server is stopping */
 } ad_err;
 
 /* Static, human-readable name of an error code. Never NULL. */

@@ -8,7 +8,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { toFile } from 'openai';
 import { raw } from './lib/server.mjs';
-import { setupRuns, parseSSE } from './lib/runs.mjs';
+import { setupRuns, parseSSE, withRestarts } from './lib/runs.mjs';
 
 const poll = { pollIntervalMs: 20 };
 const VAULT = [
@@ -275,4 +275,46 @@ test('file_search queries: a call still searching (its store indexing) has no qu
     t.up.failEmbeddings(0);
     await t.close();
   }
+});
+
+// SIGTERM while a run's file_search waits for its query's embedding from a
+// backend that does not answer: the server stops promptly (the tool gives
+// up on the call), and the next start ends the run with a clear error
+// rather than leaving it in progress.
+test('file_search: SIGTERM while the search waits for the embeddings backend stops promptly; the restart ends the run', async () => {
+  await withRestarts(async (t) => {
+    const { up } = t;
+    let client = t.client();
+    const f = await client.files.create({ file: await toFile(Buffer.from(VAULT), 'vault_info.txt'), purpose: 'assistants' });
+    const vs = await client.vectorStores.create({ file_ids: [f.id] });
+    const ready = await client.vectorStores.files.poll(vs.id, f.id, poll);
+    assert.equal(ready.status, 'completed');
+    const a = await client.beta.assistants.create({
+      model: 'gpt-4o', tools: [{ type: 'file_search' }], tool_resources: { file_search: { vector_store_ids: [vs.id] } },
+    });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'How is the vault unsealed?' }] });
+    let release = () => {};
+    up.holdEmbeddings(new Promise((r) => { release = r; }));
+    const n = up.embeddingRequests.length;
+    up.script({ tool_calls: [{ name: 'file_search', arguments: '{"queries":["unseal vault"]}' }] }, { text: 'Three key holders.' });
+    const run = await client.beta.threads.runs.create(thread.id, { assistant_id: a.id });
+    const q = await up.waitForEmbedding(n);
+    assert.deepEqual(q.body.input, ['unseal vault']);
+    const t1 = Date.now();
+    const exited = new Promise((r) => t.s.proc.on('close', () => r(Date.now())));
+    t.s.proc.kill('SIGTERM');
+    const took = await Promise.race([exited.then((x) => x - t1), new Promise((r) => setTimeout(() => r(Infinity), 8000))]);
+    release();
+    up.holdEmbeddings(null);
+    assert.ok(took < 4000, `shutdown took ${took} ms with the embeddings backend silent`);
+    await t.stop(); // exit code 0, no sanitizer report
+    await t.start();
+    client = t.client();
+    const end = await client.beta.threads.runs.poll(run.id, { thread_id: thread.id }, poll);
+    assert.equal(end.status, 'failed');
+    assert.deepEqual(end.last_error, { code: 'server_error', message: 'The run was interrupted by a restart of the server.' });
+    const steps = await client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id });
+    assert.equal(steps.data[0].type, 'tool_calls');
+    assert.equal(steps.data[0].status, 'failed');
+  }, { env: { ASSISTD_EMBEDDINGS_MODEL: 'fixture-embed' } });
 });

@@ -460,9 +460,12 @@ describe('vector stores with an embeddings backend', () => {
 
 // A search whose query must be embedded waits for a remote call; it must
 // not hold an HTTP thread meanwhile (one here: --threads 1). SIGTERM while
-// searches wait: the server answers them once the backend does, then exits
-// cleanly (libmicrohttpd refuses to stop with suspended connections).
-test('a search waiting for the embeddings backend holds no HTTP thread; shutdown waits for it', async () => {
+// searches wait on a backend that never answers: the server gives up on the
+// embeddings calls, answers each waiting search 503 (the SDKs retry that)
+// and exits cleanly within a few seconds -- not after the calls' own
+// timeouts (libmicrohttpd refuses to stop with suspended connections, so
+// every deferred search must have been answered).
+test('a search waiting for the embeddings backend holds no HTTP thread; shutdown does not wait for the backend', async () => {
   const up = await startUpstream({ apiKey: 'up-key' });
   const s = await startServer({ args: ['--threads', '1'], env: { OPENAI_BASE_URL: up.url, OPENAI_API_KEY: 'up-key', ASSISTD_EMBEDDINGS_MODEL: 'fixture-embed' } });
   let release = () => {};
@@ -486,24 +489,74 @@ test('a search waiting for the embeddings backend holds no HTTP thread; shutdown
     const res = await pending;
     assert.deepEqual(up.embeddingRequests[n].body.input, ['unseal keys']);
     assert.equal(res.data[0].filename, 'vault_info.txt');
-    // Six at once (four run, two queue), then SIGTERM while they wait.
+    // Six at once (four run, two queue), then SIGTERM while they wait on
+    // a backend that does not answer until the test ends.
     up.holdEmbeddings(new Promise((r) => { release = r; }));
     const m = up.embeddingRequests.length;
-    const many = Array.from({ length: 6 }, () => c.vectorStores.search(vs.id, { query: 'root token' }).then((r) => r, (e) => e));
+    const many = Array.from({ length: 6 }, () => c.vectorStores.search(vs.id, { query: 'root token' }, { maxRetries: 0 }).then((r) => r, (e) => e));
     await up.waitForEmbedding(m + 3);
+    const exited = new Promise((r) => s.proc.on('close', () => r(Date.now())));
+    const t1 = Date.now();
     s.proc.kill('SIGTERM');
-    await sleep(300);
-    assert.equal(s.proc.exitCode, null, 'shutdown waits for the searches');
-    release();
-    up.holdEmbeddings(null);
+    const took = await Promise.race([exited.then((t) => t - t1), sleep(8000).then(() => Infinity)]);
+    assert.ok(took < 4000, `shutdown took ${took} ms with the embeddings backend silent`);
     const settled = await Promise.all(many);
-    // Each got its answer, or lost its connection as the server stopped.
-    for (const r of settled) assert.ok(r?.object === 'vector_store.search_results.page' || r instanceof Error, String(r));
-    console.log(`searches at SIGTERM: ${settled.filter((r) => !(r instanceof Error)).length} of 6 answered`);
+    // The four running ones are answered 503; the two queued ones are too,
+    // or lose their connection if the front stopped before they ran.
+    const refused = settled.filter((r) => r?.status === 503);
+    assert.ok(refused.length >= 4, settled.map(String).join('; '));
+    for (const r of settled) {
+      if (r?.status === 503) {
+        assert.equal(r.error.type, 'server_error');
+        assert.equal(r.error.message, 'The server is shutting down.');
+      } else {
+        assert.ok(r instanceof Error && !('status' in r && r.status), String(r));
+      }
+    }
+    console.log(`searches at SIGTERM: ${refused.length} of 6 answered 503; exit after ${took} ms`);
   } finally {
     release();
     await s.stop();
     await up.close();
+  }
+});
+
+// Ingestion waiting on an embeddings backend that does not answer must not
+// hold up SIGTERM either: the file is left in_progress (not failed) and is
+// ingested again by the next start.
+test('SIGTERM while a file waits for its embeddings: prompt exit, and the next start completes the file', async () => {
+  const up = await startUpstream({ apiKey: 'up-key' });
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'assistd-vs-term-'));
+  const env = { OPENAI_BASE_URL: up.url, OPENAI_API_KEY: 'up-key', ASSISTD_EMBEDDINGS_MODEL: 'fixture-embed' };
+  let release = () => {};
+  let s2 = null;
+  try {
+    const s = await startServer({ dataDir, env });
+    const c = openai(s);
+    up.holdEmbeddings(new Promise((r) => { release = r; }));
+    const f = await upload(c, VAULT, 'vault_info.txt');
+    const vs = await c.vectorStores.create({ file_ids: [f.id] });
+    await up.waitForEmbedding(0);
+    const t1 = Date.now();
+    const exited = new Promise((r) => s.proc.on('close', () => r(Date.now())));
+    s.proc.kill('SIGTERM');
+    const took = await Promise.race([exited.then((t) => t - t1), sleep(8000).then(() => Infinity)]);
+    assert.ok(took < 4000, `shutdown took ${took} ms with the embeddings backend silent`);
+    await s.stop({ keepData: true }); // exit code 0, no sanitizer report
+    release();
+    up.holdEmbeddings(null);
+    s2 = await startServer({ dataDir, env });
+    const c2 = openai(s2);
+    const vf = await c2.vectorStores.files.poll(vs.id, f.id, { pollIntervalMs: 100 });
+    assert.equal(vf.status, 'completed', JSON.stringify(vf.last_error));
+    assert.ok(up.embeddingRequests.length >= 2, 'embedded again after the restart');
+    const res = await c2.vectorStores.search(vs.id, { query: 'unseal keys' });
+    assert.equal(res.data[0].filename, 'vault_info.txt');
+  } finally {
+    release();
+    if (s2) await s2.stop();
+    await up.close();
+    rmSync(dataDir, { recursive: true, force: true });
   }
 });
 
