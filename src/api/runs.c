@@ -52,7 +52,8 @@ static ad_err first_id(void *ud, const char *id, const char *json, size_t len)
     return AD_OK;
 }
 
-bool ad_api_active_run(ad_req *req, const char *thread_id, char out[AD_ID_MAX])
+/* The thread's active run as stored (reservations aside). */
+static bool stored_active_run(ad_req *req, const char *thread_id, char out[AD_ID_MAX])
 {
     ad_list_q q = {.project = req->project,
                    .kind = "run",
@@ -62,12 +63,18 @@ bool ad_api_active_run(ad_req *req, const char *thread_id, char out[AD_ID_MAX])
                    .asc = true};
     bool more;
     out[0] = '\0';
-    /* A streamed creation answered but not stored yet counts; asked first,
-     * as its reservation ends only once the run is committed. */
-    if (req->srv->engine && ad_engine_pending(req->srv->engine, thread_id, out))
-        return true;
     ad_db_list(ad_req_db(req), &q, first_id, out, &more);
     return out[0] != '\0';
+}
+
+bool ad_api_active_run(ad_req *req, const char *thread_id, char out[AD_ID_MAX])
+{
+    out[0] = '\0';
+    /* A creation reserved but not stored yet counts; asked first, as its
+     * reservation ends only once the run is committed. */
+    if (req->srv->engine && ad_engine_pending(req->srv->engine, thread_id, out))
+        return true;
+    return stored_active_run(req, thread_id, out);
 }
 
 static bool known_include(const char *v)
@@ -350,20 +357,32 @@ void ad_h_runs_create(ad_req *req)
     if (!run)
         return;
     unsigned flags = wants_step_content(req) ? AD_ENGINE_STEP_CONTENT : 0;
+    /* The thread is reserved for this run until it is stored: of two
+     * creations racing on a thread, the second to reserve is refused here,
+     * and the store is asked again after reserving, so a run committed by
+     * a creation that reserved and released in between is seen. Either way
+     * the loser gets OpenAI's 400 before anything was answered -- never a
+     * stream that holds only an error. */
+    ad_engine *eng = req->srv->engine;
+    const char *run_id = json_string_value(json_object_get(run, "id"));
+    char active[AD_ID_MAX];
+    bool reserved = ad_engine_reserve(eng, thread_id, run_id, active);
+    if (reserved && stored_active_run(req, thread_id, active)) {
+        ad_engine_release(eng, thread_id, run_id);
+        reserved = false;
+    }
+    if (!reserved) {
+        reply_active(req, thread_id, active);
+        free(text);
+        json_decref(run);
+        return;
+    }
     if (json_is_true(json_object_get(body, "stream")) &&
         !json_array_size(json_object_get(body, "additional_messages"))) {
         /* A stream answers at once; the engine's writer stores the run
          * with its other writes (one commit for many creations, no wait
-         * for the write lock here) and announces it once committed. Until
-         * then the thread is reserved: whoever asks next is refused. */
-        const char *run_id = json_string_value(json_object_get(run, "id"));
-        char active[AD_ID_MAX];
-        if (!ad_engine_reserve(req->srv->engine, thread_id, run_id, active)) {
-            reply_active(req, thread_id, active);
-            free(text);
-            json_decref(run);
-            return;
-        }
+         * for the write lock here), announces it once committed and then
+         * releases the thread. */
         ad_sse *sse = ad_engine_stream(req->srv->engine);
         ad_sse_respond(req, sse);
         ad_engine_create(req->srv->engine, req->project, thread_id, run_id, sse, flags, text, run);
@@ -373,19 +392,15 @@ void ad_h_runs_create(ad_req *req)
         return;
     }
     ad_db *db = ad_req_db(req);
-    if (!ad_api_ok(req, ad_db_begin(db))) {
-        free(text);
-        json_decref(run);
-        return;
-    }
-    if (!ad_api_thread_exists(req, thread_id) || !no_active_run(req, thread_id) ||
-        !store_run(req, thread_id, body, run, text)) {
+    if (!ad_api_ok(req, ad_db_begin(db)))
+        goto out;
+    if (!ad_api_thread_exists(req, thread_id) || !store_run(req, thread_id, body, run, text)) {
         ad_db_rollback(db);
-        free(text);
-        json_decref(run);
-        return;
+        goto out;
     }
     start(req, body, NULL, run, text, flags);
+out:
+    ad_engine_release(eng, thread_id, run_id); /* committed (or not) */
     free(text);
     json_decref(run);
 }

@@ -555,7 +555,7 @@ bool ad_engine_pending(ad_engine *e, const char *thread_id, char active[AD_ID_MA
 
 /* The creation of run_id is stored (committed) or refused: its thread is
  * judged by the store again. */
-static void pend_release(ad_engine *e, const char *thread_id, const char *run_id)
+void ad_engine_release(ad_engine *e, const char *thread_id, const char *run_id)
 {
     pthread_mutex_lock(&e->pend_mu);
     for (pend **p = &e->pend[id_hash(thread_id) % PEND_BUCKETS]; *p; p = &(*p)->next)
@@ -1341,7 +1341,7 @@ static void writer_done(void *ud, ad_wop *ops)
             evq_send(&o->out, o->sse);
         }
         if (o->start) /* stored (the store says so from now on) or not */
-            pend_release(e, o->thread_id, o->run_id);
+            ad_engine_release(e, o->thread_id, o->run_id);
     }
     ad_upstream_post(e->up, ops_done, ops);
 }
@@ -2592,7 +2592,7 @@ void ad_engine_create(ad_engine *e, const char *project, const char *thread_id, 
     if (!w) { /* stopping: nothing is stored, the stream says so and ends */
         push_error(&o->out, "server_error", "The server is shutting down.");
         evq_send(&o->out, sse);
-        pend_release(e, thread_id, run_id);
+        ad_engine_release(e, thread_id, run_id);
         op_free(o);
     }
 }

@@ -65,13 +65,19 @@ void ad_engine_run(ad_engine *e, const char *project, const char *thread_id, con
 void ad_engine_run_stored(ad_engine *e, const char *project, const char *thread_id,
                           const char *run_id, ad_sse *sse, unsigned flags, const char *text,
                           json_t *run);
-/* Any thread (createRun with stream: true), before answering: reserves
- * thread_id for the run run_id, whose creation the caller then hands to
- * ad_engine_create (which always releases the reservation, once the run
- * is stored or refused). False, with the reserving run's id in active,
- * when another creation on the thread holds it. */
+/* Any thread (createRun), before the thread's active run is looked up in
+ * the store: reserves thread_id for the run run_id, so that of two
+ * creations racing on one thread exactly one goes on (the other is refused
+ * with OpenAI's 400 before it answers anything). A streamed creation then
+ * hands the run to ad_engine_create, which releases the reservation once
+ * the run is stored or refused; any other caller releases it with
+ * ad_engine_release once its own transaction has ended. False, with the
+ * reserving run's id in active, when another creation holds the thread. */
 bool ad_engine_reserve(ad_engine *e, const char *thread_id, const char *run_id,
                        char active[AD_ID_MAX]);
+/* Any thread: ends run_id's reservation of thread_id (nothing if it holds
+ * none). */
+void ad_engine_release(ad_engine *e, const char *thread_id, const char *run_id);
 /* Any thread. Whether a reserved creation on thread_id is not stored yet
  * (its run id in active): until then it counts as the thread's active run
  * for every check a handler makes, so a client that goes on as soon as the
@@ -83,9 +89,9 @@ bool ad_engine_pending(ad_engine *e, const char *thread_id, char active[AD_ID_MA
  * again that its thread exists and has no active run. It is stored in
  * progress (started_at set): sse (a reference is taken) then hears
  * thread.run.created and .queued with the run as built, .in_progress with
- * the run as stored, and the run starts -- or, when a check fails (a
- * concurrent handler's own transaction won the race), an error event, and
- * ends. */
+ * the run as stored, and the run starts -- or, when a check fails (the
+ * thread was deleted after the handler looked; a rival creation cannot get
+ * past the reservation), an error event, and ends. */
 void ad_engine_create(ad_engine *e, const char *project, const char *thread_id, const char *run_id,
                       ad_sse *sse, unsigned flags, const char *text, json_t *run);
 /* Any thread. The run was stored as cancelling: stop its model call and

@@ -40,7 +40,7 @@ test('concurrent streamed creations on one thread: exactly one run, the others r
   }
 });
 
-test('streamed and plain creations racing on one thread: one run; a stream that lost says so', async () => {
+test('streamed and plain creations racing on one thread: one run; the others refused with a JSON 400', async () => {
   const t = await setup();
   try {
     const { client, up, s } = t;
@@ -62,12 +62,7 @@ test('streamed and plain creations racing on one thread: one run; a stream that 
         continue;
       }
       const ev = parseSSE(r.text);
-      if (ev[0].event === 'error') { // a plain creation committed first
-        assert.deepEqual(names(ev), ['error', 'done']);
-        assert.equal(ev[0].data.type, 'invalid_request_error');
-        assert.match(ev[0].data.message, active);
-        continue;
-      }
+      assert.equal(ev[0].event, 'thread.run.created', 'a stream answered 200 is one that won');
       assert.equal(ev.at(-2).event, 'thread.run.completed');
       won.push(ev[0].data.id);
     }
@@ -233,15 +228,16 @@ test('a create right after a streamed create has answered gets OpenAI\'s 400, as
   }
 });
 
-// The one race the in-memory reservation cannot see: a plain createRun that
-// has made its checks inside its transaction but not committed yet when a
-// streamed createRun on the same thread is answered. The plain one commits;
-// the writer's own check then refuses the streamed one, whose 200 stream
-// carries OpenAI's message as an `error` event and ends, and no second run
-// is stored. To hold the plain transaction open between its check and its
-// commit, an SQL trigger (as runs-durability injects failures) makes the
-// insert of a run whose instructions say SLOWDOWN take about a second.
-test('a streamed creation that loses to a plain one committing meanwhile: 200, an error event, no second run', async () => {
+// A plain createRun that has made its checks inside its transaction but not
+// committed yet when a streamed createRun on the same thread arrives: the
+// plain one holds the thread's reservation until its transaction ends, so
+// the streamed one is refused with OpenAI's 400 as JSON -- not a 200 stream
+// that holds only an error event, which the SDKs cannot read as a 400 -- and
+// no second run is stored. To hold the plain transaction open between its
+// check and its commit, an SQL trigger (as runs-durability injects
+// failures) makes the insert of a run whose instructions say SLOWDOWN take
+// about a second.
+test('a streamed creation racing a plain one committing meanwhile: 400 as JSON, no second run', async () => {
   const t = await setup();
   const db = path.join(t.s.dataDir, 'assistd.db');
   const sql = (q) => execFileSync('sqlite3', ['-cmd', '.timeout 5000', db, q]);
@@ -267,11 +263,9 @@ test('a streamed creation that loses to a plain one committing meanwhile: 200, a
     const rp = await plain;
     assert.ok(Date.now() - t0 >= 500, 'the trigger held the plain creation');
     assert.equal(rp.status, 200, `plain: ${JSON.stringify(rp.json)}`);
-    assert.equal(rq.status, 200, `streamed: ${JSON.stringify(rq.json)}`);
-    assert.match(rq.headers['content-type'], /^text\/event-stream/);
-    const ev = parseSSE(rq.text);
-    assert.deepEqual(names(ev), ['error', 'done']);
-    assert.deepEqual(ev[0].data, { code: null, message: `Thread ${thread.id} already has an active run ${rp.json.id}.`, param: null, type: 'invalid_request_error' });
+    assert.equal(rq.status, 400, `streamed: ${rq.text}`);
+    assert.match(rq.headers['content-type'], /^application\/json/);
+    assert.deepEqual(JSON.parse(rq.text), { error: { code: null, message: `Thread ${thread.id} already has an active run ${rp.json.id}.`, param: null, type: 'invalid_request_error' } });
     const runs = await client.beta.threads.runs.list(thread.id);
     assert.deepEqual(runs.data.map((r) => r.id), [rp.json.id], 'the refused run was not stored');
     const done = await client.beta.threads.runs.poll(rp.json.id, { thread_id: thread.id }, { pollIntervalMs: 20 });
@@ -339,4 +333,48 @@ test('SIGTERM right after a burst of 40 creations (starts queued or calls in fli
         assert.deepEqual(r.last_error, { code: 'server_error', message: 'The run was interrupted by a restart of the server.' });
     }
   });
+});
+
+// The race without a trigger, many times: a streamed and a plain createRun
+// sent together on a fresh thread. Whatever the interleaving, a creation
+// that loses is refused as JSON 400 with OpenAI's message; a stream, once
+// answered 200, always starts with thread.run.created.
+test('streamed and plain createRun racing on one thread, 120 rounds: the loser always gets a JSON 400', async () => {
+  const t = await setup();
+  try {
+    const { client, up, s } = t;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o' });
+    for (let i = 0; i < 240; i++) up.script({ text: 'Ok', chunks: ['Ok'] });
+    let refusals = 0;
+    for (let round = 0; round < 120; round++) {
+      const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: `race ${round}` }] });
+      const url = `/v1/threads/${thread.id}/runs`;
+      const [st, pl] = await Promise.all([
+        raw(s, 'POST', url, { body: { assistant_id: a.id, stream: true } }),
+        raw(s, 'POST', url, { body: { assistant_id: a.id } }),
+      ]);
+      for (const r of [st, pl]) {
+        if (r.status === 400) {
+          refusals++;
+          assert.match(r.headers.get('content-type'), /^application\/json/);
+          assert.match(r.json.error.message, new RegExp(`^Thread ${thread.id} already has an active run run_\\w+\\.$`));
+        } else {
+          assert.equal(r.status, 200, r.text);
+        }
+      }
+      if (st.status === 200) {
+        const ev = parseSSE(st.text);
+        assert.equal(ev[0].event, 'thread.run.created', `round ${round}: ${st.text.slice(0, 300)}`);
+        assert.equal(ev.at(-1).event, 'done');
+      }
+      // Let the winner finish before the next round's thread.
+      const runs = await client.beta.threads.runs.list(thread.id);
+      for (const r of runs.data) await client.beta.threads.runs.poll(r.id, { thread_id: thread.id }, { pollIntervalMs: 10 });
+      assert.ok(runs.data.length === 1 || runs.data.length === 2);
+      assert.equal(runs.data.length, 2 - [st, pl].filter((r) => r.status === 400).length);
+    }
+    console.log(`racing creations: ${refusals} of 120 rounds had a loser`);
+  } finally {
+    await t.close();
+  }
 });
