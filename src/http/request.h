@@ -77,6 +77,7 @@ struct ad_req {
     const char *params[AD_MAX_PARAMS];
     int nparams;
     bool azure;          /* arrived on /openai/... */
+    bool http11;         /* HTTP/1.1 (chunked responses possible), not 1.0 */
     const char *project; /* owner of everything this request touches */
     ad_db *db;           /* lent by ad_req_db, returned by the front */
 

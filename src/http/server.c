@@ -630,9 +630,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     ad_server *srv = cls;
     ad_req *req = *con_cls;
-    (void)version;
     if (!req) {
         req = req_new(srv, conn, url, method);
+        req->http11 = version && !strcmp(version, MHD_HTTP_VERSION_1_1);
         *con_cls = req;
         begin(req);
         if (req->responded) {

@@ -321,7 +321,10 @@ void ad_sse_respond(ad_req *req, ad_sse *s)
     ad_sse_ref(s);
     pthread_mutex_lock(&s->mu);
     s->conn = req->conn;
-    s->hub = req->srv->sse_hub;
+    /* Direct mode frames events as HTTP/1.1 chunks: an HTTP/1.0 response
+     * has no chunks (its body ends when the connection closes), so such a
+     * client stays on libmicrohttpd's path, which sends bare bytes. */
+    s->hub = req->http11 ? req->srv->sse_hub : NULL;
     pthread_mutex_unlock(&s->mu);
     req->sse = s;
     req->status = 200;

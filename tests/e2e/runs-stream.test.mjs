@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import net from 'node:net';
 import { startServer, openai, raw, KEY } from './lib/server.mjs';
 import { startUpstream } from './lib/upstream.mjs';
 import { setupRuns as setup, parseSSE, waitStatus } from './lib/runs.mjs';
@@ -125,6 +126,47 @@ test('a client that disconnects mid-stream does not stop the run; the message is
     up.script({ text: 'again' });
     const r = await raw(s, 'POST', `/v1/threads/${thread.id}/runs`, { body: { assistant_id: a.id, stream: true } });
     assert.equal(parseSSE(r.text).at(-2).event, 'thread.run.completed');
+  } finally {
+    await t.close();
+  }
+});
+
+// An HTTP/1.0 client (nginx's default towards a backend) cannot take chunked
+// encoding: its stream must be the bare events, ended by closing the
+// connection -- no chunk sizes in the body, once the stream goes past its
+// first events and on to the slower deltas.
+test('an HTTP/1.0 client gets the bare event stream (no chunk framing), ended by closing', async () => {
+  const t = await setup();
+  try {
+    const { client, up, s } = t;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o' });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'count' }] });
+    const pieces = ['one ', 'two ', 'three'];
+    up.script({ text: pieces.join(''), chunks: pieces, delayMs: 50 });
+    const body = JSON.stringify({ assistant_id: a.id, stream: true });
+    const resp = await new Promise((resolve, reject) => {
+      const sock = net.connect(s.port, '127.0.0.1');
+      const got = [];
+      sock.on('data', (d) => got.push(d));
+      sock.on('end', () => resolve(Buffer.concat(got).toString('utf8')));
+      sock.on('error', reject);
+      sock.write(`POST /v1/threads/${thread.id}/runs HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\n` +
+        `OpenAI-Beta: assistants=v2\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    });
+    const split = resp.indexOf('\r\n\r\n');
+    const head = resp.slice(0, split);
+    const events = resp.slice(split + 4);
+    assert.match(head, /^HTTP\/1\.[01] 200/);
+    assert.match(head, /content-type: text\/event-stream/i);
+    assert.doesNotMatch(head, /transfer-encoding/i);
+    assert.doesNotMatch(events, /\r\n/, 'no chunk framing in the body');
+    const ev = parseSSE(events);
+    assert.deepEqual(ev.filter((e) => e.event === 'thread.message.delta').map((e) => e.data.delta.content[0].text.value), pieces);
+    assert.equal(ev[0].event, 'thread.run.created');
+    assert.deepEqual(ev.slice(-2).map((e) => e.event), ['thread.run.completed', 'done']);
+    assert.ok(events.endsWith('event: done\ndata: [DONE]\n\n'));
+    const done = await client.beta.threads.runs.retrieve(ev[0].data.id, { thread_id: thread.id });
+    assert.equal(done.status, 'completed');
   } finally {
     await t.close();
   }
