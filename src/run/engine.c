@@ -86,6 +86,7 @@
 
 #define JSON_MAX  (64u * 1024 * 1024)
 #define RESTARTED "The run was interrupted by a restart of the server."
+#define SHUTDOWN  "The server is shutting down."
 /* Ops waiting for the writer before a producer has to wait (writer.h). */
 #define WRITER_QUEUE_MAX 65536
 
@@ -117,6 +118,11 @@ struct ad_engine {
     pthread_mutex_t pend_mu;
     pend *pend[PEND_BUCKETS]; /* under pend_mu */
     job *jobs;
+    /* Loop thread only. closing: shutdown began (stop_all); every run in
+     * flight is being ended failed, committed and announced, and no new
+     * model call or tool starts. stopping: that is done (no job is left);
+     * nothing is written any more. */
+    bool closing, close_check_posted;
     bool stopping;
     pthread_mutex_t tasks_mu; /* tasks posted to the loop and not yet run */
     struct task *tasks;
@@ -1485,6 +1491,8 @@ static void job_free(job *j)
     ad_free(j);
 }
 
+static void close_check(void *ud);
+
 /* The engine is done with the run. Its stream ends (with done) once the
  * ops still in flight have announced what they committed. */
 static void job_end(job *j)
@@ -1499,6 +1507,10 @@ static void job_end(job *j)
     j->then = NULL;
     if (!j->inflight)
         job_free(j);
+    if (e->closing && !e->jobs && !e->close_check_posted) {
+        e->close_check_posted = true; /* after the caller is done with e */
+        ad_upstream_post(e->up, close_check, e);
+    }
 }
 
 /* Runs fn(j) once the job's writes are committed. */
@@ -1959,6 +1971,23 @@ static void fail_run(job *j, const char *code, const char *message, const usage_
     finish(j, o, "failed", code, message, NULL, u);
 }
 
+/* Shutdown (closing): the run ends failed now, committed and announced, so
+ * that its stream closes with a terminal run event and its pollers see a
+ * clear last_error, rather than an in_progress run the next start fails. */
+static void shut_down(job *j, const usage_t *u)
+{
+    interrupt_tools(j);
+    fail_run(j, "server_error", SHUTDOWN, u);
+}
+
+static bool has_builtin_calls(const job *j)
+{
+    for (int k = 0; k < j->ncalls; k++)
+        if (j->calls[k].name.len && j->calls[k].kind != AD_TOOL_FUNCTION)
+            return true;
+    return false;
+}
+
 /* The function calls of the finished model call, as required_action
  * lists them. */
 static json_t *function_calls(job *j)
@@ -2090,6 +2119,10 @@ static void start_call(job *j, json_t *run);
  * reads them, and the run's usage so far). */
 static void next_call(job *j)
 {
+    if (j->e->closing) {
+        shut_down(j, NULL);
+        return;
+    }
     json_t *run = load(j->e->db, j->project, "run", j->run_id);
     if (!run) {
         fail_run(j, "server_error", "The run could not be read.", NULL);
@@ -2140,7 +2173,10 @@ static void tools_all_done(job *j)
 static void tool_done(ad_tool_work *w, void *ud)
 {
     ad_engine *e = ud;
-    job *j = e->stopping ? NULL : find_job(e, w->run_id);
+    /* Once shutdown began, results are dropped: a cell the sandbox's own
+     * shutdown interrupted did not run to its end, and stop_all ends the
+     * run without them. */
+    job *j = e->stopping || atomic_load(&e->srv->stopping) ? NULL : find_job(e, w->run_id);
     if (!j || !j->tools_pending || !j->tool_step_id[0]) { /* the run ended meanwhile */
         ad_tool_work_free(w);
         return;
@@ -2203,6 +2239,10 @@ static void tools_or_wait(job *j)
         fail_run(j, "server_error", SAVE_FAILED, NULL);
         return;
     }
+    if (j->e->closing && has_builtin_calls(j)) { /* no tool starts any more */
+        shut_down(j, NULL);
+        return;
+    }
     if (submit_builtins(j) > 0)
         return; /* tool_done goes on */
     wait_for_outputs(j);
@@ -2218,7 +2258,7 @@ static void on_done(void *ud, const ad_up_result *res)
     }
     const ad_cs_turn *t = res->turn;
     usage_t u = usage_of(t);
-    if (j->e->stopping) { /* shutting down: the run is failed at the next start */
+    if (j->e->stopping) { /* cannot happen: stopping waits for every job to end */
         job_end(j);
         return;
     }
@@ -2227,7 +2267,9 @@ static void on_done(void *ud, const ad_up_result *res)
         return;
     }
     if (res->cancelled || j->cancel_requested || j->expire_requested) {
-        if (j->cancel_requested || !j->expire_requested)
+        if (j->e->closing && !j->cancel_requested && !j->expire_requested)
+            shut_down(j, &u); /* stop_all cancelled the call */
+        else if (j->cancel_requested || !j->expire_requested)
             finish_cancelled(j, &u);
         else
             finish_expired(j, &u);
@@ -2366,6 +2408,11 @@ static void begin_job(ad_engine *e, task *tk)
     if (!started && strcmp(st, "queued") != 0) { /* nothing to do (terminal or waiting) */
         json_decref(run);
         job_end(j);
+        return;
+    }
+    if (e->closing) { /* a start that came too late: no model call any more */
+        json_decref(run);
+        shut_down(j, NULL);
         return;
     }
     if (!started) {
@@ -2590,7 +2637,7 @@ void ad_engine_create(ad_engine *e, const char *project, const char *thread_id, 
         ad_writer_submit(w, &o->w);
     pthread_mutex_unlock(&e->submit_mu);
     if (!w) { /* stopping: nothing is stored, the stream says so and ends */
-        push_error(&o->out, "server_error", "The server is shutting down.");
+        push_error(&o->out, "server_error", SHUTDOWN);
         evq_send(&o->out, sse);
         ad_engine_release(e, thread_id, run_id);
         op_free(o);
@@ -2786,20 +2833,40 @@ void ad_engine_recover(ad_engine *e)
     pthread_mutex_unlock(&e->mu);
 }
 
+/* Shutdown, first half: every run in flight ends failed ("The server is
+ * shutting down."), its end committed and announced like any other, so a
+ * stream closes with its terminal run event and the next start has nothing
+ * to repair. Model calls are cancelled (on_done then ends the run), other
+ * jobs (waiting for tools or for writes) end at once; starts and tool
+ * results that come later are refused (closing). Once no job is left,
+ * close_check sets stopping and lets ad_engine_stop go on. */
 static void stop_all(void *ud)
 {
     ad_engine *e = ud;
-    e->stopping = true;
+    e->closing = true;
     job *j = e->jobs;
     while (j) {
         job *next = j->next;
-        /* The run stays active in the store; the next start fails it. */
         if (j->call)
             ad_upstream_cancel(e->up, j->call); /* on_done ends the job */
         else
-            job_end(j);
+            shut_down(j, NULL);
         j = next;
     }
+    if (!e->jobs && !e->close_check_posted) {
+        e->close_check_posted = true;
+        ad_upstream_post(e->up, close_check, e);
+    }
+}
+
+/* Shutdown, second half: no job is left; nothing more is written. */
+static void close_check(void *ud)
+{
+    ad_engine *e = ud;
+    e->close_check_posted = false;
+    if (e->jobs || e->stopping)
+        return; /* a late start began a job: its end posts this again */
+    e->stopping = true;
     pthread_mutex_lock(&e->mu);
     e->stopped = true;
     pthread_cond_signal(&e->cv);

@@ -16,9 +16,11 @@
  * thread.
  *
  * Ownership: ad_engine_new returns an engine owned by the caller;
- * ad_engine_stop ends every stream and model call (runs still in flight are
- * failed at the next start-up, see ad_engine_recover) and ad_engine_free
- * releases it. ad_engine_run takes a reference to the stream it is given.
+ * ad_engine_stop ends every run in flight failed ("The server is shutting
+ * down."; committed and announced, so each stream ends with its terminal
+ * run event), stops the writer, and ad_engine_free releases it; what a
+ * crash leaves active is repaired at the next start (ad_engine_recover). ad_engine_run takes a
+ * reference to the stream it is given.
  */
 #ifndef AD_ENGINE_H
 #define AD_ENGINE_H

@@ -279,9 +279,9 @@ test('file_search queries: a call still searching (its store indexing) has no qu
 
 // SIGTERM while a run's file_search waits for its query's embedding from a
 // backend that does not answer: the server stops promptly (the tool gives
-// up on the call), and the next start ends the run with a clear error
-// rather than leaving it in progress.
-test('file_search: SIGTERM while the search waits for the embeddings backend stops promptly; the restart ends the run', async () => {
+// up on the call) and ends the run failed with a clear error on its way
+// out, rather than leaving it in progress.
+test('file_search: SIGTERM while the search waits for the embeddings backend stops promptly; the run ends failed', async () => {
   await withRestarts(async (t) => {
     const { up } = t;
     let client = t.client();
@@ -312,7 +312,7 @@ test('file_search: SIGTERM while the search waits for the embeddings backend sto
     client = t.client();
     const end = await client.beta.threads.runs.poll(run.id, { thread_id: thread.id }, poll);
     assert.equal(end.status, 'failed');
-    assert.deepEqual(end.last_error, { code: 'server_error', message: 'The run was interrupted by a restart of the server.' });
+    assert.deepEqual(end.last_error, { code: 'server_error', message: 'The server is shutting down.' });
     const steps = await client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id });
     assert.equal(steps.data[0].type, 'tool_calls');
     assert.equal(steps.data[0].status, 'failed');

@@ -12,7 +12,7 @@ import path from 'node:path';
 import net from 'node:net';
 import { startServer, openai, raw, KEY } from './lib/server.mjs';
 import { startUpstream } from './lib/upstream.mjs';
-import { setupRuns as setup, parseSSE, waitStatus } from './lib/runs.mjs';
+import { setupRuns as setup, parseSSE, waitStatus, withRestarts } from './lib/runs.mjs';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'assistd-runs-stream-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -170,6 +170,42 @@ test('an HTTP/1.0 client gets the bare event stream (no chunk framing), ended by
   } finally {
     await t.close();
   }
+});
+
+// SIGTERM while a run streams its answer: the run ends failed on the way
+// out, committed, and the stream says so -- the open message incomplete,
+// the step failed, thread.run.failed with a clear last_error, then done --
+// so the SDK's finalRun() has a run to give, and nothing is left for the
+// next start to repair.
+test('SIGTERM mid-answer: the stream ends with the run failed ("The server is shutting down."), then done', async () => {
+  await withRestarts(async (t) => {
+    const { up } = t;
+    const client = t.client();
+    const a = await client.beta.assistants.create({ model: 'gpt-4o' });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'count' }] });
+    up.script({ text: 'one two', chunks: ['one ', 'two'], stallAfter: 1 });
+    const stream = client.beta.threads.runs.stream(thread.id, { assistant_id: a.id });
+    const seen = [];
+    let first;
+    const gotDelta = new Promise((r) => { first = r; });
+    stream.on('event', (e) => { seen.push(e.event); if (e.event === 'thread.message.delta') first(); });
+    await gotDelta;
+    t.s.proc.kill('SIGTERM');
+    const run = await stream.finalRun();
+    assert.equal(run.status, 'failed');
+    assert.deepEqual(run.last_error, { code: 'server_error', message: 'The server is shutting down.' });
+    assert.deepEqual(seen.slice(seen.indexOf('thread.message.delta')), [
+      'thread.message.delta', 'thread.message.incomplete', 'thread.run.step.failed', 'thread.run.failed']);
+    await t.stop(); // exited 0, no sanitizer report
+    await t.start();
+    const c2 = t.client();
+    assert.deepEqual(await c2.beta.threads.runs.retrieve(run.id, { thread_id: thread.id }), run, 'stored as announced');
+    const msgs = (await c2.beta.threads.messages.list(thread.id, { run_id: run.id })).data;
+    assert.equal(msgs.length, 1);
+    assert.equal(msgs[0].status, 'incomplete');
+    assert.deepEqual(msgs[0].incomplete_details, { reason: 'run_failed' });
+    assert.equal(msgs[0].content[0].text.value, 'one ');
+  });
 });
 
 test('function call stream: exact events and step deltas; submit_tool_outputs stream starts with step.completed', async () => {
