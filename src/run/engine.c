@@ -2282,10 +2282,14 @@ static void on_done(void *ud, const ad_up_result *res)
     }
     bool has_calls = j->ncalls > 0 && j->tool_step_id[0];
     bool cut = !strcmp(t->finish_reason, "length");
+    /* The provider's content filter stopped the answer (Azure): the message
+     * ends incomplete for that reason; the run itself completes (its
+     * incomplete_details only name token limits). */
+    bool filtered = !strcmp(t->finish_reason, "content_filter");
     op *o = op_for(j);
     if (j->msg_step_id[0]) {
-        if (cut && !has_calls) {
-            add_close_message(o, j, "incomplete", "max_tokens");
+        if ((cut || filtered) && !has_calls) {
+            add_close_message(o, j, "incomplete", cut ? "max_tokens" : "content_filter");
             add_end_step(o, j->msg_step_id, "completed", &u, NULL, NULL);
         } else {
             add_close_message(o, j, "completed", NULL);

@@ -89,6 +89,41 @@ test('azure backend: deployment URL, api-version query, api-key header, no model
   }
 });
 
+// Azure's content filter stops an answer with finish_reason content_filter:
+// the message ends incomplete for that reason (Message.incomplete_details),
+// its step and the run complete (a run's incomplete_details only name token
+// limits), and the stream says thread.message.incomplete.
+test('azure backend: an answer stopped by the content filter ends its message incomplete (content_filter)', async () => {
+  const up = await startUpstream({ dialect: 'azure', apiKey: 'az-secret', deployments: { 'gpt4o-prod': 'gpt-4o-2024-08-06' } });
+  const s = await startServer({
+    args: ['--config', configFile({
+      backends: [{ name: 'az', kind: 'azure', base_url: up.url, api_key_env: 'AZ_KEY', api_version: '2024-10-21', max_retries: 0 }],
+      models: [{ id: 'prod-gpt4o', backend: 'az', deployment: 'gpt4o-prod' }],
+    })],
+    env: { AZ_KEY: 'az-secret' },
+  });
+  try {
+    const client = azure(s);
+    const a = await client.beta.assistants.create({ model: 'prod-gpt4o' });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Tell me something.' }] });
+    up.script({ text: 'Well, the', chunks: ['Well, ', 'the'], finish_reason: 'content_filter' });
+    const r = await raw(s, 'POST', `/openai/threads/${thread.id}/runs?api-version=2024-05-01-preview`, { body: { assistant_id: a.id, stream: true } });
+    const ev = parseSSE(r.text);
+    const tail = ev.slice(ev.findLastIndex((e) => e.event === 'thread.message.delta') + 1);
+    assert.deepEqual(tail.map((e) => e.event), ['thread.message.incomplete', 'thread.run.step.completed', 'thread.run.completed', 'done']);
+    const msg = tail[0].data;
+    assert.equal(msg.status, 'incomplete');
+    assert.deepEqual(msg.incomplete_details, { reason: 'content_filter' });
+    assert.equal(msg.content[0].text.value, 'Well, the');
+    assert.equal(tail[2].data.incomplete_details, null);
+    const stored = await client.beta.threads.messages.retrieve(msg.id, { thread_id: thread.id });
+    assert.deepEqual(stored, msg);
+  } finally {
+    await s.stop();
+    await up.close();
+  }
+});
+
 test('azure backend: an unknown deployment fails the run without retries; a wrong key too', async () => {
   const up = await startUpstream({ dialect: 'azure', apiKey: 'az-secret', deployments: { real: 'gpt-4o' } });
   const s = await startServer({
