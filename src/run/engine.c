@@ -211,6 +211,7 @@ typedef struct call_state {
     ad_buf name, args;
     ad_tool_kind kind;
     ad_jsfield code; /* code_interpreter: the code, decoded as it streams */
+    bool held;       /* not relayed live: announced whole when the call ends */
 } call_state;
 
 /* Token counts of one model call (copied out of the parser's turn). */
@@ -245,6 +246,7 @@ struct job {
     char tool_step_id[AD_ID_MAX];
     call_state *calls; /* AD_CS_MAX_TOOL_CALLS, made at the first call */
     int ncalls;
+    int live_call;      /* the one tool call relayed piece by piece, or -1 */
     usage_t call_usage; /* of the finished call (on_done) */
     /* built-in tools */
     json_t *tools;     /* the run's tools (which calls are built-in) */
@@ -1469,6 +1471,7 @@ static void reset_call_state(job *j)
         ad_buf_free(&j->calls[i].args);
     }
     j->ncalls = 0;
+    j->live_call = -1;
 }
 
 static void job_free(job *j)
@@ -1880,6 +1883,13 @@ static ad_err on_tool_call_start(void *ud, int index, const char *id, const char
         return AD_ETOOBIG;
     c->kind = ad_tool_kind_of(j->tools, ad_buf_str(&c->name));
     ad_jsfield_init(&c->code);
+    /* Parallel calls are relayed one after the other, never interleaved
+     * (flush_held_calls says why). */
+    if (j->live_call < 0)
+        j->live_call = index;
+    c->held = j->live_call != index;
+    if (c->held)
+        return AD_OK;
     if (c->kind == AD_TOOL_CODE_INTERPRETER)
         announce_step_delta(j, json_pack("{s:i,s:s,s:s,s:{s:s,s:[]}}", "index", index, "id", c->id,
                                          "type", "code_interpreter", "code_interpreter", "input",
@@ -1902,6 +1912,8 @@ static ad_err on_tool_call_args(void *ud, int index, const char *piece, size_t l
     call_state *c = &j->calls[index];
     if (ad_buf_add(&c->args, piece, len))
         return AD_ETOOBIG;
+    if (c->held)
+        return AD_OK;
     if (c->kind == AD_TOOL_CODE_INTERPRETER) {
         /* The code as the model writes it, decoded from its JSON string. */
         ad_buf code;
@@ -1919,6 +1931,41 @@ static ad_err on_tool_call_args(void *ud, int index, const char *piece, size_t l
     announce_step_delta(j, json_pack("{s:i,s:s,s:{s:s%}}", "index", index, "type", "function",
                                      "function", "arguments", piece, len));
     return AD_OK;
+}
+
+/* Tool-call deltas. The SDKs' stream helpers (AssistantStream) take a
+ * step delta for a new call index as the end of the previous call
+ * (toolCallDone fires with the arguments so far), so calls must not be
+ * interleaved on the stream, as OpenAI's never were. Upstreams may
+ * interleave the pieces of parallel calls, and whether a call is finished
+ * is only known when the model's answer ends. So the first call to start is
+ * relayed piece by piece; every other call is held and announced whole, in
+ * index order, when the answer ends: one delta each with the id, the name
+ * and all the arguments (a code_interpreter call: all its code). */
+static void flush_held_calls(job *j)
+{
+    for (int i = 0; i < j->ncalls; i++) {
+        call_state *c = &j->calls[i];
+        if (!c->held || !c->name.len)
+            continue;
+        c->held = false;
+        if (c->kind == AD_TOOL_CODE_INTERPRETER) {
+            json_t *a = json_loadb(c->args.ptr ? c->args.ptr : "", c->args.len, 0, NULL);
+            const char *code = json_string_value(json_object_get(a, "code"));
+            announce_step_delta(j, json_pack("{s:i,s:s,s:s,s:{s:s,s:[]}}", "index", i, "id", c->id,
+                                             "type", "code_interpreter", "code_interpreter",
+                                             "input", code ? code : "", "outputs"));
+            json_decref(a);
+        } else if (c->kind == AD_TOOL_FILE_SEARCH) {
+            announce_step_delta(j, json_pack("{s:i,s:s,s:s,s:{}}", "index", i, "id", c->id, "type",
+                                             "file_search", "file_search"));
+        } else {
+            announce_step_delta(
+                j, json_pack("{s:i,s:s,s:s,s:{s:s,s:s%,s:n}}", "index", i, "id", c->id, "type",
+                             "function", "function", "name", ad_buf_str(&c->name), "arguments",
+                             c->args.ptr ? c->args.ptr : "", c->args.len, "output"));
+        }
+    }
 }
 
 /* ---- ending a run ---- */
@@ -2280,6 +2327,7 @@ static void on_done(void *ud, const ad_up_result *res)
                  res->error_message ? res->error_message : "The model call failed.", &u);
         return;
     }
+    flush_held_calls(j);
     bool has_calls = j->ncalls > 0 && j->tool_step_id[0];
     bool cut = !strcmp(t->finish_reason, "length");
     /* The provider's content filter stopped the answer (Azure): the message

@@ -208,6 +208,44 @@ test('SIGTERM mid-answer: the stream ends with the run failed ("The server is sh
   });
 });
 
+// Parallel calls whose argument pieces the upstream interleaves (0, 1, 0,
+// 1, ...): the stream relays them one call after the other, so the SDK's
+// AssistantStream sees each call created once, its deltas, and done with
+// its whole arguments -- interleaved deltas made it fire toolCallDone with
+// partial arguments, several times per call.
+test('parallel calls interleaved upstream: the SDK helper sees each call once, done with its whole arguments', async () => {
+  const t = await setup();
+  try {
+    const { client, up } = t;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o', tools: [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }] });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Paris and Tokyo?' }] });
+    up.script({ tool_calls: [
+      { name: 'get_weather', arguments: '{"city":"Paris"}', chunks: ['{"ci', 'ty":"Pa', 'ris"}'] },
+      { name: 'get_weather', arguments: '{"city":"Tokyo"}', chunks: ['{"ci', 'ty":"To', 'kyo"}'] },
+    ] });
+    const stream = client.beta.threads.runs.stream(thread.id, { assistant_id: a.id });
+    const log = [];
+    stream.on('toolCallCreated', (c) => log.push(['created', c.id]));
+    stream.on('toolCallDelta', (d, snap) => log.push(['delta', snap.id]));
+    stream.on('toolCallDone', (c) => log.push(['done', c.id, c.function.arguments]));
+    const run = await stream.finalRun();
+    assert.equal(run.status, 'requires_action');
+    const calls = run.required_action.submit_tool_outputs.tool_calls;
+    assert.deepEqual(calls.map((c) => c.function.arguments), ['{"city":"Paris"}', '{"city":"Tokyo"}']);
+    // The upstream did interleave (the fixture's openai dialect does).
+    const created = log.filter((e) => e[0] === 'created');
+    const done = log.filter((e) => e[0] === 'done');
+    assert.deepEqual(created.map((e) => e[1]), calls.map((c) => c.id));
+    assert.deepEqual(done.map((e) => [e[1], e[2]]), calls.map((c) => [c.id, c.function.arguments]));
+    // Every event of a call comes before the next call's.
+    const order = log.map((e) => e[1]);
+    assert.deepEqual(order, [...order].sort((x, y) => calls.findIndex((c) => c.id === x) - calls.findIndex((c) => c.id === y)));
+    assert.ok(log.some((e) => e[0] === 'delta' && e[1] === calls[0].id), 'the first call streams its pieces');
+  } finally {
+    await t.close();
+  }
+});
+
 test('function call stream: exact events and step deltas; submit_tool_outputs stream starts with step.completed', async () => {
   const t = await setup();
   try {
