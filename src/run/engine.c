@@ -243,6 +243,8 @@ struct job {
     char msg_id[AD_ID_MAX], msg_step_id[AD_ID_MAX];
     ad_buf text;
     bool text_announced;
+    char *refusal; /* the model's refusal, for the message's close (owned) */
+    size_t refusal_len;
     char tool_step_id[AD_ID_MAX];
     call_state *calls; /* AD_CS_MAX_TOOL_CALLS, made at the first call */
     int ncalls;
@@ -484,6 +486,8 @@ typedef struct act {
     json_t *images; /* owned: figures shown in this message / the opened one */
     bool has_tools;
     int text_index;
+    char *refusal; /* owned: a refusal part after the text, when not NULL */
+    size_t refusal_len;
     /* A_TOOL_DONE */
     ad_tool_work *work; /* owned */
     /* A_CREATE: text is the run as created (queued), stored its in-progress
@@ -495,6 +499,7 @@ typedef struct act {
 
 static void act_free(act *a)
 {
+    ad_free(a->refusal);
     ad_free(a->stored);
     json_decref(a->obj);
     json_decref(a->obj2);
@@ -808,8 +813,13 @@ static json_t *text_content(wctx *c, const act *a, json_t **anns)
     }
     json_t *an = a->has_tools ? ad_tools_annotate(c->db, c->project, c->run_id, a->text, a->len)
                               : json_array();
-    json_array_append_new(content, json_pack("{s:s,s:{s:s%,s:O}}", "type", "text", "text", "value",
-                                             a->text, a->len, "annotations", an));
+    /* A refusal alone (the model sent no text) is the message's only part. */
+    if (a->len || !a->refusal)
+        json_array_append_new(content, json_pack("{s:s,s:{s:s%,s:O}}", "type", "text", "text",
+                                                 "value", a->text, a->len, "annotations", an));
+    if (a->refusal)
+        json_array_append_new(content, json_pack("{s:s,s:s%}", "type", "refusal", "refusal",
+                                                 a->refusal, a->refusal_len));
     *anns = an;
     return content;
 }
@@ -1488,6 +1498,7 @@ static void job_free(job *j)
     evq_clear(&j->held);
     reset_call_state(j);
     ad_free(j->calls);
+    ad_free(j->refusal);
     ad_buf_free(&j->text);
     json_decref(j->tools);
     json_decref(j->images);
@@ -1661,6 +1672,9 @@ static void add_close_message(op *o, job *j, const char *status, const char *rea
     j->images = NULL;
     a->has_tools = j->tools != NULL;
     a->text_index = j->text_index;
+    a->refusal = j->refusal;
+    a->refusal_len = j->refusal_len;
+    j->refusal = NULL;
     j->msg_id[0] = '\0';
 }
 
@@ -1966,6 +1980,31 @@ static void flush_held_calls(job *j)
                              c->args.ptr ? c->args.ptr : "", c->args.len, "output"));
         }
     }
+}
+
+/* The model refused (chat-completions delta.refusal, e.g. under a
+ * json_schema response_format): a refusal content part follows the text,
+ * in a message opened for it if none is. Announced as one delta when the
+ * answer ends (refusals are a sentence; the parser collects them). */
+static void add_refusal(job *j, const char *s, size_t len)
+{
+    op *o = !j->msg_id[0] ? open_message(j) : NULL;
+    int index = j->text_index + (j->text.len ? 1 : 0);
+    json_t *d = json_pack("{s:s,s:s,s:{s:[{s:i,s:s,s:s%}]}}", "id", j->msg_id, "object",
+                          "thread.message.delta", "delta", "content", "index", index, "type",
+                          "refusal", "refusal", s, len);
+    if (o) { /* as the first text delta: sent right after the opening commit */
+        act *a = add_act(o, A_EVENT);
+        ad_strlcpy(a->event_name, "thread.message.delta", sizeof a->event_name);
+        a->obj = d;
+        submit(o);
+    } else {
+        announce(j, "thread.message.delta", d);
+        json_decref(d);
+    }
+    ad_free(j->refusal);
+    j->refusal = ad_strndup(s, len);
+    j->refusal_len = len;
 }
 
 /* ---- ending a run ---- */
@@ -2329,6 +2368,8 @@ static void on_done(void *ud, const ad_up_result *res)
     }
     flush_held_calls(j);
     bool has_calls = j->ncalls > 0 && j->tool_step_id[0];
+    if (t->refusal.len && !has_calls && ad_utf8_valid(t->refusal.ptr, t->refusal.len))
+        add_refusal(j, ad_buf_str(&t->refusal), t->refusal.len);
     bool cut = !strcmp(t->finish_reason, "length");
     /* The provider's content filter stopped the answer (Azure): the message
      * ends incomplete for that reason; the run itself completes (its

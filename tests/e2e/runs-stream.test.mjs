@@ -246,6 +246,46 @@ test('parallel calls interleaved upstream: the SDK helper sees each call once, d
   }
 });
 
+// A model that refuses (chat-completions delta.refusal, as under a
+// json_schema response_format) gives a message whose content is a refusal
+// part (MessageContentRefusalObject), announced as a refusal delta.
+test('a refusal from the model becomes a refusal content part (delta and stored message)', async () => {
+  const t = await setup();
+  try {
+    const { client, up } = t;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o' });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Help me with something bad.' }] });
+    const refusal = "I'm sorry, I can't help with that.";
+    up.script({
+      raw: async (req, res) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        const chunk = (delta, fr = null) => `data: ${JSON.stringify({ id: 'chatcmpl-rf', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o', choices: [{ index: 0, delta, finish_reason: fr }] })}\n\n`;
+        res.write(chunk({ role: 'assistant', content: null, refusal: '' }));
+        res.write(chunk({ refusal: "I'm sorry, " }));
+        res.write(chunk({ refusal: "I can't help with that." }));
+        res.write(chunk({}, 'stop'));
+        res.end('data: [DONE]\n\n');
+      },
+    });
+    const stream = client.beta.threads.runs.stream(thread.id, { assistant_id: a.id });
+    const events = [];
+    stream.on('event', (e) => events.push(e));
+    const run = await stream.finalRun();
+    assert.equal(run.status, 'completed');
+    const names = events.map((e) => e.event);
+    assert.deepEqual(names.slice(names.indexOf('thread.message.created')), ['thread.message.created', 'thread.message.in_progress',
+      'thread.message.delta', 'thread.message.completed', 'thread.run.step.completed', 'thread.run.completed']);
+    const delta = events.find((e) => e.event === 'thread.message.delta').data;
+    assert.deepEqual(delta.delta, { content: [{ index: 0, type: 'refusal', refusal }] });
+    const done = events.find((e) => e.event === 'thread.message.completed').data;
+    assert.deepEqual(done.content, [{ type: 'refusal', refusal }]);
+    const stored = await client.beta.threads.messages.retrieve(done.id, { thread_id: thread.id });
+    assert.deepEqual(stored, done);
+  } finally {
+    await t.close();
+  }
+});
+
 test('function call stream: exact events and step deltas; submit_tool_outputs stream starts with step.completed', async () => {
   const t = await setup();
   try {
