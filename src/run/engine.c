@@ -249,6 +249,7 @@ struct job {
     call_state *calls; /* AD_CS_MAX_TOOL_CALLS, made at the first call */
     int ncalls;
     int live_call;      /* the one tool call relayed piece by piece, or -1 */
+    bool calls_stored;  /* the calls are on their step (A_STEP_CALLS) */
     usage_t call_usage; /* of the finished call (on_done) */
     /* built-in tools */
     json_t *tools;     /* the run's tools (which calls are built-in) */
@@ -1482,6 +1483,7 @@ static void reset_call_state(job *j)
     }
     j->ncalls = 0;
     j->live_call = -1;
+    j->calls_stored = false;
 }
 
 static void job_free(job *j)
@@ -1697,12 +1699,22 @@ static void add_finish(op *o, const char *status, const char *code, const char *
     r->incomplete_reason = incomplete_reason;
 }
 
+static json_t *step_tool_calls(job *j);
+
 static void fail_open_parts(op *o, job *j, const char *step_status, const char *msg_reason,
                             const char *code, const char *message)
 {
     add_close_message(o, j, "incomplete", msg_reason);
     if (j->msg_step_id[0])
         add_end_step(o, j->msg_step_id, step_status, NULL, code, message);
+    if (j->tool_step_id[0] && j->ncalls && !j->calls_stored) {
+        /* Cut while the model was still writing its calls: the step keeps
+         * them as far as they came (their deltas were announced). */
+        act *a = add_act(o, A_STEP_CALLS);
+        ad_strlcpy(a->id, j->tool_step_id, sizeof a->id);
+        a->obj = step_tool_calls(j);
+        j->calls_stored = true;
+    }
     if (j->tool_step_id[0])
         add_end_step(o, j->tool_step_id, step_status, NULL, code, message);
     j->msg_step_id[0] = j->tool_step_id[0] = '\0';
@@ -2392,6 +2404,7 @@ static void on_done(void *ud, const ad_up_result *res)
         ad_strlcpy(a->id, j->tool_step_id, sizeof a->id);
         a->obj = step_tool_calls(j);
         a->usage = u;
+        j->calls_stored = true;
         submit(o);
         after_writes(j, tools_or_wait);
         return;

@@ -473,6 +473,44 @@ test('cancelling a streaming run: cancelling, the open message and step closed, 
   }
 });
 
+// Cancelled while the model is still writing a function call: the step
+// ends cancelled keeping the call as far as it came -- the id, name and
+// arguments its deltas had announced -- not an empty list.
+test('cancelling while a call is being written: the cancelled step keeps the announced call', async () => {
+  const t = await setup();
+  try {
+    const { client, up, s } = t;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o', tools: [{ type: 'function', function: { name: 'get_weather' } }] });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Weather?' }] });
+    up.script({ tool_calls: [{ name: 'get_weather', arguments: '{"city":"Paris"}', chunks: ['{"ci', 'ty":"Paris"}'] }], stallAfter: 1 });
+    const pending = raw(s, 'POST', `/v1/threads/${thread.id}/runs`, { body: { assistant_id: a.id, stream: true } });
+    await up.waitForRequest(0);
+    let step;
+    for (let i = 0; i < 200 && !step; i++) {
+      const runs = await client.beta.threads.runs.list(thread.id);
+      if (runs.data[0]) {
+        const st = await client.beta.threads.runs.steps.list(runs.data[0].id, { thread_id: thread.id });
+        step = st.data.find((x) => x.type === 'tool_calls');
+      }
+      if (!step) await sleep(20);
+    }
+    await sleep(100); // the first argument piece is relayed
+    await client.beta.threads.runs.cancel(step.run_id, { thread_id: thread.id });
+    const ev = parseSSE((await pending).text);
+    const deltas = ev.filter((e) => e.event === 'thread.run.step.delta').map((e) => e.data.delta.step_details.tool_calls[0]);
+    assert.equal(deltas[0].function.name, 'get_weather');
+    assert.deepEqual(deltas.map((d) => d.function.arguments), ['', '{"ci']);
+    const cancelled = ev.find((e) => e.event === 'thread.run.step.cancelled').data;
+    assert.deepEqual(cancelled.step_details.tool_calls, [
+      { id: deltas[0].id, type: 'function', function: { name: 'get_weather', arguments: '{"ci', output: null } }]);
+    const stored = await client.beta.threads.runs.steps.retrieve(cancelled.id, { thread_id: thread.id, run_id: step.run_id });
+    assert.deepEqual(stored, cancelled);
+    assert.equal(ev.at(-2).event, 'thread.run.cancelled');
+  } finally {
+    await t.close();
+  }
+});
+
 test('a model connection dropped mid-answer fails the run; the message is incomplete (run_failed)', async () => {
   const t = await setup();
   try {
