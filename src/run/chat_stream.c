@@ -34,18 +34,42 @@
  * below); the outcome is identical either way.
  *
  * Tool calls are merged into slots. The upstream `index` names the slot in
- * the normal case, but real servers deviate: some omit `index`, some send
- * every parallel call with index 0 (Ollama, some proxies), some re-send the
- * id. Resolution, in order: an id already seen routes to its slot; an
- * explicit index maps to its slot (index i starts as slot i, or the next free
- * slot if i was taken by an index-less call), and a *different* id arriving
- * at a mapped index opens a new slot that the index then maps to; an element
- * without index continues the last index-less call unless it carries a new
- * id or a second name, which opens the next slot. Well-formed OpenAI streams
- * therefore get slot == index. on_tool_call_start fires when a slot's name is
- * first known; argument bytes that arrive before the name are held and
- * delivered in one piece right after the start, so a consumer always sees
- * start before args.
+ * the normal case, but real servers deviate: some omit `index`; some send
+ * every parallel call with index 0 (Ollama, some proxies), with or without
+ * ids; some re-send the id; and some send a different id on every piece of
+ * one call (vLLM with gpt-oss, vllm-project/vllm#23522; Poolside) or one id
+ * for several calls. So an explicit index is primary and an id is only a
+ * hint. Resolution of one tool_calls element:
+ *  - An id that an *earlier* call at the same index (or one sent without
+ *    index) already has routes back to that call, and the index follows it
+ *    (a re-sent header). An id seen at another index is ignored: it never
+ *    pulls a piece away from its own index.
+ *  - An unmapped index i opens slot i (or the next free slot if an
+ *    index-less call took it). A piece at a mapped index continues that
+ *    slot unless it clearly starts a new call: it carries a name, the slot
+ *    has one, and the slot's arguments so far are a complete JSON value (or
+ *    still empty and the names differ); then the next slot opens and the
+ *    index maps to it. The slot's own header sent again (same id and name,
+ *    no arguments) is not a new call. A new id alone never opens a slot, so
+ *    unstable ids cannot split a call, and a name repeated while the
+ *    arguments are unfinished cannot either.
+ *  - An element without index continues the last index-less call unless it
+ *    starts a new call by the same test, or brings an id never seen while
+ *    the slot has an id and complete arguments; then the next slot opens.
+ * Why the argument test: whole calls (vLLM, Ollama) arrive with complete
+ * arguments, so a following name is a new call; a piece of an unfinished
+ * call (OpenAI streams arguments in pieces) cannot close a previous value.
+ * Its cost stays linear: scan_args follows strings and nesting as bytes are
+ * appended and jansson validates a closed value once per slot. What it
+ * cannot tell apart: two calls to the same function without arguments at
+ * one index merge into one whatever their ids (a different id is what an
+ * unstable id looks like): a call is lost, but nothing is invalid; and a
+ * name, even a different one, arriving while the arguments are unfinished
+ * is taken as part of that call (ARGS_FIRST in the tests). Well-formed
+ * OpenAI streams get slot == index. on_tool_call_start fires when a slot's
+ * name is first known; argument bytes that arrive before the name are held
+ * and delivered in one piece right after the start, so a consumer always
+ * sees start before args.
  *
  * Errors are sticky: the first one is remembered with a message (bounded,
  * valid UTF-8) and every later call returns it without side effects. The
@@ -71,8 +95,20 @@
 #define DEF_MAX_ARGS  ((size_t)1 << 20)
 #define MAX_CALL_ID   1024
 #define MAX_CALL_NAME 1024
+#define MAX_BARE_ARGS 64 /* longest top-level scalar arguments checked for completeness */
 
 enum mode { M_SNIFF, M_SSE, M_BODY };
+/* Where a slot's arguments stand as JSON text (see scan_args): nothing but
+ * blanks yet; inside an object, array or string; inside a bare top-level
+ * scalar; a value closed (then only blanks), not yet or confirmed valid by
+ * jansson; not one valid JSON value, whatever follows. */
+enum jstate { J_EMPTY, J_OPEN, J_TOKEN, J_CLOSED, J_COMPLETE, J_BAD };
+
+typedef struct jscan {
+    enum jstate st;
+    bool in_str, esc; /* J_OPEN: inside a string, after its backslash */
+    size_t depth;     /* J_OPEN: open objects and arrays */
+} jscan;
 enum lstate { L_START, L_FIELD, L_VALUE, L_DATA, L_IGNORE };
 
 struct ad_cs {
@@ -97,7 +133,9 @@ struct ad_cs {
     int implicit_slot;                 /* slot of the last call sent without index, or -1 */
     int slot_of[AD_CS_MAX_TOOL_CALLS]; /* upstream index -> slot, or -1 */
     bool used[AD_CS_MAX_TOOL_CALLS];
-    bool started[AD_CS_MAX_TOOL_CALLS]; /* on_tool_call_start fired */
+    int opened_at[AD_CS_MAX_TOOL_CALLS]; /* upstream index that opened the slot, or -1 */
+    jscan scan[AD_CS_MAX_TOOL_CALLS];    /* the slot's arguments so far */
+    bool started[AD_CS_MAX_TOOL_CALLS];  /* on_tool_call_start fired */
     char err[512];
     char err_code[64];
     bool fast;        /* try the fast path for chunks (ad_cs_set_fast) */
@@ -360,41 +398,146 @@ static int new_slot(ad_cs *cs)
     return cs->turn.ncalls < AD_CS_MAX_TOOL_CALLS ? cs->turn.ncalls : -1;
 }
 
-static int find_id(const ad_cs *cs, const char *id)
+/* The newest slot whose id is id: among all slots when idx < 0, else among
+ * those opened at upstream index idx or without an index (an id never pulls
+ * a piece away from its own index). -1 when none. */
+static int find_id(const ad_cs *cs, const char *id, int idx)
 {
-    for (int s = 0; s < cs->turn.ncalls; s++)
-        if (cs->used[s] && strcmp(ad_buf_str(&cs->turn.calls[s].id), id) == 0)
+    for (int s = cs->turn.ncalls - 1; s >= 0; s--)
+        if (cs->used[s] && (idx < 0 || cs->opened_at[s] == idx || cs->opened_at[s] < 0) &&
+            strcmp(ad_buf_str(&cs->turn.calls[s].id), id) == 0)
             return s;
     return -1;
 }
 
-/* Picks the slot for one tool_calls element (see the design note). idx is the
- * upstream index or -1 when absent; id and name are "" when absent. */
-static int resolve_slot(ad_cs *cs, int idx, const char *id, const char *name)
+static bool json_blank(char c)
 {
-    int s;
-    if (id[0] && (s = find_id(cs, id)) >= 0) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* Follows the structure of argument text as it is appended: strings (and
+ * their escapes) and nesting, so that it knows, in time linear in the bytes,
+ * when a top-level value has closed. Validity is left to jansson, asked at
+ * most once per slot (args_complete). */
+static void scan_args(jscan *j, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n && j->st != J_BAD; i++) {
+        char c = p[i];
+        switch (j->st) {
+        case J_EMPTY:
+            if (json_blank(c))
+                break;
+            if (c == '{' || c == '[') {
+                j->depth = 1;
+                j->st = J_OPEN;
+            } else if (c == '"') {
+                j->in_str = true; /* a top-level string: depth 0 */
+                j->st = J_OPEN;
+            } else {
+                j->st = memchr("}],:", c, 4) ? J_BAD : J_TOKEN;
+            }
+            break;
+        case J_OPEN:
+            if (j->in_str) {
+                if (j->esc)
+                    j->esc = false;
+                else if (c == '\\')
+                    j->esc = true;
+                else if (c == '"') {
+                    j->in_str = false;
+                    if (j->depth == 0)
+                        j->st = J_CLOSED;
+                }
+            } else if (c == '"') {
+                j->in_str = true;
+            } else if (c == '{' || c == '[') {
+                j->depth++;
+            } else if ((c == '}' || c == ']') && --j->depth == 0) {
+                j->st = J_CLOSED;
+            }
+            break;
+        case J_TOKEN:
+            if (json_blank(c))
+                j->st = J_CLOSED;
+            else if (memchr("{}[]\",:", c, 7))
+                j->st = J_BAD;
+            break;
+        case J_CLOSED:
+        case J_COMPLETE:
+            if (!json_blank(c))
+                j->st = J_BAD; /* something after the value */
+            break;
+        case J_BAD:
+            break;
+        }
+    }
+}
+
+static bool json_text_valid(const ad_buf *b)
+{
+    json_error_t je;
+    json_t *v = json_loadb(b->ptr ? b->ptr : "", b->len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+    json_decref(v);
+    return v != NULL;
+}
+
+/* Are slot s's arguments so far one complete, valid JSON value? */
+static bool args_complete(ad_cs *cs, int s)
+{
+    jscan *j = &cs->scan[s];
+    const ad_buf *a = &cs->turn.calls[s].args;
+    if (j->st == J_TOKEN) /* 1 may become 12: ask again each time (short) */
+        return a->len <= MAX_BARE_ARGS && json_text_valid(a);
+    if (j->st == J_CLOSED)
+        j->st = json_text_valid(a) ? J_COMPLETE : J_BAD;
+    return j->st == J_COMPLETE;
+}
+
+/* Does a piece bringing id, name (either may be "") and no_args clearly
+ * begin a call other than slot s? Only a name can say so, and only after
+ * slot s has one and its arguments are finished: complete JSON, or still
+ * empty when the name differs. The slot's own header sent again (same id,
+ * same name, no arguments) is not a new call. */
+static bool starts_call(ad_cs *cs, int s, const char *id, const char *name, bool no_args)
+{
+    const ad_cs_tool_call *c = &cs->turn.calls[s];
+    if (!name[0] || c->name.len == 0)
+        return false;
+    bool same_name = strcmp(ad_buf_str(&c->name), name) == 0;
+    if (same_name && no_args && id[0] && strcmp(ad_buf_str(&c->id), id) == 0)
+        return false;
+    if (cs->scan[s].st == J_EMPTY)
+        return !same_name;
+    return args_complete(cs, s);
+}
+
+/* Picks the slot for one tool_calls element (see the design note). idx is the
+ * upstream index or -1 when absent; id and name are "" when absent; no_args:
+ * the element has no arguments or "". */
+static int resolve_slot(ad_cs *cs, int idx, const char *id, const char *name, bool no_args)
+{
+    int cur = idx >= 0 ? cs->slot_of[idx] : cs->implicit_slot;
+    int s = id[0] ? find_id(cs, id, idx) : -1;
+    bool earlier = s >= 0 && s != cur; /* an earlier call's id again: back to it */
+    if (!earlier && idx >= 0) {
+        if (cur < 0)
+            s = cs->used[idx] ? new_slot(cs) : idx;
+        else
+            s = starts_call(cs, cur, id, name, no_args) ? new_slot(cs) : cur;
+    } else if (!earlier) {
+        bool new_id = id[0] && s < 0 && cur >= 0 && cs->turn.calls[cur].id.len;
+        if (cur < 0 || starts_call(cs, cur, id, name, no_args) ||
+            (new_id && args_complete(cs, cur)))
+            s = new_slot(cs);
+        else
+            s = cur;
+    }
+    if (s >= 0) {
         if (idx >= 0)
             cs->slot_of[idx] = s;
         else
             cs->implicit_slot = s;
-        return s;
     }
-    if (idx >= 0) {
-        s = cs->slot_of[idx];
-        if (s < 0)
-            s = cs->used[idx] ? new_slot(cs) : idx;
-        else if (id[0] && cs->turn.calls[s].id.len)
-            s = new_slot(cs); /* a different call reusing the index */
-        if (s >= 0)
-            cs->slot_of[idx] = s;
-        return s;
-    }
-    s = cs->implicit_slot;
-    if (s < 0 || (id[0] && cs->turn.calls[s].id.len) || (name[0] && cs->turn.calls[s].name.len))
-        s = new_slot(cs);
-    if (s >= 0)
-        cs->implicit_slot = s;
     return s;
 }
 
@@ -425,6 +568,8 @@ static ad_err append_args(ad_cs *cs, int s, const json_t *args, size_t *from)
     if (json_is_string(args)) {
         if (ad_buf_add(b, json_string_value(args), json_string_length(args)))
             goto too_big;
+        if (b->len > *from)
+            scan_args(&cs->scan[s], b->ptr + *from, b->len - *from);
         return AD_OK;
     }
     if (!json_is_object(args) && !json_is_array(args))
@@ -439,6 +584,8 @@ static ad_err append_args(ad_cs *cs, int s, const json_t *args, size_t *from)
             goto too_big;
         return fail(cs, AD_EINVAL, "%s: cannot serialise tool call arguments", cs->where);
     }
+    if (b->len > *from)
+        scan_args(&cs->scan[s], b->ptr + *from, b->len - *from);
     return AD_OK;
 too_big:
     return fail(cs, AD_ETOOBIG, "%s: arguments of tool call %d exceed max_args (%zu bytes)",
@@ -480,12 +627,14 @@ static ad_err tool_call(ad_cs *cs, const json_t *tc, int pos)
             idx = (int)v;
         }
     }
-    int s = resolve_slot(cs, idx, id, name);
+    bool no_args = !args || (json_is_string(args) && json_string_length(args) == 0);
+    int s = resolve_slot(cs, idx, id, name, no_args);
     if (s < 0)
         return fail(cs, AD_ETOOBIG, "%s: more than %d tool calls", cs->where, AD_CS_MAX_TOOL_CALLS);
     ad_cs_tool_call *call = &cs->turn.calls[s];
     if (!cs->used[s]) {
         cs->used[s] = true;
+        cs->opened_at[s] = idx;
         ad_strlcpy(call->type, "function", sizeof call->type);
         if (s >= cs->turn.ncalls)
             cs->turn.ncalls = s + 1;

@@ -27,15 +27,21 @@
  *
  * Details the caller relies on:
  *  - Tool call slots. calls[i] is the slot for upstream index i on a
- *    well-formed stream. Deviating servers are repaired: an element without
- *    `index` continues the last such call unless it brings a new id or a
- *    second name (then it takes the next slot); a *different* id at an index
- *    already used (Ollama sends every parallel call as index 0) opens the next
- *    slot; a re-sent id goes back to its slot. ncalls is the highest slot + 1,
- *    so a gap (index 0 and 2 only) leaves an unused slot with an empty name:
- *    skip slots whose name is empty. id is "" when the upstream sent none (the
- *    caller generates one); callbacks receive "" then, never NULL (an id
- *    arriving only after the name is stored in calls[i].id, not re-announced).
+ *    well-formed stream. Deviating servers are repaired (rules and reasons
+ *    in chat_stream.c): the index is primary and ids are only hints, so
+ *    pieces of one call carrying different ids stay one call and one id at
+ *    two indexes gives two calls; a piece at an index already used opens a
+ *    new slot only when it brings a name after the slot's arguments form a
+ *    complete JSON value (whole calls all sent as index 0); an element
+ *    without `index` continues the last such call by the same test; an
+ *    earlier call's id sent again at its index goes back to it. ncalls is
+ *    the highest slot + 1, so a gap (index 0 and 2 only) leaves an unused
+ *    slot with an empty name: skip slots whose name is empty. id is "" when
+ *    the upstream sent none (the caller generates one); callbacks receive ""
+ *    then, never NULL (an id arriving only after the name is stored in
+ *    calls[i].id, not re-announced). A call's id is the first one sent for
+ *    it; two calls may have the same id (the caller must not assume ids
+ *    are unique).
  *  - on_tool_call_start fires once per slot, when its name is first known,
  *    and always before that slot's on_tool_call_args; argument bytes that
  *    arrived before the name are delivered as one piece right after it.

@@ -322,3 +322,36 @@ test('a backends file: GET /v1/models lists its models; unknown models are refus
     await up.close();
   }
 });
+
+// vLLM with gpt-oss (vllm-project/vllm#23522) sends a different tool-call id
+// on a continuation piece of the same call (same index): still one call.
+test('vllm: a continuation piece with a new tool-call id continues the call at its index', async () => {
+  const up = await startUpstream({ dialect: 'vllm' });
+  const s = await startServer({ env: { OPENAI_BASE_URL: up.url, OPENAI_API_KEY: 'k' }, args: ['--models', 'gpt-oss'] });
+  try {
+    const client = openai(s);
+    const f = { type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { x: { type: 'string' } } } } };
+    const a = await client.beta.assistants.create({ model: 'gpt-oss', tools: [f] });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'call f' }] });
+    up.script({
+      raw: async (req, res) => {
+        res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+        const chunk = (delta, fr = null) => `data: ${JSON.stringify({ id: 'chatcmpl-oss', object: 'chat.completion.chunk', created: 1, model: 'gpt-oss', choices: [{ index: 0, delta, logprobs: null, finish_reason: fr }] })}\n\n`;
+        res.write(chunk({ role: 'assistant', content: '' }));
+        res.write(chunk({ tool_calls: [{ index: 0, id: 'chatcmpl-tool-id1', type: 'function', function: { name: 'f', arguments: '{"x"' } }] }));
+        res.write(chunk({ tool_calls: [{ index: 0, id: 'chatcmpl-tool-id2', type: 'function', function: { arguments: ':"1"}' } }] }));
+        res.write(chunk({ content: '' }, 'tool_calls'));
+        res.end('data: [DONE]\n\n');
+      },
+    });
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id }, { pollIntervalMs: 20 });
+    assert.equal(run.status, 'requires_action');
+    const calls = run.required_action.submit_tool_outputs.tool_calls;
+    assert.equal(calls.length, 1);
+    assert.deepEqual(calls[0].function, { name: 'f', arguments: '{"x":"1"}' });
+    assert.equal(calls[0].type, 'function');
+  } finally {
+    await s.stop();
+    await up.close();
+  }
+});

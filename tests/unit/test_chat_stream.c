@@ -694,6 +694,190 @@ static void args_before_name_and_gaps(void **state)
     done_result(&r);
 }
 
+/* ---- tool-call pieces whose ids are unstable or reused ---- */
+
+#define TCS(tc) EV("{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[" tc "]}}]}")
+#define TC_END                                                                                     \
+    EV("{\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}") DONE
+
+static result fold(const char *body);
+
+/* Runs a tool-call fixture every way; asserts success, transcript, ncalls. */
+static result tools_ok(const char *s, const char *log, int ncalls)
+{
+    result r = check(s, NULL, ALL_EOLS);
+    assert_int_equal(r.feed_rc, AD_OK);
+    assert_int_equal(r.finish_rc, AD_OK);
+    assert_string_equal(LOG(r), log);
+    assert_int_equal(T(&r)->ncalls, ncalls);
+    return r;
+}
+
+/* (a) vLLM with gpt-oss (vllm-project/vllm#23522), Poolside: a continuation
+ * piece carries a fresh id. The index decides; the first id is kept. */
+static const char UNSTABLE_IDS[] =
+    TCS("{\"index\":0,\"id\":\"id1\",\"type\":\"function\",\"function\":{\"name\":\"f\","
+        "\"arguments\":\"{\\\"x\\\"\"}}")
+        TCS("{\"index\":0,\"id\":\"id2\",\"type\":\"function\",\"function\":{\"arguments\":"
+            "\":\\\"1\\\"}\"}}") TC_END;
+/* the same without index */
+static const char UNSTABLE_IDS_NO_INDEX[] =
+    TCS("{\"id\":\"id1\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":"
+        "\"{\\\"x\\\"\"}}")
+        TCS("{\"id\":\"id2\",\"type\":\"function\",\"function\":{\"arguments\":\":\\\"1\\\"}\"}}")
+            TC_END;
+/* two parallel calls, each continuation with its own fresh id */
+static const char UNSTABLE_IDS_PARALLEL[] =
+    TCS("{\"index\":0,\"id\":\"id1\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"x\\\"\"}}")
+        TCS("{\"index\":1,\"id\":\"id3\",\"function\":{\"name\":\"g\",\"arguments\":"
+            "\"{\\\"y\\\"\"}}")
+            TCS("{\"index\":0,\"id\":\"id2\",\"function\":{\"arguments\":\":\\\"1\\\"}\"}}")
+                TCS("{\"index\":1,\"id\":\"id4\",\"function\":{\"arguments\":\":2}\"}}") TC_END;
+
+static void unstable_id_continues_call(void **state)
+{
+    (void)state;
+    const char *srcs[] = {UNSTABLE_IDS, UNSTABLE_IDS_NO_INDEX};
+    for (size_t i = 0; i < 2; i++) {
+        result r = tools_ok(srcs[i], "S0:id1:f|A0:{\"x\"|A0::\"1\"}|", 1);
+        assert_string_equal(ad_buf_str(&CALL(r, 0)->id), "id1");
+        assert_string_equal(ad_buf_str(&CALL(r, 0)->name), "f");
+        assert_string_equal(ad_buf_str(&CALL(r, 0)->args), "{\"x\":\"1\"}");
+        done_result(&r);
+    }
+    result r = tools_ok(UNSTABLE_IDS_PARALLEL,
+                        "S0:id1:f|A0:{\"x\"|S1:id3:g|A1:{\"y\"|A0::\"1\"}|A1::2}|", 2);
+    assert_string_equal(ad_buf_str(&CALL(r, 0)->args), "{\"x\":\"1\"}");
+    assert_string_equal(ad_buf_str(&CALL(r, 1)->args), "{\"y\":2}");
+    done_result(&r);
+}
+
+/* (b) as (a), the name repeated on the continuation: still one call while
+ * the arguments so far are not a complete JSON value. */
+static const char UNSTABLE_IDS_NAME[] =
+    TCS("{\"index\":0,\"id\":\"id1\",\"type\":\"function\",\"function\":{\"name\":\"f\","
+        "\"arguments\":\"{\\\"x\\\"\"}}")
+        TCS("{\"index\":0,\"id\":\"id2\",\"type\":\"function\",\"function\":{\"name\":\"f\","
+            "\"arguments\":\":\\\"1\\\"}\"}}") TC_END;
+static const char UNSTABLE_IDS_NAME_NO_INDEX[] =
+    TCS("{\"id\":\"id1\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"x\\\"\"}}")
+        TCS("{\"id\":\"id2\",\"function\":{\"name\":\"f\",\"arguments\":\":\\\"1\\\"}\"}}") TC_END;
+/* header first (arguments ""), then every piece with name and a fresh id; a
+ * brace and an escaped quote inside a string do not close the value */
+static const char UNSTABLE_IDS_HEADER[] =
+    TCS("{\"index\":0,\"id\":\"id1\",\"function\":{\"name\":\"f\",\"arguments\":\"\"}}")
+        TCS("{\"index\":0,\"id\":\"id2\",\"function\":{\"name\":\"f\",\"arguments\":"
+            "\"{\\\"s\\\":\\\"a\\\\\\\"}\"}}")
+            TCS("{\"index\":0,\"id\":\"id3\",\"function\":{\"name\":\"f\",\"arguments\":"
+                "\"\\\"}\"}}") TC_END;
+
+static void unstable_id_repeated_name(void **state)
+{
+    (void)state;
+    const char *srcs[] = {UNSTABLE_IDS_NAME, UNSTABLE_IDS_NAME_NO_INDEX};
+    for (size_t i = 0; i < 2; i++) {
+        result r = tools_ok(srcs[i], "S0:id1:f|A0:{\"x\"|A0::\"1\"}|", 1);
+        assert_string_equal(ad_buf_str(&CALL(r, 0)->args), "{\"x\":\"1\"}");
+        done_result(&r);
+    }
+    result r = tools_ok(UNSTABLE_IDS_HEADER, "S0:id1:f|A0:{\"s\":\"a\\\\\"}|A0:\"}|", 1);
+    assert_string_equal(ad_buf_str(&CALL(r, 0)->args), "{\"s\":\"a\\\"}\"}");
+    assert_string_equal(ad_buf_str(&CALL(r, 0)->id), "id1");
+    done_result(&r);
+}
+
+/* (c) one id at two indexes: the index decides. */
+static const char ID_TWO_INDEXES[] =
+    TCS("{\"index\":0,\"id\":\"call_0\",\"type\":\"function\",\"function\":{\"name\":\"f\","
+        "\"arguments\":\"{\\\"x\\\":\\\"1\\\"}\"}}")
+        TCS("{\"index\":1,\"id\":\"call_0\",\"type\":\"function\",\"function\":{\"name\":\"g\","
+            "\"arguments\":\"{\\\"x\\\":\\\"2\\\"}\"}}") TC_END;
+/* the same, OpenAI-style: headers, then interleaved pieces without id */
+static const char ID_TWO_INDEXES_PIECES[] =
+    TCS("{\"index\":0,\"id\":\"call_0\",\"function\":{\"name\":\"f\",\"arguments\":\"\"}}")
+        TCS("{\"index\":1,\"id\":\"call_0\",\"function\":{\"name\":\"g\",\"arguments\":\"\"}}")
+            TCS("{\"index\":0,\"function\":{\"arguments\":\"{\\\"x\\\":\"}}")
+                TCS("{\"index\":1,\"function\":{\"arguments\":\"{\\\"y\\\":\"}}")
+                    TCS("{\"index\":0,\"function\":{\"arguments\":\"1}\"}}")
+                        TCS("{\"index\":1,\"function\":{\"arguments\":\"2}\"}}") TC_END;
+/* one id for every whole call, all at index 0 */
+static const char ID_REUSED_SAME_INDEX[] =
+    TCS("{\"index\":0,\"id\":\"call_0\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}")
+        TCS("{\"index\":0,\"id\":\"call_0\",\"function\":{\"name\":\"g\",\"arguments\":"
+            "\"{\\\"a\\\":1}\"}}") TC_END;
+/* the current call's header sent again (no arguments): not a new call */
+static const char HEADER_AGAIN[] =
+    TCS("{\"index\":0,\"id\":\"call_a\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}")
+        TCS("{\"index\":0,\"id\":\"call_a\",\"type\":\"function\",\"function\":{\"name\":\"f\","
+            "\"arguments\":\"\"}}") TC_END;
+
+static void id_reused_across_calls(void **state)
+{
+    (void)state;
+    result r =
+        tools_ok(ID_TWO_INDEXES, "S0:call_0:f|A0:{\"x\":\"1\"}|S1:call_0:g|A1:{\"x\":\"2\"}|", 2);
+    assert_string_equal(ad_buf_str(&CALL(r, 0)->args), "{\"x\":\"1\"}");
+    assert_string_equal(ad_buf_str(&CALL(r, 1)->name), "g");
+    assert_string_equal(ad_buf_str(&CALL(r, 1)->args), "{\"x\":\"2\"}");
+    done_result(&r);
+
+    r = tools_ok(ID_TWO_INDEXES_PIECES,
+                 "S0:call_0:f|S1:call_0:g|A0:{\"x\":|A1:{\"y\":|A0:1}|A1:2}|", 2);
+    assert_string_equal(ad_buf_str(&CALL(r, 0)->args), "{\"x\":1}");
+    assert_string_equal(ad_buf_str(&CALL(r, 1)->args), "{\"y\":2}");
+    done_result(&r);
+
+    r = tools_ok(ID_REUSED_SAME_INDEX, "S0:call_0:f|A0:{}|S1:call_0:g|A1:{\"a\":1}|", 2);
+    done_result(&r);
+
+    r = tools_ok(HEADER_AGAIN, "S0:call_a:f|A0:{}|", 1);
+    done_result(&r);
+
+    /* a non-streamed body: the position decides */
+    r = fold("{\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":null,"
+             "\"tool_calls\":[{\"id\":\"call_0\",\"type\":\"function\",\"function\":{\"name\":"
+             "\"f\",\"arguments\":\"{\\\"x\\\":\\\"1\\\"}\"}},{\"id\":\"call_0\",\"type\":"
+             "\"function\",\"function\":{\"name\":\"g\",\"arguments\":\"{\\\"x\\\":\\\"2\\\"}\"}}"
+             "]},\"finish_reason\":\"tool_calls\"}]}");
+    assert_int_equal(r.finish_rc, AD_OK);
+    assert_string_equal(LOG(r), "S0:call_0:f|A0:{\"x\":\"1\"}|S1:call_0:g|A1:{\"x\":\"2\"}|");
+    assert_int_equal(T(&r)->ncalls, 2);
+    done_result(&r);
+}
+
+/* (d) whole calls, all at index 0, no ids: a name arriving after complete
+ * arguments starts the next call. */
+static const char SAME_INDEX_NO_IDS[] =
+    TCS("{\"index\":0,\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}")
+        TCS("{\"index\":0,\"function\":{\"name\":\"g\",\"arguments\":\"{\\\"a\\\":1}\"}}") TC_END;
+/* the same, each call as a header and then its arguments */
+static const char SAME_INDEX_NO_IDS_PIECES[] =
+    TCS("{\"index\":0,\"function\":{\"name\":\"f\",\"arguments\":\"\"}}")
+        TCS("{\"index\":0,\"function\":{\"arguments\":\" {} \"}}")
+            TCS("{\"index\":0,\"function\":{\"name\":\"g\",\"arguments\":\"\"}}")
+                TCS("{\"index\":0,\"function\":{\"arguments\":\"{\\\"a\\\":1}\"}}") TC_END;
+/* a call without arguments, then another function */
+static const char SAME_INDEX_NO_ARGS[] =
+    TCS("{\"index\":0,\"function\":{\"name\":\"f\",\"arguments\":\"\"}}")
+        TCS("{\"index\":0,\"function\":{\"name\":\"g\",\"arguments\":\"{}\"}}") TC_END;
+
+static void same_index_whole_calls_no_ids(void **state)
+{
+    (void)state;
+    result r = tools_ok(SAME_INDEX_NO_IDS, "S0::f|A0:{}|S1::g|A1:{\"a\":1}|", 2);
+    assert_string_equal(ad_buf_str(&CALL(r, 0)->args), "{}");
+    assert_string_equal(ad_buf_str(&CALL(r, 1)->name), "g");
+    assert_string_equal(ad_buf_str(&CALL(r, 1)->args), "{\"a\":1}");
+    done_result(&r);
+
+    r = tools_ok(SAME_INDEX_NO_IDS_PIECES, "S0::f|A0: {} |S1::g|A1:{\"a\":1}|", 2);
+    done_result(&r);
+
+    r = tools_ok(SAME_INDEX_NO_ARGS, "S0::f|S1::g|A1:{}|", 2);
+    assert_int_equal(CALL(r, 0)->args.len, 0);
+    done_result(&r);
+}
+
 static void tool_call_index_range(void **state)
 {
     (void)state;
@@ -1510,6 +1694,10 @@ int main(void)
         cmocka_unit_test(ollama_calls_without_index),
         cmocka_unit_test(same_index_different_ids),
         cmocka_unit_test(args_before_name_and_gaps),
+        cmocka_unit_test(unstable_id_continues_call),
+        cmocka_unit_test(unstable_id_repeated_name),
+        cmocka_unit_test(id_reused_across_calls),
+        cmocka_unit_test(same_index_whole_calls_no_ids),
         cmocka_unit_test(tool_call_index_range),
         cmocka_unit_test(too_many_tool_calls),
         cmocka_unit_test(vllm_whole_calls_object_args),
