@@ -55,6 +55,7 @@
 
 #include <errno.h>
 #include <microhttpd.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -784,10 +785,39 @@ ad_err ad_sse_hub_start(ad_sse_hub **out, bool offload)
     return AD_OK;
 }
 
+/* How long quiesce goes on writing what streams still have queued, in
+ * all: the last events of runs the engine ended at shutdown are there. */
+#define QUIESCE_FLUSH_MS 2000
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Called with mu held, in direct mode: writes what is queued, waiting for
+ * the socket until deadline. True when nothing is left. */
+static bool flush_until(ad_sse *s, int64_t deadline)
+{
+    while (pending(s)) {
+        if (!flush(s))
+            return false; /* the client is gone */
+        int64_t left = deadline - mono_ms();
+        if (!pending(s) || left <= 0)
+            break;
+        struct pollfd p = {.fd = s->fd, .events = POLLOUT};
+        if (poll(&p, 1, (int)left) < 0 && errno != EINTR)
+            return false;
+    }
+    return !pending(s);
+}
+
 void ad_sse_hub_quiesce(ad_sse_hub *h)
 {
     if (!h)
         return;
+    int64_t deadline = mono_ms() + QUIESCE_FLUSH_MS;
     for (;;) {
         pthread_mutex_lock(&h->mu);
         h->quiesced = true;
@@ -810,9 +840,13 @@ void ad_sse_hub_quiesce(ad_sse_hub *h)
                 hub_remove(s);
                 release = true;
             }
-            /* Unsent bytes or a stream still open: the client cannot get a
-             * complete response any more, so the connection is closed. */
-            if (pending(s) || !s->closed)
+            /* What is queued is written first (the hub may not have got to
+             * a run's last events), for a while. Then unsent bytes or a
+             * stream still open: the client cannot get a complete response
+             * any more, so the connection is closed. */
+            if (!s->failed && !flush_until(s, deadline))
+                s->failed = true;
+            if (!s->closed)
                 s->failed = true;
             ad_buf_reset(&s->q);
             s->off = 0;
