@@ -89,6 +89,22 @@ bool ad_api_message_put(ad_req *req, const char *thread_id, const json_t *body, 
  * reference, or NULL after answering an error. */
 json_t *ad_api_thread_put(ad_req *req, const json_t *body);
 
+/* ---- extras (common.c): what an object keeps that its API JSON has no field for ---- */
+
+/* Today reasoning_effort: accepted on assistants and createRun and sent to
+ * the model, while neither AssistantObject nor RunObject has a field for
+ * it. A private "extras" row per object (id "extras:<object id>", parent
+ * the object) holds {key: value}; reads of the object never show it. */
+
+/* The object's extras (new reference), or NULL when it has none. */
+json_t *ad_api_extras_get(ad_db *db, const char *project, const char *owner_id);
+/* Sets one key of the object's extras (a copy of value), creating the row
+ * when needed; in the caller's transaction, if any. */
+ad_err ad_api_extras_set(ad_db *db, const char *project, const char *owner_id, const char *key,
+                         const json_t *value);
+/* Deletes the object's extras, if any. */
+ad_err ad_api_extras_delete(ad_db *db, const char *project, const char *owner_id);
+
 /* ---- files (api/files.c), shared with uploads and anything that creates files ---- */
 
 /* A new OpenAIFile object; expires_at 0 renders as null. */

@@ -4,9 +4,15 @@
  * Create and modify share one routine that copies the given fields onto the
  * stored object: on modify a field that is present replaces the old value
  * (lists included, as OpenAI documents), a field that is absent is kept.
+ *
+ * reasoning_effort has no field on AssistantObject: it is kept in the
+ * assistant's private extras row (api.h), written in the same transaction
+ * as the assistant, and sent to the model by runs that give none of their
+ * own (run/prompt.c).
  */
 #include "api/api.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "util/id.h"
@@ -42,7 +48,8 @@ static json_t *normalize_tools(const json_t *tools)
     return out;
 }
 
-/* Applies body to obj; false after answering an error. */
+/* Applies body to obj, inside the caller's transaction; false after
+ * answering an error. */
 static bool apply(ad_req *req, json_t *obj, const json_t *body)
 {
     const json_t *model = json_object_get(body, "model");
@@ -74,6 +81,16 @@ static bool apply(ad_req *req, json_t *obj, const json_t *body)
     }
     if (json_object_get(body, "metadata"))
         ad_api_set_metadata(obj, body);
+    const json_t *effort = json_object_get(body, "reasoning_effort");
+    if (effort) {
+        ad_err rc = ad_api_extras_set(ad_req_db(req), req->project,
+                                      json_string_value(json_object_get(obj, "id")),
+                                      "reasoning_effort", effort);
+        if (rc) {
+            ad_reply_internal(req, rc);
+            return false;
+        }
+    }
     return true;
 }
 
@@ -90,12 +107,30 @@ void ad_h_assistants_create(ad_req *req)
                   "object", "assistant", "created_at", (json_int_t)now, "name", "description",
                   "model", "", "instructions", "tools", "tool_resources", "metadata", "top_p", 1.0,
                   "temperature", 1.0, "response_format", "auto");
-    if (!apply(req, obj, body)) {
+    ad_db *db = ad_req_db(req);
+    if (!ad_api_ok(req, ad_db_begin(db))) {
         json_decref(obj);
         return;
     }
+    if (!apply(req, obj, body))
+        goto fail;
     ad_obj o = {.kind = "assistant", .id = id, .project = req->project, .created_at = now};
-    ad_api_put_reply(req, &o, obj);
+    char *s = json_dumps(obj, JSON_COMPACT);
+    ad_err rc = s ? ad_db_put(db, &o, s, strlen(s)) : AD_EINTERNAL;
+    if (!rc)
+        rc = ad_db_commit(db);
+    if (rc) {
+        free(s);
+        ad_reply_internal(req, rc);
+        goto fail;
+    }
+    ad_reply_raw(req, 200, s, strlen(s));
+    free(s);
+    json_decref(obj);
+    return;
+fail:
+    ad_db_rollback(db);
+    json_decref(obj);
 }
 
 void ad_h_assistants_list(ad_req *req)
@@ -148,11 +183,23 @@ void ad_h_assistants_delete(ad_req *req)
 {
     if (!ad_api_check_id(req, 0, "assistant_id", "asst_"))
         return;
-    ad_err rc = ad_db_delete(ad_req_db(req), req->project, "assistant", req->params[0]);
+    ad_db *db = ad_req_db(req);
+    if (!ad_api_ok(req, ad_db_begin(db)))
+        return;
+    ad_err rc = ad_db_delete(db, req->project, "assistant", req->params[0]);
     if (rc == AD_ENOTFOUND) {
+        ad_db_rollback(db);
         ad_reply_not_found(req, "assistant", req->params[0]);
         return;
     }
-    if (ad_api_ok(req, rc))
-        ad_api_deleted(req, req->params[0], "assistant.deleted");
+    if (!rc)
+        rc = ad_api_extras_delete(db, req->project, req->params[0]);
+    if (!rc)
+        rc = ad_db_commit(db);
+    if (rc) {
+        ad_db_rollback(db);
+        ad_reply_internal(req, rc);
+        return;
+    }
+    ad_api_deleted(req, req->params[0], "assistant.deleted");
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "util/id.h"
 #include "util/str.h"
 
 int64_t ad_now(void)
@@ -58,7 +59,9 @@ json_t *ad_api_body(ad_req *req, const ad_vfield *schema)
     }
     json_decref(req->json);
     req->json = body;
-    if (schema && !ad_validate(body, schema, &err)) {
+    /* Azure-shaped paths also know the fields Azure's spec adds (AD_V_AZURE). */
+    if (schema &&
+        !(req->azure ? ad_validate_azure(body, schema, &err) : ad_validate(body, schema, &err))) {
         ad_reply_verr(req, &err);
         return NULL;
     }
@@ -368,4 +371,73 @@ void ad_api_get_reply(ad_req *req, const char *kind, const char *id, const char 
     req->status = 200;
     req->ctype = "application/json";
     req->responded = true;
+}
+
+/* ---- extras: settings an API object has no field for ---- */
+
+#define EXTRAS_ID_MAX (AD_ID_MAX + 8)
+
+/* "extras:<owner id>"; false when the owner's id is too long for one. */
+static bool extras_id(char out[EXTRAS_ID_MAX], const char *owner_id)
+{
+    int n = snprintf(out, EXTRAS_ID_MAX, "extras:%s", owner_id ? owner_id : "");
+    return owner_id && *owner_id && n > 0 && n < EXTRAS_ID_MAX;
+}
+
+json_t *ad_api_extras_get(ad_db *db, const char *project, const char *owner_id)
+{
+    char id[EXTRAS_ID_MAX];
+    if (!extras_id(id, owner_id))
+        return NULL;
+    ad_buf b;
+    ad_buf_init(&b, 64 * 1024);
+    json_t *v = NULL;
+    if (!ad_db_get(db, project, "extras", id, &b))
+        v = json_loadb(b.ptr, b.len, 0, NULL);
+    ad_buf_free(&b);
+    if (v && !json_is_object(v)) {
+        json_decref(v);
+        v = NULL;
+    }
+    return v;
+}
+
+ad_err ad_api_extras_set(ad_db *db, const char *project, const char *owner_id, const char *key,
+                         const json_t *value)
+{
+    char id[EXTRAS_ID_MAX];
+    if (!extras_id(id, owner_id))
+        return AD_EINVAL;
+    json_t *old = ad_api_extras_get(db, project, owner_id);
+    json_t *v = old ? json_incref(old) : json_object();
+    json_object_set_new(v, key, json_deep_copy(value));
+    char *s = json_dumps(v, JSON_COMPACT);
+    ad_err rc = AD_EINTERNAL;
+    if (!s)
+        goto out;
+    if (old) {
+        rc = ad_db_update(db, project, "extras", id, NULL, s, strlen(s));
+    } else {
+        ad_obj o = {.kind = "extras",
+                    .id = id,
+                    .project = project,
+                    .parent = owner_id,
+                    .aux = "",
+                    .created_at = ad_now()};
+        rc = ad_db_put(db, &o, s, strlen(s));
+    }
+out:
+    free(s);
+    json_decref(v);
+    json_decref(old);
+    return rc;
+}
+
+ad_err ad_api_extras_delete(ad_db *db, const char *project, const char *owner_id)
+{
+    char id[EXTRAS_ID_MAX];
+    if (!extras_id(id, owner_id))
+        return AD_OK;
+    ad_err rc = ad_db_delete(db, project, "extras", id);
+    return rc == AD_ENOTFOUND ? AD_OK : rc;
 }

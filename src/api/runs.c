@@ -17,7 +17,16 @@
  *
  * A run is stored with kind "run", parent = its thread, aux = "active"
  * while queued, in progress, waiting for tool outputs or cancelling; steps
- * with kind "step", parent = their run.
+ * with kind "step", parent = their run. A createRun reasoning_effort, which
+ * RunObject has no field for, goes to the run's private extras row (api.h)
+ * in the run's transaction (so such a streamed creation is not handed to
+ * the engine's writer); run/prompt.c sends it, else the assistant's.
+ *
+ * Creation checks what the schema cannot: tool_choice naming a tool must
+ * name one of the run's tools (its override, else the assistant's), and
+ * createThreadAndRun's tool_resources must reference existing files and
+ * vector stores (as a thread's); they override the assistant's, tool by
+ * tool, and show on the run (createRun's run shows {}).
  *
  * Steps are shown as stored, except that file_search result content is
  * left out unless include[] names it (OpenAI's value), and that include[]
@@ -192,6 +201,42 @@ static bool no_active_run(ad_req *req, const char *thread_id)
     return true;
 }
 
+/* Whether tool_choice, when it names a tool, names one of the run's tools
+ * (as built: the run's override, else the assistant's): a function by its
+ * name, file_search and code_interpreter by type. Answers 400 if not. */
+static bool tool_choice_ok(ad_req *req, const json_t *choice, const json_t *tools)
+{
+    const char *type = json_string_value(json_object_get(choice, "type"));
+    if (!type)
+        return true; /* "none", "auto", "required" */
+    bool fn = !strcmp(type, "function");
+    const char *want =
+        fn ? json_string_value(json_object_get(json_object_get(choice, "function"), "name")) : type;
+    size_t i;
+    const json_t *t;
+    json_array_foreach(tools, i, t)
+    {
+        const char *tt = json_string_value(json_object_get(t, "type"));
+        const char *name =
+            fn ? json_string_value(json_object_get(json_object_get(t, "function"), "name")) : tt;
+        if (tt && !strcmp(tt, type) && name && want && !strcmp(name, want))
+            return true;
+    }
+    ad_reply_error(req, 400, "invalid_request_error", "tool_choice", "invalid_value",
+                   "Invalid 'tool_choice': no tool named '%.128s' is available to this run.",
+                   want ? want : "");
+    return false;
+}
+
+/* What a run keeps beside its object (its private extras row, api.h):
+ * reasoning_effort, which RunObject has no field for. createThreadAndRun
+ * has none (its schema has no reasoning_effort). */
+static const json_t *run_effort(const json_t *body)
+{
+    const json_t *v = json_object_get(body, "reasoning_effort");
+    return json_is_string(v) ? v : NULL;
+}
+
 /* Builds a queued run from the body and its assistant, without writing:
  * NULL after answering an error. *text gets the JSON to store (malloc'd,
  * the caller frees it with free()). Reads only, so createRun does it
@@ -214,6 +259,19 @@ static json_t *build_run(ad_req *req, const char *thread_id, const json_t *body,
         !ad_backends_model(req->srv->backends, json_string_value(model), &scratch)) {
         ad_reply_error(req, 400, "invalid_request_error", "model", "model_not_found",
                        "The requested model '%.128s' does not exist.", json_string_value(model));
+        json_decref(model);
+        json_decref(asst);
+        return NULL;
+    }
+    /* createThreadAndRun's tool_resources override the assistant's, tool
+     * by tool (run/tools.c), checked as a thread's are; createRun has
+     * none: {}. */
+    json_t *resources =
+        ad_api_tool_resources(req, json_object_get(body, "tool_resources"), "tool_resources");
+    json_t *tools = pick(body, asst, "tools", json_array());
+    if (!resources || !tool_choice_ok(req, json_object_get(body, "tool_choice"), tools)) {
+        json_decref(resources);
+        json_decref(tools);
         json_decref(model);
         json_decref(asst);
         return NULL;
@@ -244,7 +302,7 @@ static json_t *build_run(ad_req *req, const char *thread_id, const json_t *body,
         "thread_id", thread_id, "status", "queued", "started_at", "expires_at",
         (json_int_t)(now + req->srv->cfg.run_ttl), "cancelled_at", "failed_at", "completed_at",
         "required_action", "last_error", "model", model, "instructions", instructions, "tools",
-        pick(body, asst, "tools", json_array()), "tool_resources", json_object(), "metadata",
+        tools, "tool_resources", resources, "metadata",
         json_is_object(json_object_get(body, "metadata"))
             ? json_deep_copy(json_object_get(body, "metadata"))
             : json_object(),
@@ -267,7 +325,8 @@ static json_t *build_run(ad_req *req, const char *thread_id, const json_t *body,
 }
 
 /* Inside the open transaction: the run's additional messages, then the run
- * (text, from build_run) as queued. False after answering an error. */
+ * (text, from build_run) as queued, and its extras. False after answering
+ * an error. */
 static bool store_run(ad_req *req, const char *thread_id, const json_t *body, const json_t *run,
                       const char *text)
 {
@@ -289,6 +348,9 @@ static bool store_run(ad_req *req, const char *thread_id, const json_t *body, co
                 .aux = "active",
                 .created_at = now};
     ad_err rc = ad_db_put(ad_req_db(req), &o, text, strlen(text));
+    if (!rc && run_effort(body))
+        rc = ad_api_extras_set(ad_req_db(req), req->project, o.id, "reasoning_effort",
+                               run_effort(body));
     if (rc)
         ad_reply_internal(req, rc);
     return rc == AD_OK;
@@ -378,11 +440,12 @@ void ad_h_runs_create(ad_req *req)
         return;
     }
     if (json_is_true(json_object_get(body, "stream")) &&
-        !json_array_size(json_object_get(body, "additional_messages"))) {
+        !json_array_size(json_object_get(body, "additional_messages")) && !run_effort(body)) {
         /* A stream answers at once; the engine's writer stores the run
          * with its other writes (one commit for many creations, no wait
          * for the write lock here), announces it once committed and then
-         * releases the thread. */
+         * releases the thread. A run with additional messages or extras
+         * to store beside it takes the transaction below instead. */
         ad_sse *sse = ad_engine_stream(req->srv->engine);
         ad_sse_respond(req, sse);
         ad_engine_create(req->srv->engine, req->project, thread_id, run_id, sse, flags, text, run);

@@ -9,12 +9,16 @@
  * "type" (see ad_validate). All objects reject unknown keys, as the real API
  * does, except the two free-form JSON Schema slots (function.parameters and
  * json_schema.schema). Nullable fields in the spec carry AD_V_NULLABLE.
+ * Fields only Azure's spec has carry AD_V_AZURE: known on /openai/... paths
+ * (ad_validate_azure), unknown parameters on /v1 (today createRun's
+ * thread_id and createThreadAndRun's stream_options, both ignored).
  *
  * What a table cannot say is done by check hooks below: name patterns, the
  * static chunking overlap limit, vector_store_ids xor vector_stores, a
  * sanity check of image URLs, and tool_choice {type:"function"} needing a
  * function. Anything needing the store (do referenced IDs
- * exist?) is the handlers' job.
+ * exist? does tool_choice name one of the run's tools, which may be the
+ * assistant's?) is the handlers' job.
  */
 #include "api/schemas.h"
 
@@ -596,9 +600,16 @@ static const ad_vfield tool_choice_alts[] = {
         .name = "parallel_tool_calls", .type = AD_V_BOOLEAN                                        \
     }
 
-/* Spec order. Azure's spec also requires "thread_id" in the body; it is the
- * path parameter, so it is not a body field here (an unknown parameter). */
+/* Azure's chatCompletionStreamOptions (createThreadAndRun on Azure). */
+static const ad_vfield stream_options_fields[] = {{.name = "include_usage", .type = AD_V_BOOLEAN},
+                                                  END};
+
+/* Spec order. Azure's spec also lists "thread_id" in the body (and requires
+ * it, a spec bug: it is the path parameter, azure.md section 5): on Azure
+ * paths it is accepted, never required, and ignored; on OpenAI's it is an
+ * unknown parameter. */
 static const ad_vfield create_run_fields[] = {
+    {.name = "thread_id", .type = AD_V_STRING, .flags = AD_V_AZURE},
     {.name = "assistant_id", .type = AD_V_STRING, .flags = AD_V_REQUIRED},
     {.name = "model", .type = AD_V_STRING, .flags = AD_V_NULLABLE},
     F_REASONING,
@@ -635,6 +646,12 @@ static const ad_vfield create_thread_and_run_fields[] = {
     F_TEMPERATURE,
     F_TOP_P,
     F_STREAM,
+    /* Azure's spec only; accepted there and ignored (runs stream their
+     * events whatever a chat-completions option would say). */
+    {.name = "stream_options",
+     .type = AD_V_OBJECT,
+     .flags = AD_V_NULLABLE | AD_V_AZURE,
+     .fields = stream_options_fields},
     F_MAX_PROMPT_TOKENS,
     F_MAX_COMPLETION_TOKENS,
     F_TRUNCATION,

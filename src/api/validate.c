@@ -13,6 +13,10 @@
  * fit are cut at a UTF-8 boundary so that messages stay valid UTF-8 (the
  * error body is built with jansson, which rejects invalid UTF-8).
  *
+ * One schema serves both URL shapes: fields Azure's spec adds to a request
+ * (AD_V_AZURE) exist only when ad_validate_azure walks it, and are unknown
+ * parameters to ad_validate, as on OpenAI.
+ *
  * Nothing here allocates: messages are formatted into the caller's ad_verr and
  * small stack buffers, so validation can never leak, whatever the input.
  */
@@ -157,10 +161,13 @@ void ad_verr_set(ad_verr *err, const char *param, const char *code, const char *
 
 /* ---------------------------------------------------------------- paths */
 
+/* The parameter path, and the one setting every level needs with it: the
+ * dialect (whether AD_V_AZURE fields exist). */
 typedef struct {
     char s[sizeof(((ad_verr *)0)->param)];
     size_t len;
     size_t full_at; /* len at which an append was cut short, or SIZE_MAX */
+    bool azure;     /* ad_validate_azure: AD_V_AZURE fields are known */
 } vpath;
 
 static void path_append(vpath *p, const char *a, size_t alen, const char *b, size_t blen)
@@ -459,10 +466,18 @@ static bool check_bounds(const json_t *v, const ad_vfield *f, const vpath *p, ad
     return true;
 }
 
-static const ad_vfield *find_field(const ad_vfield *fields, const char *key, size_t keylen)
+/* Whether field fd exists in the dialect validated (azure: AD_V_AZURE fields do). */
+static bool in_dialect(const ad_vfield *fd, bool azure)
+{
+    return !(fd->flags & AD_V_AZURE) || azure;
+}
+
+static const ad_vfield *find_field(const ad_vfield *fields, const char *key, size_t keylen,
+                                   bool azure)
 {
     for (const ad_vfield *fd = fields; fd->name; fd++)
-        if (strlen(fd->name) == keylen && memcmp(fd->name, key, keylen) == 0)
+        if (strlen(fd->name) == keylen && memcmp(fd->name, key, keylen) == 0 &&
+            in_dialect(fd, azure))
             return fd;
     return NULL;
 }
@@ -478,7 +493,7 @@ static bool check_object(const json_t *v, const ad_vfield *f, vpath *p, ad_verr 
              it = json_object_iter_next((json_t *)v, it)) {
             const char *key = json_object_iter_key(it);
             size_t keylen = strlen(key);
-            if (!find_field(f->fields, key, keylen)) {
+            if (!find_field(f->fields, key, keylen, p->azure)) {
                 size_t old = path_push_key(p, key, keylen);
                 ad_verr_set(err, p->s, "unknown_parameter", "Unknown parameter: '%s'.", p->s);
                 path_pop(p, old);
@@ -505,6 +520,8 @@ static bool check_object(const json_t *v, const ad_vfield *f, vpath *p, ad_verr 
     if (!f->fields)
         return true;
     for (const ad_vfield *fd = f->fields; fd->name; fd++) {
+        if (!in_dialect(fd, p->azure))
+            continue;
         const json_t *fv = json_object_get(v, fd->name);
         if (!fv) {
             if (fd->flags & AD_V_REQUIRED)
@@ -610,7 +627,7 @@ static const ad_vfield *discriminator(const ad_vfield *alt)
 {
     if (alt->type != AD_V_OBJECT || !alt->fields)
         return NULL;
-    const ad_vfield *t = find_field(alt->fields, "type", 4);
+    const ad_vfield *t = find_field(alt->fields, "type", 4, false);
     return t && t->type == AD_V_STRING && t->enums ? t : NULL;
 }
 
@@ -726,12 +743,13 @@ static bool check_value(const json_t *v, const ad_vfield *f, vpath *p, ad_verr *
     return ok;
 }
 
-bool ad_validate(const json_t *v, const ad_vfield *schema, ad_verr *err)
+static bool validate(const json_t *v, const ad_vfield *schema, bool azure, ad_verr *err)
 {
     vpath p;
     p.s[0] = '\0';
     p.len = 0;
     p.full_at = SIZE_MAX;
+    p.azure = azure;
     err->message[0] = '\0';
     err->param[0] = '\0';
     err->code = NULL;
@@ -746,6 +764,16 @@ bool ad_validate(const json_t *v, const ad_vfield *schema, ad_verr *err)
         return false;
     }
     return check_value(v, schema, &p, err);
+}
+
+bool ad_validate(const json_t *v, const ad_vfield *schema, ad_verr *err)
+{
+    return validate(v, schema, false, err);
+}
+
+bool ad_validate_azure(const json_t *v, const ad_vfield *schema, ad_verr *err)
+{
+    return validate(v, schema, true, err);
 }
 
 /* ---------------------------------------------------------------- parsing */

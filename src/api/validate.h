@@ -37,7 +37,8 @@ enum {
     AD_V_HAS_MIN = 1u << 2,  /* min applies (length for strings, count for arrays/objects,
                                 value for numbers) */
     AD_V_HAS_MAX = 1u << 3,
-    AD_V_OPEN = 1u << 4, /* objects: keys outside fields are allowed */
+    AD_V_OPEN = 1u << 4,  /* objects: keys outside fields are allowed */
+    AD_V_AZURE = 1u << 5, /* a field Azure's spec adds: known only to ad_validate_azure */
 };
 
 typedef struct ad_verr ad_verr;
@@ -73,6 +74,10 @@ struct ad_verr {
  * error on `path.type`); otherwise the first alternative of the same JSON type
  * is used; no alternative of that type is an invalid_type error. */
 bool ad_validate(const json_t *v, const ad_vfield *schema, ad_verr *err);
+/* Like ad_validate for a request on an Azure-shaped path (/openai/...):
+ * fields flagged AD_V_AZURE are known there (and checked as their entry
+ * says), while ad_validate treats them as unknown parameters. */
+bool ad_validate_azure(const json_t *v, const ad_vfield *schema, ad_verr *err);
 /*
  * Further rules (additions, all backwards compatible):
  *  - A ONEOF with exactly one alternative is a reference: v is checked
@@ -91,6 +96,8 @@ bool ad_validate(const json_t *v, const ad_vfield *schema, ad_verr *err);
  *  - Lengths are counted in Unicode code points.
  *  - A non-object v against an object schema is an invalid_type error for
  *    'body' with an empty param.
+ *  - AD_V_AZURE fields exist only for ad_validate_azure: for ad_validate
+ *    they are not in the table at all (an unknown parameter when sent).
  */
 
 /* The exact message of a body that is not valid JSON (code and param null),

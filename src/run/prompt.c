@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "api/api.h"
 #include "run/tools.h"
 #include "store/blob.h"
 #include "util/alloc.h"
@@ -466,6 +467,24 @@ static int64_t completion_left(const json_t *run)
     return json_integer_value(mct) - usage_of(run, "completion_tokens");
 }
 
+/* reasoning_effort: the run's own (createRun), else its assistant's, read
+ * from their private extras rows (api.h: neither object shows it); NULL
+ * when neither has one. New reference. */
+static json_t *reasoning_effort(ad_db *db, const char *project, const json_t *run)
+{
+    const char *owners[] = {json_string_value(json_object_get(run, "id")),
+                            json_string_value(json_object_get(run, "assistant_id"))};
+    json_t *out = NULL;
+    for (size_t i = 0; i < 2 && !out; i++) {
+        json_t *x = ad_api_extras_get(db, project, owners[i]);
+        json_t *v = json_object_get(x, "reasoning_effort");
+        if (json_is_string(v))
+            out = json_incref(v);
+        json_decref(x);
+    }
+    return out;
+}
+
 ad_prompt_status ad_prompt_build(ad_db *db, const char *data_dir, const char *project,
                                  const json_t *run, const ad_model *model, const ad_tokenizer *tok,
                                  ad_prompt *out, char *err, size_t errsize)
@@ -608,6 +627,9 @@ ad_prompt_status ad_prompt_build(ad_db *db, const char *data_dir, const char *pr
         if (json_is_number(v))
             json_object_set(body, copy[i], v);
     }
+    json_t *effort = reasoning_effort(db, project, run);
+    if (effort)
+        json_object_set_new(body, "reasoning_effort", effort);
     /* The answer may use what is left of the run's completion budget. */
     if (cleft != INT64_MAX)
         json_object_set_new(body, "max_completion_tokens", json_integer(cleft));

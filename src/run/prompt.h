@@ -22,7 +22,10 @@
  *              per call;
  *   tools:     the run's function tools, with tool_choice,
  *              parallel_tool_calls, response_format, temperature, top_p and
- *              max_completion_tokens mapped to their chat-completions names.
+ *              max_completion_tokens mapped to their chat-completions names;
+ *              reasoning_effort, the run's (createRun) or else its
+ *              assistant's, both kept in private extras rows (api/api.h),
+ *              and none when neither has one.
  *
  * Budget. Tokens are counted with the model's tokenizer (run/tokenizer.h,
  * chat framing as OpenAI documents it, images as their vision price, tools

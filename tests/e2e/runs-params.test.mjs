@@ -1,14 +1,15 @@
 // Run parameters, checked where they land: in the stored run and in the
 // chat-completions request assistd sends upstream. Instructions and
-// additional_instructions, additional_messages, tools, tool_choice,
-// parallel_tool_calls, response_format, sampling, max_completion_tokens (and
-// the incomplete run it can cause), truncation_strategy, image parts,
-// metadata; runs and steps lists, include[], poll headers, and the exact key
-// sets of run and step objects.
+// additional_instructions, additional_messages, tools, tool_choice (a named
+// tool must be one of the run's), parallel_tool_calls, reasoning_effort,
+// response_format, sampling, max_completion_tokens (and the incomplete run
+// it can cause), truncation_strategy, image parts, metadata; runs and steps
+// lists, include[], poll headers, the exact key sets of run and step
+// objects, and the run fields only Azure's paths accept.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { toFile } from 'openai';
-import { startServer, openai, raw, errorOf } from './lib/server.mjs';
+import OpenAI, { toFile } from 'openai';
+import { startServer, openai, azure, raw, errorOf, AZURE_API_VERSION } from './lib/server.mjs';
 import { startUpstream } from './lib/upstream.mjs';
 import { setupRuns as setup, parseSSE, waitStatus } from './lib/runs.mjs';
 
@@ -131,6 +132,157 @@ test('tools override, tool_choice, parallel_tool_calls reach the upstream body',
     assert.equal(body.tools, undefined);
     assert.equal(body.tool_choice, undefined);
     assert.equal(body.parallel_tool_calls, undefined);
+  } finally {
+    await t.close();
+  }
+});
+
+// The 400 for a named tool_choice the run has no tool for.
+async function refusedChoice(promise, name) {
+  const err = await promise.then(() => null, (e) => e);
+  assert.ok(err instanceof OpenAI.BadRequestError, `refused (${name}): ${err}`);
+  assert.equal(err.status, 400);
+  assert.equal(err.type, 'invalid_request_error');
+  assert.equal(err.param, 'tool_choice');
+  assert.equal(err.code, 'invalid_value');
+  assert.equal(err.error.message, `Invalid 'tool_choice': no tool named '${name}' is available to this run.`);
+}
+
+test('createRun tool_choice: a named tool must be among the run\'s tools (override, else the assistant\'s); valid ones reach the upstream as before', async () => {
+  const t = await setup();
+  try {
+    const { client, up, s } = t;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o', tools: [fn('alpha')] });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'go' }] });
+    const create = (params) => client.beta.threads.runs.create(thread.id, { assistant_id: a.id, ...params });
+    const named = (name) => ({ type: 'function', function: { name } });
+    await refusedChoice(create({ tool_choice: named('nope') }), 'nope');
+    await refusedChoice(create({ tool_choice: named('alpha'), tools: [fn('beta')] }), 'alpha');
+    await refusedChoice(create({ tool_choice: named('alpha'), tools: [] }), 'alpha');
+    await refusedChoice(create({ tool_choice: named('file_search'), tools: [{ type: 'file_search' }] }), 'file_search');
+    await refusedChoice(create({ tool_choice: { type: 'file_search' } }), 'file_search');
+    await refusedChoice(create({ tool_choice: { type: 'code_interpreter' } }), 'code_interpreter');
+    await refusedChoice(create({ tool_choice: { type: 'code_interpreter' }, tools: [{ type: 'file_search' }] }), 'code_interpreter');
+    // Streamed: the same JSON 400, before any stream.
+    const r = await raw(s, 'POST', `/v1/threads/${thread.id}/runs`, { body: { assistant_id: a.id, stream: true, tool_choice: { type: 'file_search' } } });
+    assert.equal(r.status, 400);
+    assert.equal(errorOf(r).param, 'tool_choice');
+    assert.equal(up.requests.length, 0);
+    assert.equal((await client.beta.threads.runs.list(thread.id)).data.length, 0);
+
+    // Choices the run has: accepted, sent as before (built-in tools as the
+    // function assistd offers for them).
+    const b = await client.beta.assistants.create({ model: 'gpt-4o', tools: [fn('alpha'), { type: 'file_search' }, { type: 'code_interpreter' }] });
+    const cases = [
+      [{ tool_choice: named('alpha') }, named('alpha')],
+      [{ tool_choice: { type: 'file_search' } }, named('file_search')],
+      [{ tool_choice: { type: 'code_interpreter' } }, named('code_interpreter')],
+      // The schema allows a function object on any type; only the type counts.
+      [{ tool_choice: { type: 'code_interpreter', function: { name: 'x' } } }, named('code_interpreter')],
+      [{ tool_choice: named('beta'), tools: [fn('beta')] }, named('beta')],
+      [{ tool_choice: 'required', tools: [fn('beta')] }, 'required'],
+    ];
+    for (const [i, [params, want]] of cases.entries()) {
+      up.script('ok');
+      const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: b.id, ...params }, poll);
+      assert.equal(run.status, 'completed', JSON.stringify(params));
+      assert.deepEqual(run.tool_choice, params.tool_choice);
+      assert.deepEqual(up.requests[i].body.tool_choice, want, JSON.stringify(params));
+    }
+  } finally {
+    await t.close();
+  }
+});
+
+test('createThreadAndRun tool_choice: a named tool must be among the run\'s tools; valid ones reach the upstream', async () => {
+  const t = await setup();
+  try {
+    const { client, up } = t;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o', tools: [fn('alpha'), { type: 'file_search' }] });
+    const thread = { messages: [{ role: 'user', content: 'go' }] };
+    const create = (params) => client.beta.threads.createAndRun({ assistant_id: a.id, thread, ...params });
+    await refusedChoice(create({ tool_choice: { type: 'function', function: { name: 'gamma' } } }), 'gamma');
+    await refusedChoice(create({ tool_choice: { type: 'function', function: { name: 'alpha' } }, tools: [fn('beta')] }), 'alpha');
+    await refusedChoice(create({ tool_choice: { type: 'code_interpreter' } }), 'code_interpreter');
+    await refusedChoice(create({ tool_choice: { type: 'file_search' }, tools: [fn('alpha')] }), 'file_search');
+    await refusedChoice(create({ tool_choice: { type: 'code_interpreter' }, stream: true }), 'code_interpreter');
+    assert.equal(up.requests.length, 0);
+    up.script('one', 'two');
+    let run = await client.beta.threads.createAndRunPoll({ assistant_id: a.id, thread, tool_choice: { type: 'function', function: { name: 'alpha' } } }, poll);
+    assert.equal(run.status, 'completed');
+    assert.deepEqual(up.requests[0].body.tool_choice, { type: 'function', function: { name: 'alpha' } });
+    run = await client.beta.threads.createAndRunPoll({ assistant_id: a.id, thread, tool_choice: { type: 'file_search' } }, poll);
+    assert.equal(run.status, 'completed');
+    assert.deepEqual(up.requests[1].body.tool_choice, { type: 'function', function: { name: 'file_search' } });
+  } finally {
+    await t.close();
+  }
+});
+
+test('reasoning_effort: the run\'s, else the assistant\'s, reaches the upstream body; none when neither has one; objects do not show it', async () => {
+  const t = await setup();
+  try {
+    const { client, up } = t;
+    const plain = await client.beta.assistants.create({ model: 'gpt-4o' });
+    const low = await client.beta.assistants.create({ model: 'gpt-4o', reasoning_effort: 'low' });
+    const b0 = await client.beta.assistants.create({ model: 'gpt-4o', reasoning_effort: null });
+    // Neither AssistantObject nor RunObject has the field.
+    assert.equal('reasoning_effort' in low, false);
+    assert.equal('reasoning_effort' in (await client.beta.assistants.retrieve(low.id)), false);
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'think' }] });
+    const sent = [];
+    const go = async (assistant, params = {}) => {
+      up.script('ok');
+      const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id, ...params }, poll);
+      assert.equal(run.status, 'completed');
+      checkRun(run, 'run');
+      sent.push(up.requests.at(-1).body.reasoning_effort);
+    };
+    await go(plain);
+    await go(plain, { reasoning_effort: 'high' });
+    await go(low);
+    await go(low, { reasoning_effort: 'minimal' });
+    await go(low, { reasoning_effort: null });
+    assert.deepEqual(sent, [undefined, 'high', 'low', 'minimal', 'low']);
+    assert.equal('reasoning_effort' in up.requests[0].body, false);
+
+    // Modify: a new value replaces it, null removes it.
+    await client.beta.assistants.update(plain.id, { reasoning_effort: 'medium' });
+    await client.beta.assistants.update(low.id, { reasoning_effort: null });
+    await client.beta.assistants.update(plain.id, { name: 'kept' });
+    sent.length = 0;
+    await go(plain);
+    await go(low);
+    assert.deepEqual(sent, ['medium', undefined]);
+
+    // Streamed createRun with its own, and createThreadAndRun (the
+    // assistant's: its schema has no reasoning_effort).
+    up.script('streamed');
+    const run = await client.beta.threads.runs.stream(thread.id, { assistant_id: low.id, reasoning_effort: 'xhigh' }).finalRun();
+    assert.equal(run.status, 'completed');
+    checkRun(run, 'streamed');
+    assert.equal(up.requests.at(-1).body.reasoning_effort, 'xhigh');
+    up.script('fresh');
+    const tr = await client.beta.threads.createAndRunPoll({ assistant_id: plain.id, thread: { messages: [{ role: 'user', content: 'x' }] } }, poll);
+    assert.equal(tr.status, 'completed');
+    assert.equal(up.requests.at(-1).body.reasoning_effort, 'medium');
+
+    // Every model call of a run sends it (here after a function call).
+    const f = await client.beta.assistants.create({ model: 'gpt-4o', tools: [fn('alpha')], reasoning_effort: 'low' });
+    up.script({ tool_calls: [{ name: 'alpha', arguments: '{}' }] }, 'done');
+    let r = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: f.id, reasoning_effort: 'high' }, poll);
+    assert.equal(r.status, 'requires_action');
+    r = await client.beta.threads.runs.submitToolOutputsAndPoll(r.id, {
+      thread_id: thread.id, tool_outputs: [{ tool_call_id: r.required_action.submit_tool_outputs.tool_calls[0].id, output: 'x' }],
+    }, poll);
+    assert.equal(r.status, 'completed');
+    assert.deepEqual(up.requests.slice(-2).map((x) => x.body.reasoning_effort), ['high', 'high']);
+
+    // Assistants with and without the setting delete as before.
+    for (const x of [f, low, b0]) {
+      assert.equal((await client.beta.assistants.delete(x.id)).deleted, true);
+      await assert.rejects(client.beta.assistants.retrieve(x.id), (e) => e.status === 404);
+    }
   } finally {
     await t.close();
   }
@@ -506,6 +658,75 @@ test('every run and step object has all its keys, nulls explicit, in every statu
     const cs = await raw(s, 'GET', `/v1/threads/${thread.id}/runs/${live.id}/steps`);
     assert.deepEqual(cs.json.data.map((x) => x.status), ['cancelled']);
     for (const st of cs.json.data) checkStep(st, 'cancelled step');
+  } finally {
+    await t.close();
+  }
+});
+
+test('Azure paths: createRun accepts and ignores a body thread_id, createThreadAndRun stream_options; /v1 still refuses both', async () => {
+  const t = await setup();
+  try {
+    const { client, up, s } = t;
+    const az = azure(s);
+    const q = `?api-version=${AZURE_API_VERSION}`;
+    const a = await client.beta.assistants.create({ model: 'gpt-4o' });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'hi' }] });
+    const other = await client.beta.threads.create();
+
+    // createRun: thread_id in the body (Azure's spec lists it) is ignored,
+    // also when it names another thread: the path's thread runs.
+    up.script('one', 'two', 'three');
+    let run = await az.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id, thread_id: thread.id }, poll);
+    assert.equal(run.status, 'completed');
+    assert.equal(run.thread_id, thread.id);
+    run = await az.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id, thread_id: other.id }, poll);
+    assert.equal(run.status, 'completed');
+    assert.equal(run.thread_id, thread.id);
+    assert.equal((await client.beta.threads.runs.list(other.id)).data.length, 0);
+    let r = await raw(s, 'POST', `/openai/v1/threads/${thread.id}/runs`, { body: { assistant_id: a.id, thread_id: thread.id, stream: true } });
+    assert.equal(r.status, 200);
+    assert.equal(parseSSE(r.text).at(-2).event, 'thread.run.completed');
+
+    // createThreadAndRun: stream_options (Azure's chatCompletionStreamOptions), streamed or not.
+    up.script('four', 'five');
+    const tr = await az.beta.threads.createAndRunPoll({
+      assistant_id: a.id, thread: { messages: [{ role: 'user', content: 'x' }] }, stream_options: { include_usage: true },
+    }, poll);
+    assert.equal(tr.status, 'completed');
+    r = await raw(s, 'POST', `/openai/threads/runs${q}`, {
+      body: { assistant_id: a.id, thread: { messages: [{ role: 'user', content: 'y' }] }, stream: true, stream_options: null },
+    });
+    assert.equal(r.status, 200);
+    assert.equal(parseSSE(r.text).at(-2).event, 'thread.run.completed');
+    assert.equal(up.requests.length, 5);
+    for (const x of up.requests) {
+      assert.equal(x.body.thread_id, undefined);
+      assert.deepEqual(x.body.stream_options, { include_usage: true }); // assistd's own, as always
+    }
+
+    // Still checked on Azure: their types, and other unknown parameters.
+    const bad = [
+      [`/openai/threads/${thread.id}/runs${q}`, { assistant_id: a.id, thread_id: 7 }, 'thread_id', 'invalid_type'],
+      [`/openai/threads/runs${q}`, { assistant_id: a.id, stream_options: { include_usage: 'yes' } }, 'stream_options.include_usage', 'invalid_type'],
+      [`/openai/threads/runs${q}`, { assistant_id: a.id, stream_options: { other: true } }, 'stream_options.other', 'unknown_parameter'],
+      [`/openai/threads/runs${q}`, { assistant_id: a.id, thread_id: thread.id }, 'thread_id', 'unknown_parameter'],
+      [`/openai/threads/${thread.id}/runs${q}`, { assistant_id: a.id, stream_options: {} }, 'stream_options', 'unknown_parameter'],
+      [`/openai/threads/${thread.id}/runs${q}`, { assistant_id: a.id, bogus: 1 }, 'bogus', 'unknown_parameter'],
+      // OpenAI's shape refuses both, exactly as before.
+      [`/v1/threads/${thread.id}/runs`, { assistant_id: a.id, thread_id: thread.id }, 'thread_id', 'unknown_parameter'],
+      [`/v1/threads/runs`, { assistant_id: a.id, stream_options: { include_usage: true } }, 'stream_options', 'unknown_parameter'],
+    ];
+    for (const [p, body, param, code] of bad) {
+      r = await raw(s, 'POST', p, { body });
+      assert.equal(r.status, 400, `${p} ${JSON.stringify(body)}`);
+      const e = errorOf(r);
+      assert.equal(e.param, param, `${p} ${JSON.stringify(body)}`);
+      assert.equal(e.code, code);
+      if (code === 'unknown_parameter') assert.equal(e.message, `Unknown parameter: '${param}'.`);
+    }
+    await assert.rejects(client.beta.threads.runs.create(thread.id, { assistant_id: a.id, thread_id: thread.id }),
+      (e) => e instanceof OpenAI.BadRequestError && e.param === 'thread_id');
+    assert.equal(up.requests.length, 5);
   } finally {
     await t.close();
   }
