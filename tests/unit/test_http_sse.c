@@ -58,7 +58,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
                                size_t *upload_size, void **con_cls)
 {
     fixture *f = cls;
-    (void)url, (void)method, (void)version, (void)upload, (void)upload_size;
+    (void)url, (void)method, (void)upload, (void)upload_size;
     if (!*con_cls) { /* headers only: come back for the body */
         *con_cls = f;
         return MHD_YES;
@@ -67,6 +67,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     memset(&req, 0, sizeof req);
     req.srv = &f->srv;
     req.conn = conn;
+    req.http11 = !strcmp(version, MHD_HTTP_VERSION_1_1); /* as the front sets it */
     ad_sse *s = ad_sse_new(on_drain, f);
     ad_sse_send(s, "thread.run.created", "{\"n\":0}", 7);
     ad_sse_respond(&req, s);
