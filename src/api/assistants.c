@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "util/id.h"
+#include "util/json.h"
 
 /* Copies body[key] (or null when nullable and null) onto obj[key]. */
 static void copy_field(json_t *obj, const json_t *body, const char *key, json_t *if_null)
@@ -115,7 +116,7 @@ void ad_h_assistants_create(ad_req *req)
     if (!apply(req, obj, body))
         goto fail;
     ad_obj o = {.kind = "assistant", .id = id, .project = req->project, .created_at = now};
-    char *s = json_dumps(obj, JSON_COMPACT);
+    char *s = json_dumps(obj, AD_JSON_COMPACT);
     ad_err rc = s ? ad_db_put(db, &o, s, strlen(s)) : AD_EINTERNAL;
     if (!rc)
         rc = ad_db_commit(db);

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "util/id.h"
+#include "util/json.h"
 #include "util/str.h"
 
 int64_t ad_now(void)
@@ -207,7 +208,7 @@ bool ad_api_thread_exists(ad_req *req, const char *thread_id)
 
 void ad_api_put_reply(ad_req *req, const ad_obj *o, json_t *obj)
 {
-    char *s = json_dumps(obj, JSON_COMPACT);
+    char *s = json_dumps(obj, AD_JSON_COMPACT);
     json_decref(obj);
     if (!s) {
         ad_reply_internal(req, AD_EINTERNAL);
@@ -242,7 +243,7 @@ json_t *ad_api_load(ad_req *req, const char *kind, const char *id, const char *w
 ad_err ad_api_save(ad_req *req, const char *kind, const char *id, const char *aux,
                    const json_t *obj)
 {
-    char *s = json_dumps(obj, JSON_COMPACT);
+    char *s = json_dumps(obj, AD_JSON_COMPACT);
     if (!s)
         return AD_EINTERNAL;
     ad_err rc = ad_db_update(ad_req_db(req), req->project, kind, id, aux, s, strlen(s));
@@ -411,7 +412,7 @@ ad_err ad_api_extras_set(ad_db *db, const char *project, const char *owner_id, c
     json_t *old = ad_api_extras_get(db, project, owner_id);
     json_t *v = old ? json_incref(old) : json_object();
     json_object_set_new(v, key, json_deep_copy(value));
-    char *s = json_dumps(v, JSON_COMPACT);
+    char *s = json_dumps(v, AD_JSON_COMPACT);
     ad_err rc = AD_EINTERNAL;
     if (!s)
         goto out;

@@ -35,6 +35,7 @@
 #include "ingest/ingest.h"
 #include "util/alloc.h"
 #include "util/id.h"
+#include "util/json.h"
 #include "util/str.h"
 
 #define BATCH_TTL   (30 * 24 * 3600) /* default expiry of purpose=batch files */
@@ -167,8 +168,8 @@ ad_err ad_file_insert(ad_db *db, const char *project, const json_t *file, const 
     json_t *meta = json_pack("{s:s}", "content_type", ctype);
     if (!id || !purpose || !meta)
         goto out;
-    s = json_dumps(file, JSON_COMPACT);
-    m = json_dumps(meta, JSON_COMPACT);
+    s = json_dumps(file, AD_JSON_COMPACT);
+    m = json_dumps(meta, AD_JSON_COMPACT);
     if (!s || !m)
         goto out;
     int64_t created = json_integer_value(json_object_get(file, "created_at"));

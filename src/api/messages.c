@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "util/id.h"
+#include "util/json.h"
 #include "util/str.h"
 
 /* Largest stored thread or message JSON read back by these handlers. */
@@ -175,7 +176,7 @@ bool ad_api_message_put(ad_req *req, const char *thread_id, const json_t *body, 
                   "incomplete_at", "completed_at", (json_int_t)created_at, "role",
                   role ? role : "user", "content", content, "attachments", atts);
     ad_api_set_metadata(obj, body);
-    char *s = json_dumps(obj, JSON_COMPACT);
+    char *s = json_dumps(obj, AD_JSON_COMPACT);
     if (!s) {
         json_decref(obj);
         ad_reply_internal(req, AD_EINTERNAL);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util/json.h"
 #include "util/log.h"
 #include "util/str.h"
 
@@ -40,7 +41,7 @@ void ad_reply_raw(ad_req *req, int status, const char *json, size_t len)
 
 void ad_reply_json(ad_req *req, int status, json_t *v)
 {
-    char *s = json_dumps(v, JSON_COMPACT);
+    char *s = json_dumps(v, AD_JSON_COMPACT);
     json_decref(v);
     if (!s) {
         ad_reply_internal(req, AD_EINTERNAL);

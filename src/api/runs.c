@@ -45,6 +45,7 @@
 #include "run/engine.h"
 #include "run/tools.h"
 #include "util/id.h"
+#include "util/json.h"
 #include "util/str.h"
 
 #define POLL_AFTER_MS   "200" /* openai-poll-after-ms for the SDK pollers */
@@ -315,7 +316,7 @@ static json_t *build_run(ad_req *req, const char *thread_id, const json_t *body,
         pick(body, NULL, "tool_choice", json_string("auto")), "parallel_tool_calls",
         pick(body, NULL, "parallel_tool_calls", json_true()));
     json_decref(asst);
-    *text = json_dumps(run, JSON_COMPACT);
+    *text = json_dumps(run, AD_JSON_COMPACT);
     if (!*text) {
         ad_reply_internal(req, AD_EINTERNAL);
         json_decref(run);
@@ -358,7 +359,7 @@ static bool store_run(ad_req *req, const char *thread_id, const json_t *body, co
 
 static void send_event(ad_sse *sse, const char *event, const json_t *obj)
 {
-    char *s = json_dumps(obj, JSON_COMPACT);
+    char *s = json_dumps(obj, AD_JSON_COMPACT);
     if (s) {
         ad_sse_send(sse, event, s, strlen(s));
         free(s);
@@ -841,7 +842,7 @@ static ad_err show_step(void *ud, const char *json, size_t len, ad_buf *out)
         ad_tools_strip_content(st);
     if (v->queries)
         add_queries(v, st);
-    char *s = json_dumps(st, JSON_COMPACT);
+    char *s = json_dumps(st, AD_JSON_COMPACT);
     ad_err rc = s ? ad_buf_addstr(out, s) : AD_EINTERNAL;
     free(s);
     json_decref(st);

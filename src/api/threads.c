@@ -24,6 +24,7 @@
 
 #include "sandbox/sandbox.h"
 #include "util/id.h"
+#include "util/json.h"
 
 /*
  * Creates a thread (and its initial messages) from a validated
@@ -43,7 +44,7 @@ json_t *ad_api_thread_put(ad_req *req, const json_t *body)
         json_pack("{s:s, s:s, s:I}", "id", id, "object", "thread", "created_at", (json_int_t)now);
     ad_api_set_metadata(obj, body);
     json_object_set_new(obj, "tool_resources", tr);
-    char *s = json_dumps(obj, JSON_COMPACT);
+    char *s = json_dumps(obj, AD_JSON_COMPACT);
     if (!s) {
         json_decref(obj);
         ad_reply_internal(req, AD_EINTERNAL);

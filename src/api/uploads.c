@@ -41,6 +41,7 @@
 
 #include "util/alloc.h"
 #include "util/id.h"
+#include "util/json.h"
 #include "util/str.h"
 
 #define UPLOAD_MAX_BYTES (8ull * 1024 * 1024 * 1024)
@@ -383,8 +384,8 @@ void ad_h_uploads_create(ad_req *req)
                            (json_int_t)(now + UPLOAD_TTL), "file");
     json_t *meta = json_pack("{s:s, s:I, s:I}", "mime_type", mime, "file_seconds", secs, "received",
                              (json_int_t)0);
-    char *s = up ? json_dumps(up, JSON_COMPACT) : NULL;
-    char *m = meta ? json_dumps(meta, JSON_COMPACT) : NULL;
+    char *s = up ? json_dumps(up, AD_JSON_COMPACT) : NULL;
+    char *m = meta ? json_dumps(meta, AD_JSON_COMPACT) : NULL;
     ad_err rc = s && m ? AD_OK : AD_EINTERNAL;
     ad_db *db = ad_req_db(req);
     if (!rc)
@@ -481,13 +482,13 @@ void ad_h_uploads_add_part(ad_req *req)
                      (json_int_t)now, "upload_id", uid);
     if (!rc) {
         json_object_set_new(meta, "received", json_integer(received + (json_int_t)size));
-        char *m = json_dumps(meta, JSON_COMPACT);
+        char *m = json_dumps(meta, AD_JSON_COMPACT);
         rc = m ? ad_db_update(db, req->project, "upload_meta", mid, NULL, m, strlen(m))
                : AD_EINTERNAL;
         free(m);
     }
     if (!rc) {
-        char *s = json_dumps(part, JSON_COMPACT);
+        char *s = json_dumps(part, AD_JSON_COMPACT);
         ad_obj o = {.kind = "upload_part",
                     .id = pid,
                     .project = req->project,

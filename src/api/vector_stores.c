@@ -38,6 +38,7 @@
 #include "search/search.h"
 #include "util/alloc.h"
 #include "util/id.h"
+#include "util/json.h"
 #include "util/str.h"
 
 /* SDK pollers (createAndPoll, uploadAndPoll) wait this long between reads. */
@@ -184,7 +185,7 @@ void ad_h_vector_stores_create(ad_req *req)
     if (json_is_object(ea))
         json_object_set_new(vs, "expires_after", json_deep_copy(ea));
     ad_api_set_metadata(vs, body);
-    char *s = json_dumps(vs, JSON_COMPACT);
+    char *s = json_dumps(vs, AD_JSON_COMPACT);
     ad_db *db = ad_req_db(req);
     ad_err rc = s ? ad_db_begin(db) : AD_EINTERNAL;
     if (!rc) {
@@ -697,7 +698,7 @@ void ad_h_vs_batches_create(ad_req *req)
     json_t *batch =
         json_pack("{s:s, s:s, s:I, s:s, s:s}", "id", id, "object", "vector_store.files_batch",
                   "created_at", (json_int_t)now, "vector_store_id", store, "status", "in_progress");
-    char *s = json_dumps(batch, JSON_COMPACT);
+    char *s = json_dumps(batch, AD_JSON_COMPACT);
     ad_obj o = {.kind = "vector_store_file_batch",
                 .id = id,
                 .project = req->project,
@@ -914,7 +915,7 @@ bool ad_api_vector_store_new(ad_req *req, const json_t *file_ids, const json_t *
             json_pack("{s:s, s:i}", "anchor", "last_active_at", "days", expire_days));
     json_object_set_new(vs, "metadata",
                         json_is_object(metadata) ? json_deep_copy(metadata) : json_object());
-    char *s = json_dumps(vs, JSON_COMPACT);
+    char *s = json_dumps(vs, AD_JSON_COMPACT);
     json_decref(vs);
     ad_obj o = {.kind = "vector_store", .id = out, .project = req->project, .created_at = now};
     ad_err rc = s ? ad_db_put(ad_req_db(req), &o, s, strlen(s)) : AD_EINTERNAL;

@@ -33,6 +33,7 @@
 #include "search/kwindex.h"
 #include "store/blob.h"
 #include "util/alloc.h"
+#include "util/json.h"
 #include "util/str.h"
 
 /* Extracted text of one file held in memory by a worker. A file within
@@ -111,7 +112,7 @@ ad_err ad_vsf_save(ad_db *db, const char *project, const json_t *vsf, bool inser
     const char *batch = json_string_value(json_object_get(vsf, "_batch"));
     if (!store || !file || !status)
         return AD_EINTERNAL;
-    char *s = json_dumps(vsf, JSON_COMPACT);
+    char *s = json_dumps(vsf, AD_JSON_COMPACT);
     if (!s)
         return AD_EINTERNAL;
     size_t len = strlen(s);
@@ -276,7 +277,7 @@ ad_err ad_vector_store_touch(ad_db *db, const char *project, const char *store_i
         rc = AD_EDB;
     if (!rc && json_integer_value(json_object_get(v, "last_active_at")) != now) {
         json_object_set_new(v, "last_active_at", json_integer(now));
-        char *s = json_dumps(v, JSON_COMPACT);
+        char *s = json_dumps(v, AD_JSON_COMPACT);
         rc = s ? ad_db_update(db, project, "vector_store", store_id, NULL, s, strlen(s))
                : AD_EINTERNAL;
         free(s);

@@ -88,6 +88,7 @@
 #include <string.h>
 
 #include "util/alloc.h"
+#include "util/json.h"
 #include "util/str.h"
 
 #define DEF_MAX_EVENT ((size_t)1 << 20)
@@ -336,7 +337,7 @@ static ad_err upstream_error(ad_cs *cs, const json_t *e)
         }
     }
     if (!msg || !msg[0]) {
-        dump = json_dumps(e, JSON_COMPACT | JSON_ENCODE_ANY);
+        dump = json_dumps(e, AD_JSON_COMPACT | JSON_ENCODE_ANY);
         msg = dump;
     }
     ad_err rc = fail(cs, AD_ESTATE, "%s", msg && msg[0] ? msg : "upstream error (no message)");
@@ -576,7 +577,7 @@ static ad_err append_args(ad_cs *cs, int s, const json_t *args, size_t *from)
         return fail(cs, AD_EINVAL, "%s: tool call \"arguments\" is neither a string nor an object",
                     cs->where);
     dump_ctx d = {b, false};
-    if (json_dump_callback(args, dump_cb, &d, JSON_COMPACT) != 0) {
+    if (json_dump_callback(args, dump_cb, &d, AD_JSON_COMPACT) != 0) {
         b->len = *from;
         if (b->ptr)
             b->ptr[b->len] = '\0';

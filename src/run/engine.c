@@ -82,6 +82,7 @@
 #include "store/writer.h"
 #include "util/alloc.h"
 #include "util/id.h"
+#include "util/json.h"
 #include "util/str.h"
 
 #define JSON_MAX  (64u * 1024 * 1024)
@@ -180,7 +181,7 @@ static size_t evq_text(evq *q, const char *event, const char *s, size_t len)
 /* Queues an event; returns the bytes of its data. */
 static size_t evq_push(evq *q, const char *event, const json_t *obj)
 {
-    char *s = json_dumps(obj, JSON_COMPACT);
+    char *s = json_dumps(obj, AD_JSON_COMPACT);
     return s ? evq_take(q, event, s, strlen(s)) : 0;
 }
 
@@ -351,7 +352,7 @@ static json_t *load(ad_db *db, const char *project, const char *kind, const char
  * or NULL. Writes and their events share one dump of each object. */
 static char *dump(const json_t *obj, size_t *len)
 {
-    char *s = json_dumps(obj, JSON_COMPACT);
+    char *s = json_dumps(obj, AD_JSON_COMPACT);
     *len = s ? strlen(s) : 0;
     return s;
 }
@@ -1450,7 +1451,7 @@ static void announce(job *j, const char *event, const json_t *obj)
         send_direct(j, j->held_bytes);
         return;
     }
-    char *s = json_dumps(obj, JSON_COMPACT);
+    char *s = json_dumps(obj, AD_JSON_COMPACT);
     if (!s)
         return;
     size_t waiting = ad_sse_send(j->sse, event, s, strlen(s));

@@ -16,6 +16,7 @@
 #include "store/blob.h"
 #include "util/alloc.h"
 #include "util/buf.h"
+#include "util/json.h"
 
 #define JSON_MAX  (64u * 1024 * 1024)
 #define IMAGE_MAX (20u * 1024 * 1024) /* largest image_file sent inline */
@@ -139,8 +140,13 @@ static json_t *chat_message(ad_db *db, const char *data_dir, const char *project
         const char *type = json_string_value(json_object_get(p, "type"));
         if (!type)
             continue;
-        if (!strcmp(type, "text")) {
-            const char *v = json_string_value(json_object_get(json_object_get(p, "text"), "value"));
+        bool refusal = !strcmp(type, "refusal");
+        if (refusal || !strcmp(type, "text")) {
+            /* A refusal (an earlier answer the model refused) goes as its
+             * words: a chat message's own "refusal" field is OpenAI's only. */
+            const char *v =
+                json_string_value(refusal ? json_object_get(p, "refusal")
+                                          : json_object_get(json_object_get(p, "text"), "value"));
             if (!v)
                 continue;
             if (text.len)
@@ -446,7 +452,7 @@ static size_t tools_tokens(const ad_tokenizer *tok, const json_t *tools)
 {
     if (!json_array_size(tools))
         return 0;
-    char *s = json_dumps(tools, JSON_COMPACT);
+    char *s = json_dumps(tools, AD_JSON_COMPACT);
     size_t n = s ? ad_tokenizer_count(tok, s, strlen(s)) : 0;
     free(s);
     return n;

@@ -31,6 +31,7 @@
 #include "search/search.h"
 #include "store/blob.h"
 #include "util/alloc.h"
+#include "util/json.h"
 #include "util/str.h"
 
 #define TEXT_MAX      (8u * 1024 * 1024)
@@ -641,7 +642,7 @@ ad_err ad_tools_callio_put(ad_db *db, const char *project, const char *run_id, c
     json_t *f = files ? json_deep_copy(files) : json_array();
     json_t *v = json_pack("{s:s,s:s,s:o}", "arguments", arguments ? arguments : "", "output",
                           text ? text : "", "files", f);
-    char *s = json_dumps(v, JSON_COMPACT);
+    char *s = json_dumps(v, AD_JSON_COMPACT);
     json_decref(v);
     if (!s)
         return AD_EINTERNAL;

@@ -102,6 +102,7 @@
 #include <unistd.h>
 
 #include "util/alloc.h"
+#include "util/json.h"
 #include "util/str.h"
 
 #define BACKOFF_BASE_MS    500
@@ -1273,7 +1274,7 @@ static bool prepare(ad_up_call *c, const ad_model *model, json_t *body)
     json_object_set_new(so, "include_usage", json_true());
     json_object_set_new(body, "stream", json_true());
     json_object_set_new(body, "stream_options", so);
-    c->body = json_dumps(body, JSON_COMPACT);
+    c->body = json_dumps(body, AD_JSON_COMPACT);
     if (!c->url[0] || !c->hdrs || !c->body) {
         fail(c, AD_EINTERNAL, "server_error");
         set_msg(c, "The model call could not be prepared.");

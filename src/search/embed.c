@@ -28,6 +28,7 @@
 #include "search/search.h"
 #include "util/alloc.h"
 #include "util/buf.h"
+#include "util/json.h"
 
 #define RESP_MAX       (256u * 1024 * 1024)
 #define TOTAL_TIMEOUT  120000L /* ms, one batch */
@@ -189,7 +190,7 @@ static ad_err embed_batch(const ad_embeddings_cfg *cfg, const atomic_bool *cance
                             "encoding_format", "float");
     if (cfg->dimensions > 0)
         json_object_set_new(req, "dimensions", json_integer(cfg->dimensions));
-    char *body = json_dumps(req, JSON_COMPACT);
+    char *body = json_dumps(req, AD_JSON_COMPACT);
     json_decref(req);
     if (!body) {
         snprintf(msg, msgsize, "The text could not be sent for embedding.");

@@ -280,6 +280,19 @@ test('raw JSON: every AssistantObject key, explicit nulls, metadata {}, integer 
   assert.equal(d.text, `{"id":"${a.id}","object":"assistant.deleted","deleted":true}`);
 });
 
+// Reals come back as the client wrote them: "0.7", not the nearest double
+// spelled out ("0.69999999999999996"), on the assistant, on a run made from
+// it, and in the request to the model.
+test('raw JSON: temperature 0.7 and top_p 0.1 are written "0.7" and "0.1"', async () => {
+  const r = await raw(s, 'POST', '/v1/assistants', { body: { model: 'gpt-4o', temperature: 0.7, top_p: 0.1 } });
+  assert.equal(r.status, 200);
+  assert.match(r.text, /"top_p":0\.1,"temperature":0\.7,/);
+  const g = await raw(s, 'GET', `/v1/assistants/${r.json.id}`);
+  assert.equal(g.text, r.text);
+  const m = await raw(s, 'POST', `/v1/assistants/${r.json.id}`, { body: { temperature: 1.3 } });
+  assert.match(m.text, /"top_p":0\.1,"temperature":1\.3,/);
+});
+
 test('tool_resources: missing file or vector store ids are 400', async () => {
   const c = openai(s);
   await assert.rejects(c.beta.assistants.create({ model: 'gpt-4o', tools: [{ type: 'code_interpreter' }], tool_resources: { code_interpreter: { file_ids: ['file-doesnotexist'] } } }), (e) => {

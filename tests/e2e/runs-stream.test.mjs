@@ -281,6 +281,13 @@ test('a refusal from the model becomes a refusal content part (delta and stored 
     assert.deepEqual(done.content, [{ type: 'refusal', refusal }]);
     const stored = await client.beta.threads.messages.retrieve(done.id, { thread_id: thread.id });
     assert.deepEqual(stored, done);
+    // The next run's prompt carries the refusal as the assistant's words.
+    up.script('Fine.');
+    await client.beta.threads.messages.create(thread.id, { role: 'user', content: 'Then something else.' });
+    const next = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id }, { pollIntervalMs: 20 });
+    assert.equal(next.status, 'completed');
+    assert.deepEqual(up.requests[1].body.messages.slice(-2), [
+      { role: 'assistant', content: refusal }, { role: 'user', content: 'Then something else.' }]);
   } finally {
     await t.close();
   }
