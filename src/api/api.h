@@ -104,6 +104,22 @@ ad_err ad_api_extras_set(ad_db *db, const char *project, const char *owner_id, c
                          const json_t *value);
 /* Deletes the object's extras, if any. */
 ad_err ad_api_extras_delete(ad_db *db, const char *project, const char *owner_id);
+/* Takes one key out of the object's extras: *out gets its value (new
+ * reference; NULL when absent or null) and the key is set to null. */
+ad_err ad_api_extras_take(ad_db *db, const char *project, const char *owner_id, const char *key,
+                          json_t **out);
+
+/* Usage a run does not show yet, in its extras (OpenAI shows usage only
+ * once it is final: a run's is null until the run ends, a step's while it
+ * is in progress). "usage": the sum of the run's finished model calls that
+ * its object does not show; "step_usage": {"step_id", counts} of the call
+ * that made the tool_calls step waiting for outputs. The counts are
+ * {prompt_tokens, completion_tokens, total_tokens}. */
+#define AD_EXTRAS_USAGE      "usage"
+#define AD_EXTRAS_STEP_USAGE "step_usage"
+/* Adds the three counts of counts to those of into (absent ones, or all
+ * when counts is NULL, are 0: into then has the three keys). */
+void ad_api_usage_add(json_t *into, const json_t *counts);
 
 /* ---- files (api/files.c), shared with uploads and anything that creates files ---- */
 

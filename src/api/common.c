@@ -434,6 +434,35 @@ out:
     return rc;
 }
 
+ad_err ad_api_extras_take(ad_db *db, const char *project, const char *owner_id, const char *key,
+                          json_t **out)
+{
+    *out = NULL;
+    json_t *x = ad_api_extras_get(db, project, owner_id);
+    json_t *v = json_object_get(x, key);
+    if (!v || json_is_null(v)) {
+        json_decref(x);
+        return AD_OK;
+    }
+    *out = json_incref(v);
+    json_decref(x);
+    ad_err rc = ad_api_extras_set(db, project, owner_id, key, json_null());
+    if (rc) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+void ad_api_usage_add(json_t *into, const json_t *counts)
+{
+    static const char *const keys[3] = {"prompt_tokens", "completion_tokens", "total_tokens"};
+    for (int i = 0; i < 3; i++)
+        json_object_set_new(into, keys[i],
+                            json_integer(json_integer_value(json_object_get(into, keys[i])) +
+                                         json_integer_value(json_object_get(counts, keys[i]))));
+}
+
 ad_err ad_api_extras_delete(ad_db *db, const char *project, const char *owner_id)
 {
     char id[EXTRAS_ID_MAX];

@@ -642,10 +642,14 @@ static void expire_waiting(ad_req *req, json_t *run)
     json_object_set_new(run, "status", json_string("expired"));
     json_object_set_new(run, "expires_at", json_null());
     json_object_set_new(run, "required_action", json_null());
-    if (json_is_null(json_object_get(run, "usage")))
-        json_object_set_new(run, "usage",
-                            json_pack("{s:i,s:i,s:i}", "prompt_tokens", 0, "completion_tokens", 0,
-                                      "total_tokens", 0));
+    /* Ended: its calls' usage shows now (api.h, AD_EXTRAS_USAGE). */
+    if (!json_is_object(json_object_get(run, "usage")))
+        json_object_set_new(run, "usage", json_object());
+    json_t *kept = NULL;
+    if (!rc)
+        rc = ad_api_extras_take(db, req->project, req->params[1], AD_EXTRAS_USAGE, &kept);
+    ad_api_usage_add(json_object_get(run, "usage"), kept);
+    json_decref(kept);
     if (!rc)
         rc = ad_api_save(req, "run", req->params[1], "", run);
     if (!rc)
@@ -756,11 +760,21 @@ void ad_h_runs_submit_tool_outputs(ad_req *req)
     }
     json_object_set_new(step, "status", json_string("completed"));
     json_object_set_new(step, "completed_at", json_integer(ad_now()));
-    if (json_is_null(json_object_get(step, "usage")))
-        json_object_set_new(step, "usage",
-                            json_pack("{s:i,s:i,s:i}", "prompt_tokens", 0, "completion_tokens", 0,
-                                      "total_tokens", 0));
     const char *step_id = json_string_value(json_object_get(step, "id"));
+    /* Completed: the usage of the call that made it shows now (api.h,
+     * AD_EXTRAS_STEP_USAGE), kept while the step waited. */
+    json_t *kept = NULL;
+    rc = ad_api_extras_take(db, req->project, req->params[1], AD_EXTRAS_STEP_USAGE, &kept);
+    if (rc) {
+        ad_reply_internal(req, rc);
+        goto fail;
+    }
+    const char *owner = json_string_value(json_object_get(kept, "step_id"));
+    if (!json_is_object(json_object_get(step, "usage")))
+        json_object_set_new(step, "usage", json_object());
+    ad_api_usage_add(json_object_get(step, "usage"),
+                     owner && !strcmp(owner, step_id) ? kept : NULL);
+    json_decref(kept);
     json_object_set_new(run, "status", json_string("queued"));
     json_object_set_new(run, "required_action", json_null());
     rc = ad_api_save(req, "step", step_id, NULL, step);

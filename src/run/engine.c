@@ -72,6 +72,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api/api.h"
 #include "run/backends.h"
 #include "run/prompt.h"
 #include "run/tokenizer.h"
@@ -440,6 +441,12 @@ static void add_usage(json_t *obj, const usage_t *t)
                             json_integer(json_integer_value(json_object_get(u, keys[i])) + add[i]));
 }
 
+static json_t *usage_json(const usage_t *u)
+{
+    return json_pack("{s:I,s:I,s:I}", "prompt_tokens", (json_int_t)u->prompt, "completion_tokens",
+                     (json_int_t)u->completion, "total_tokens", (json_int_t)u->total);
+}
+
 static json_t *zero_usage(void)
 {
     return json_pack("{s:i,s:i,s:i}", "prompt_tokens", 0, "completion_tokens", 0, "total_tokens",
@@ -700,7 +707,6 @@ static ad_err apply_run(wctx *c, act *a)
     json_t *run = load_w(c, "run", c->run_id);
     if (!run)
         return AD_OK; /* gone (e.g. its thread was deleted): nothing to do */
-    add_usage(run, &a->usage);
     int64_t now = now_s();
     switch (a->edit) {
     case R_NONE:
@@ -736,10 +742,35 @@ static ad_err apply_run(wctx *c, act *a)
             json_object_set_new(run, "usage", zero_usage());
         break;
     }
+    /* Usage shows once the run has ended (api.h, AD_EXTRAS_USAGE): until
+     * then each call's goes to the run's extras, and the end adds them up. */
+    ad_err rc = AD_OK;
+    json_t *kept = NULL;
+    if (is_terminal(status_of(run))) {
+        rc = ad_api_extras_take(c->db, c->project, c->run_id, AD_EXTRAS_USAGE, &kept);
+        if (kept)
+            ad_api_usage_add(json_object_get(run, "usage"), kept);
+        add_usage(run, &a->usage);
+    } else if (a->usage.have) {
+        json_t *x = ad_api_extras_get(c->db, c->project, c->run_id);
+        json_t *sum = json_object_get(x, AD_EXTRAS_USAGE);
+        sum = json_is_object(sum) ? json_deep_copy(sum) : zero_usage();
+        json_t *u = usage_json(&a->usage);
+        ad_api_usage_add(sum, u);
+        rc = ad_api_extras_set(c->db, c->project, c->run_id, AD_EXTRAS_USAGE, sum);
+        json_decref(u);
+        json_decref(sum);
+        json_decref(x);
+    }
+    json_decref(kept);
+    if (rc) {
+        json_decref(run);
+        return rc;
+    }
     const char *aux = is_terminal(status_of(run)) ? "" : "active";
     size_t len;
     char *s = dump(run, &len);
-    ad_err rc = save_text(c->db, c->project, "run", c->run_id, aux, s, len);
+    rc = save_text(c->db, c->project, "run", c->run_id, aux, s, len);
     if (!rc && a->edit != R_REQUIRES_ACTION) /* that one shares the act's calls */
         wcache_put(c->cache, c->run_id, s, len, run);
     if (!rc && a->event) {
@@ -750,6 +781,24 @@ static ad_err apply_run(wctx *c, act *a)
     }
     free(s);
     json_decref(run);
+    return rc;
+}
+
+/* The usage kept for step step_id (AD_EXTRAS_STEP_USAGE), added to st and
+ * dropped from the extras; nothing when what is kept is another step's. */
+static ad_err take_step_usage(wctx *c, const char *step_id, json_t *st)
+{
+    json_t *x = ad_api_extras_get(c->db, c->project, c->run_id);
+    json_t *v = json_object_get(x, AD_EXTRAS_STEP_USAGE);
+    const char *owner = json_string_value(json_object_get(v, "step_id"));
+    ad_err rc = AD_OK;
+    if (owner && !strcmp(owner, step_id)) {
+        json_t *u = zero_usage();
+        ad_api_usage_add(u, v);
+        json_object_set_new(st, "usage", u);
+        rc = ad_api_extras_set(c->db, c->project, c->run_id, AD_EXTRAS_STEP_USAGE, json_null());
+    }
+    json_decref(x);
     return rc;
 }
 
@@ -772,9 +821,18 @@ static ad_err step_end(wctx *c, const char *step_id, const char *status, const u
         json_object_set_new(st, "last_error",
                             json_pack("{s:s,s:s}", "code", code, "message", message));
     if (!strcmp(status, "completed")) {
-        if (usage && usage->have)
+        if (usage && usage->have) {
             add_usage(st, usage);
-        else if (!json_is_object(json_object_get(st, "usage")))
+        } else {
+            /* A tool_calls step completing after its built-in tools ran:
+             * its call's usage was kept (step_calls). */
+            ad_err rc = take_step_usage(c, step_id, st);
+            if (rc) {
+                json_decref(st);
+                return rc;
+            }
+        }
+        if (!json_is_object(json_object_get(st, "usage")))
             json_object_set_new(st, "usage", zero_usage());
     }
     size_t len;
@@ -991,10 +1049,17 @@ static ad_err step_calls(wctx *c, const act *a)
     if (!st)
         return AD_EDB;
     json_object_set_new(json_object_get(st, "step_details"), "tool_calls", json_incref(a->obj));
-    /* The step stays in_progress until the outputs arrive; its usage is
-     * this call's. */
-    add_usage(st, &a->usage);
-    ad_err rc = save(c->db, c->project, "step", a->id, NULL, st);
+    /* The step stays in_progress (usage null) until its tools have run or
+     * the outputs arrive; its usage, this call's, is kept until then. */
+    ad_err rc = AD_OK;
+    if (a->usage.have) {
+        json_t *v = usage_json(&a->usage);
+        json_object_set_new(v, "step_id", json_string(a->id));
+        rc = ad_api_extras_set(c->db, c->project, c->run_id, AD_EXTRAS_STEP_USAGE, v);
+        json_decref(v);
+    }
+    if (!rc)
+        rc = save(c->db, c->project, "step", a->id, NULL, st);
     json_decref(st);
     return rc;
 }

@@ -458,36 +458,38 @@ static size_t tools_tokens(const ad_tokenizer *tok, const json_t *tools)
     return n;
 }
 
-static int64_t usage_of(const json_t *run, const char *key)
+/* What the run's earlier calls used: what its object shows plus what its
+ * extras keep until it ends (api.h, AD_EXTRAS_USAGE). */
+static int64_t usage_of(const json_t *run, const json_t *extras, const char *key)
 {
-    return json_integer_value(json_object_get(json_object_get(run, "usage"), key));
+    return json_integer_value(json_object_get(json_object_get(run, "usage"), key)) +
+           json_integer_value(json_object_get(json_object_get(extras, AD_EXTRAS_USAGE), key));
 }
 
 /* What the completion may still use: max_completion_tokens minus what the
  * run's earlier calls produced; INT64_MAX when unlimited. */
-static int64_t completion_left(const json_t *run)
+static int64_t completion_left(const json_t *run, const json_t *extras)
 {
     json_t *mct = json_object_get(run, "max_completion_tokens");
     if (!json_is_integer(mct))
         return INT64_MAX;
-    return json_integer_value(mct) - usage_of(run, "completion_tokens");
+    return json_integer_value(mct) - usage_of(run, extras, "completion_tokens");
 }
 
-/* reasoning_effort: the run's own (createRun), else its assistant's, read
- * from their private extras rows (api.h: neither object shows it); NULL
- * when neither has one. New reference. */
-static json_t *reasoning_effort(ad_db *db, const char *project, const json_t *run)
+/* reasoning_effort: the run's own (createRun, in its extras), else its
+ * assistant's, read from their private extras rows (api.h: neither object
+ * shows it); NULL when neither has one. New reference. */
+static json_t *reasoning_effort(ad_db *db, const char *project, const json_t *run,
+                                const json_t *extras)
 {
-    const char *owners[] = {json_string_value(json_object_get(run, "id")),
-                            json_string_value(json_object_get(run, "assistant_id"))};
-    json_t *out = NULL;
-    for (size_t i = 0; i < 2 && !out; i++) {
-        json_t *x = ad_api_extras_get(db, project, owners[i]);
-        json_t *v = json_object_get(x, "reasoning_effort");
-        if (json_is_string(v))
-            out = json_incref(v);
-        json_decref(x);
-    }
+    json_t *v = json_object_get(extras, "reasoning_effort");
+    if (json_is_string(v))
+        return json_incref(v);
+    json_t *x =
+        ad_api_extras_get(db, project, json_string_value(json_object_get(run, "assistant_id")));
+    v = json_object_get(x, "reasoning_effort");
+    json_t *out = json_is_string(v) ? json_incref(v) : NULL;
+    json_decref(x);
     return out;
 }
 
@@ -502,8 +504,12 @@ ad_prompt_status ad_prompt_build(ad_db *db, const char *data_dir, const char *pr
         snprintf(err, errsize, "The run is malformed.");
         return AD_PROMPT_ERROR;
     }
-    int64_t cleft = completion_left(run);
+    /* The run's private extras (api.h): its reasoning_effort, and the usage
+     * of its earlier calls while the run does not show it yet. */
+    json_t *extras = ad_api_extras_get(db, project, run_id);
+    int64_t cleft = completion_left(run, extras);
     if (cleft <= 0) {
+        json_decref(extras);
         snprintf(err, errsize, "The run used its max_completion_tokens.");
         return AD_PROMPT_COMPLETION_BUDGET;
     }
@@ -517,6 +523,7 @@ ad_prompt_status ad_prompt_build(ad_db *db, const char *data_dir, const char *pr
         snprintf(err, errsize, "The thread's messages or the run's steps could not be read.");
         json_decref(hist);
         json_decref(tail);
+        json_decref(extras);
         return AD_PROMPT_ERROR;
     }
     json_t *tools = chat_tools(json_object_get(run, "tools"));
@@ -531,7 +538,7 @@ ad_prompt_status ad_prompt_build(ad_db *db, const char *data_dir, const char *pr
     bool by_mpt = false;
     json_t *mpt = json_object_get(run, "max_prompt_tokens");
     if (json_is_integer(mpt)) {
-        int64_t left = json_integer_value(mpt) - usage_of(run, "prompt_tokens");
+        int64_t left = json_integer_value(mpt) - usage_of(run, extras, "prompt_tokens");
         if (left < limit) {
             limit = left;
             by_mpt = true;
@@ -585,6 +592,7 @@ ad_prompt_status ad_prompt_build(ad_db *db, const char *data_dir, const char *pr
         json_decref(hist);
         json_decref(tail);
         json_decref(tools);
+        json_decref(extras);
         return by_mpt ? AD_PROMPT_PROMPT_BUDGET : AD_PROMPT_TOO_LONG;
     }
     out->prompt_tokens = total;
@@ -633,7 +641,8 @@ ad_prompt_status ad_prompt_build(ad_db *db, const char *data_dir, const char *pr
         if (json_is_number(v))
             json_object_set(body, copy[i], v);
     }
-    json_t *effort = reasoning_effort(db, project, run);
+    json_t *effort = reasoning_effort(db, project, run, extras);
+    json_decref(extras);
     if (effort)
         json_object_set_new(body, "reasoning_effort", effort);
     /* The answer may use what is left of the run's completion budget. */

@@ -249,10 +249,11 @@ test('--run-ttl: a run left waiting for tool outputs expires with its step; late
   try {
     const a = await client.beta.assistants.create({ model: 'gpt-4o', tools: [tool] });
     const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'staging?' }] });
-    up.script({ tool_calls: [{ name: 'getVulnerabilityCount', arguments: '{"systemName":"staging"}' }] });
+    up.script({ tool_calls: [{ name: 'getVulnerabilityCount', arguments: '{"systemName":"staging"}' }], usage: { prompt_tokens: 13, completion_tokens: 7 } });
     const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id }, { pollIntervalMs: 20 });
     assert.equal(run.status, 'requires_action');
     assert.equal(run.expires_at, run.created_at + 1);
+    assert.equal(run.usage, null, 'not final yet');
     const t0 = Date.now();
     const exp = await waitStatus(s, thread.id, run.id, 'expired');
     assert.equal(exp.status, 'expired');
@@ -263,6 +264,7 @@ test('--run-ttl: a run left waiting for tool outputs expires with its step; late
     assert.equal(exp.completed_at, null);
     assert.equal(exp.failed_at, null);
     assert.equal(exp.cancelled_at, null);
+    assert.deepEqual(exp.usage, { prompt_tokens: 13, completion_tokens: 7, total_tokens: 20 }, 'the call, once the run ended');
     const steps = await client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id });
     assert.equal(steps.data.length, 1);
     assert.equal(steps.data[0].type, 'tool_calls');

@@ -318,3 +318,32 @@ test('file_search: SIGTERM while the search waits for the embeddings backend sto
     assert.equal(steps.data[0].status, 'failed');
   }, { env: { ASSISTD_EMBEDDINGS_MODEL: 'fixture-embed' } });
 });
+
+// Usage with a built-in tool: the tool_calls step shows its call's usage
+// once its tools have run and it completes (null before), the message step
+// its own, and the run, once it ends, the sum of both calls.
+test('file_search usage: the tool step gets its call\'s usage when it completes; the run the sum', async () => {
+  const t = await setupRuns();
+  try {
+    const { client, up } = t;
+    const { vs } = await storeWith(client, [['vault_info.txt', VAULT]]);
+    const a = await client.beta.assistants.create({
+      model: 'gpt-4o', tools: [{ type: 'file_search' }], tool_resources: { file_search: { vector_store_ids: [vs.id] } },
+    });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'How is the vault unsealed?' }] });
+    up.script(
+      { tool_calls: [{ name: 'file_search', arguments: '{"queries":["unseal vault"]}' }], usage: { prompt_tokens: 9, completion_tokens: 3 } },
+      { text: 'Three key holders.', usage: { prompt_tokens: 20, completion_tokens: 5 } },
+    );
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id }, poll);
+    assert.equal(run.status, 'completed');
+    assert.deepEqual(run.usage, { prompt_tokens: 29, completion_tokens: 8, total_tokens: 37 });
+    const steps = (await client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id, order: 'asc' })).data;
+    assert.deepEqual(steps.map((s) => [s.type, s.status, s.usage]), [
+      ['tool_calls', 'completed', { prompt_tokens: 9, completion_tokens: 3, total_tokens: 12 }],
+      ['message_creation', 'completed', { prompt_tokens: 20, completion_tokens: 5, total_tokens: 25 }],
+    ]);
+  } finally {
+    await t.close();
+  }
+});

@@ -330,10 +330,15 @@ test('function call stream: exact events and step deltas; submit_tool_outputs st
     assert.equal(run.status, 'requires_action');
     assert.deepEqual(run.required_action, { type: 'submit_tool_outputs', submit_tool_outputs: { tool_calls: [
       { id: call.id, type: 'function', function: { name: 'getVulnerabilityCount', arguments: '{"systemName":"staging"}' } }] } });
-    // The tool step is still in progress after the stream ended.
+    // The tool step is still in progress after the stream ended. Neither it
+    // nor the run shows usage yet: RunStepCompletionUsage and
+    // RunCompletionUsage are null until the step completes / the run ends.
     const waiting = await client.beta.threads.runs.steps.retrieve(step.id, { thread_id: thread.id, run_id: run.id });
     assert.equal(waiting.status, 'in_progress');
     assert.equal(waiting.completed_at, null);
+    assert.equal(waiting.usage, null);
+    assert.equal(run.usage, null);
+    assert.equal((await client.beta.threads.runs.retrieve(run.id, { thread_id: thread.id })).usage, null);
 
     r = await raw(s, 'POST', `/v1/threads/${thread.id}/runs/${run.id}/submit_tool_outputs`, {
       body: { tool_outputs: [{ tool_call_id: call.id, output: '{"count":0}' }], stream: true },
@@ -353,6 +358,8 @@ test('function call stream: exact events and step deltas; submit_tool_outputs st
     const queued = ev[1].data;
     assert.equal(queued.id, run.id);
     assert.equal(queued.status, 'queued');
+    assert.equal(queued.usage, null);
+    assert.equal(ev[2].data.usage, null); // in_progress
     assert.equal(queued.started_at, run.started_at);
     assert.equal(queued.required_action, null);
     const final = ev.at(-2).data;
