@@ -4,7 +4,7 @@
 #   make test   install, build under ASan+UBSan, run unit, black-box, browser and fuzz tests
 #
 # Other targets: all (release build + playground), asan, playground, unit, e2e, browser, fuzz,
-# fuzz-long, lint, bench, bench-runs, bench-sandbox, bench-search, bench-tokenizer, tokenizer, tokenizer-check, clean.
+# fuzz-long, lint, bench, bench-runs, bench-shutdown, bench-sandbox, bench-search, bench-tokenizer, tokenizer, tokenizer-check, clean.
 
 CC      ?= gcc
 FUZZCC  ?= clang
@@ -50,7 +50,7 @@ else
 Q := @
 endif
 
-.PHONY: all asan run test deps unit e2e browser playground fuzz fuzz-build fuzz-long lint bench bench-runs bench-sandbox bench-tokenizer clean tokenizer tokenizer-check
+.PHONY: all asan run test deps unit e2e browser playground fuzz fuzz-build fuzz-long lint bench bench-runs bench-shutdown bench-sandbox bench-tokenizer clean tokenizer tokenizer-check
 
 all: $(BUILD)/assistd playground
 
@@ -149,6 +149,10 @@ bench: $(BUILD)/assistd
 # Streaming runs against a scripted upstream (bench/runs.sh; results in bench/RESULTS.md).
 bench-runs: $(BUILD)/assistd
 	BENCH_ASSISTD=$(CURDIR)/$(BUILD)/assistd BENCH_TOOLS=$(CURDIR)/$(BUILD)/bench bench/runs.sh
+
+# SIGTERM while 1,000 and 5,000 runs stream: exit time, what each stream saw last (bench/shutdown.sh).
+bench-shutdown: $(BUILD)/assistd
+	BENCH_ASSISTD=$(CURDIR)/$(BUILD)/assistd BENCH_TOOLS=$(CURDIR)/$(BUILD)/bench bench/shutdown.sh
 
 # code_interpreter: cold starts with/without spares, warm round trips, memory (bench/sandbox.sh).
 $(BUILD)/bench/sandbox_bench: bench/sandbox_bench.c $(REL_OBJ)

@@ -930,6 +930,10 @@ static int run_streams(void)
             *stall_delta = xcalloc((size_t)n, 8);
     size_t nst = 0;
     size_t nt = 0;
+    /* Streams that did not complete, by reason (the first REASONS kinds). */
+    enum { REASONS = 8 };
+    const char *reason[REASONS];
+    int reason_n[REASONS], nreason = 0;
     for (int i = 0; i < n; i++) {
         stream *s = &S[i];
         if (s->st != S_FINISHED) {
@@ -941,6 +945,15 @@ static int run_streams(void)
             errors++;
             if (errors <= 5)
                 fprintf(stderr, "runs_load: stream %d: %s\n", i, s->why);
+            int k = 0;
+            while (k < nreason && strcmp(reason[k], s->why) != 0)
+                k++;
+            if (k == nreason && nreason < REASONS) {
+                reason[k] = s->why;
+                reason_n[nreason++] = 0;
+            }
+            if (k < nreason)
+                reason_n[k]++;
         }
         if (s->max_gap > C.stall_ms * 1000000LL) {
             stalled++;
@@ -991,6 +1004,8 @@ static int run_streams(void)
            C.interval_ms, C.pending);
     printf("ok=%d\nerrors=%d\nunfinished=%d\nstalled=%d\nshort=%d\nstall_ms=%ld\n", ok, errors,
            unfinished, stalled, short_count, C.stall_ms);
+    for (int k = 0; k < nreason; k++)
+        printf("error_reason=%d %s\n", reason_n[k], reason[k]);
     printf("peak_active=%d\nsteady=%d\nsteady_active_min=%d\n", peak_active, steady ? 1 : 0,
            active_min);
     printf("ramp_s=%.2f\nelapsed_s=%.2f\n",
