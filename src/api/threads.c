@@ -13,8 +13,8 @@
  * Delete soft-deletes the thread and all its messages in one transaction,
  * so a message of a deleted thread answers 404 afterwards.
  *
- * ad_api_thread_put is the reusable core of create, for the future
- * createThreadAndRun (issue #3): it runs inside the caller's transaction.
+ * ad_api_thread_put is the core of create, shared with createThreadAndRun
+ * (api/runs.c): it runs inside the caller's transaction.
  */
 #include "api/api.h"
 

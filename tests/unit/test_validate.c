@@ -1099,6 +1099,42 @@ static void test_references(void **state)
                "tool_resources.file_search.vector_stores", "unknown_parameter");
 }
 
+/* Fields only Azure's spec has (AD_V_AZURE): unknown parameters to
+ * ad_validate (OpenAI's paths), known, type-checked and optional to
+ * ad_validate_azure (the /openai/... paths). */
+static void test_azure_fields(void **state)
+{
+    (void)state;
+    ad_verr err;
+    json_t *run = json_pack("{s:s,s:s}", "assistant_id", "asst_1", "thread_id", "thread_1");
+    assert_false(ad_validate(run, CR, &err));
+    assert_err(&err, "Unknown parameter: 'thread_id'.", "thread_id", "unknown_parameter");
+    assert_true(ad_validate_azure(run, CR, &err));
+    json_object_set_new(run, "thread_id", json_integer(1));
+    assert_false(ad_validate_azure(run, CR, &err));
+    assert_string_equal(err.param, "thread_id");
+    assert_string_equal(err.code, "invalid_type");
+    json_object_del(run, "thread_id");
+    assert_true(ad_validate_azure(run, CR, &err)); /* never required */
+    json_decref(run);
+
+    json_t *tr =
+        json_pack("{s:s,s:{s:b}}", "assistant_id", "asst_1", "stream_options", "include_usage", 1);
+    assert_false(ad_validate(tr, TR, &err));
+    assert_err(&err, "Unknown parameter: 'stream_options'.", "stream_options", "unknown_parameter");
+    assert_true(ad_validate_azure(tr, TR, &err));
+    json_object_set_new(json_object_get(tr, "stream_options"), "x", json_true());
+    assert_false(ad_validate_azure(tr, TR, &err));
+    assert_err(&err, "Unknown parameter: 'stream_options.x'.", "stream_options.x",
+               "unknown_parameter");
+    json_decref(tr);
+    /* Elsewhere the two modes agree. */
+    json_t *bad = json_pack("{s:s,s:s}", "assistant_id", "asst_1", "nope", "x");
+    assert_false(ad_validate_azure(bad, CR, &err));
+    assert_err(&err, "Unknown parameter: 'nope'.", "nope", "unknown_parameter");
+    json_decref(bad);
+}
+
 static void test_top_level_not_object(void **state)
 {
     (void)state;
@@ -1137,6 +1173,7 @@ int main(void)
         cmocka_unit_test(test_long_paths_stay_utf8),
         cmocka_unit_test(test_verr_set_truncates_on_char_boundary),
         cmocka_unit_test(test_references),
+        cmocka_unit_test(test_azure_fields),
         cmocka_unit_test(test_top_level_not_object),
         cmocka_unit_test(test_all_schemas_accept_empty_or_report),
     };
