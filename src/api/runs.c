@@ -401,9 +401,20 @@ static void start(ad_req *req, const json_t *body, json_t *thread, json_t *run, 
     }
 }
 
+/* Once shutdown has begun no run starts or goes on (the engine is ending
+ * those in flight): 503, which the SDKs retry, rather than a run that
+ * would wait in the store for the next start. */
+static bool not_stopping(ad_req *req)
+{
+    if (!atomic_load(&req->srv->stopping))
+        return true;
+    ad_reply_error(req, 503, "server_error", NULL, NULL, "The server is shutting down.");
+    return false;
+}
+
 void ad_h_runs_create(ad_req *req)
 {
-    if (!ad_api_check_id(req, 0, "thread_id", "thread_") || !include_ok(req))
+    if (!ad_api_check_id(req, 0, "thread_id", "thread_") || !include_ok(req) || !not_stopping(req))
         return;
     const json_t *body = ad_api_body(req, &ad_schema_create_run);
     if (!body)
@@ -471,6 +482,8 @@ out:
 
 void ad_h_runs_create_thread_and_run(ad_req *req)
 {
+    if (!not_stopping(req))
+        return;
     const json_t *body = ad_api_body(req, &ad_schema_create_thread_and_run);
     if (!body)
         return;
@@ -625,6 +638,24 @@ static ad_err find_waiting_step(ad_req *req, json_t **step)
     return ad_db_list(ad_req_db(req), &q, waiting_step, step, &more);
 }
 
+/* A waiting tool_calls step ends (completed or expired): the usage of the
+ * call that made it, kept while it waited (api.h, AD_EXTRAS_STEP_USAGE),
+ * shows now; zero when none was kept. In the open transaction. */
+static ad_err take_step_usage(ad_req *req, json_t *step)
+{
+    json_t *kept = NULL;
+    ad_err rc = ad_api_extras_take(ad_req_db(req), req->project, req->params[1],
+                                   AD_EXTRAS_STEP_USAGE, &kept);
+    const char *owner = json_string_value(json_object_get(kept, "step_id"));
+    const char *step_id = json_string_value(json_object_get(step, "id"));
+    if (!json_is_object(json_object_get(step, "usage")))
+        json_object_set_new(step, "usage", json_object());
+    ad_api_usage_add(json_object_get(step, "usage"),
+                     owner && step_id && !strcmp(owner, step_id) ? kept : NULL);
+    json_decref(kept);
+    return rc;
+}
+
 /* Expires a run waiting for tool outputs, with its waiting step, inside
  * the open transaction, and commits (as the engine's expiry would). */
 static void expire_waiting(ad_req *req, json_t *run)
@@ -636,7 +667,10 @@ static void expire_waiting(ad_req *req, json_t *run)
     if (!rc && step) {
         json_object_set_new(step, "status", json_string("expired"));
         json_object_set_new(step, "expired_at", json_integer(now));
-        rc = ad_api_save(req, "step", json_string_value(json_object_get(step, "id")), NULL, step);
+        rc = take_step_usage(req, step);
+        if (!rc)
+            rc = ad_api_save(req, "step", json_string_value(json_object_get(step, "id")), NULL,
+                             step);
     }
     json_decref(step);
     json_object_set_new(run, "status", json_string("expired"));
@@ -679,7 +713,7 @@ static const char *id_list(ad_req *req, const json_t *ids)
 
 void ad_h_runs_submit_tool_outputs(ad_req *req)
 {
-    if (!run_ids(req))
+    if (!run_ids(req) || !not_stopping(req))
         return;
     const json_t *body = ad_api_body(req, &ad_schema_submit_tool_outputs);
     if (!body)
@@ -761,20 +795,11 @@ void ad_h_runs_submit_tool_outputs(ad_req *req)
     json_object_set_new(step, "status", json_string("completed"));
     json_object_set_new(step, "completed_at", json_integer(ad_now()));
     const char *step_id = json_string_value(json_object_get(step, "id"));
-    /* Completed: the usage of the call that made it shows now (api.h,
-     * AD_EXTRAS_STEP_USAGE), kept while the step waited. */
-    json_t *kept = NULL;
-    rc = ad_api_extras_take(db, req->project, req->params[1], AD_EXTRAS_STEP_USAGE, &kept);
+    rc = take_step_usage(req, step);
     if (rc) {
         ad_reply_internal(req, rc);
         goto fail;
     }
-    const char *owner = json_string_value(json_object_get(kept, "step_id"));
-    if (!json_is_object(json_object_get(step, "usage")))
-        json_object_set_new(step, "usage", json_object());
-    ad_api_usage_add(json_object_get(step, "usage"),
-                     owner && !strcmp(owner, step_id) ? kept : NULL);
-    json_decref(kept);
     json_object_set_new(run, "status", json_string("queued"));
     json_object_set_new(run, "required_action", json_null());
     rc = ad_api_save(req, "step", step_id, NULL, step);

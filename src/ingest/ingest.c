@@ -503,8 +503,12 @@ static void process(ad_ingest *ing, const job *j)
     const ad_embeddings_cfg *ecfg = ad_backends_embeddings(srv->backends);
     if (ecfg) {
         msg[0] = '\0';
-        if (ad_embed(ecfg, &srv->stopping, texts, lens, nchunks, &vecs, &dims, msg, sizeof msg)) {
-            if (stopping(ing))
+        ad_err erc =
+            ad_embed(ecfg, &srv->stopping, texts, lens, nchunks, &vecs, &dims, msg, sizeof msg);
+        if (erc) {
+            /* Cut short by shutdown (the server's flag is set long before
+             * ing->stopping): left in_progress for the next start. */
+            if (erc == AD_ECANCELED || stopping(ing))
                 goto out;
             char m2[520];
             snprintf(m2, sizeof m2, "Embedding the file failed: %s", msg);

@@ -141,6 +141,9 @@ struct ad_engine {
     atomic_long m_paused;       /* model calls paused for a lagging client */
     atomic_ullong m_pauses;     /* ... ever */
     atomic_ullong m_jobs_total; /* jobs ever begun */
+    /* Streamed creations handed to the writer whose completion the loop has
+     * not seen yet (ad_engine_create, ops_done): shutdown waits for them. */
+    atomic_long creates_inflight;
 };
 
 /* ---- events: SSE frames waiting to be sent ---- */
@@ -250,15 +253,13 @@ struct job {
     char tool_step_id[AD_ID_MAX];
     call_state *calls; /* AD_CS_MAX_TOOL_CALLS, made at the first call */
     int ncalls;
-    int live_call;      /* the one tool call relayed piece by piece, or -1 */
-    bool calls_stored;  /* the calls are on their step (A_STEP_CALLS) */
-    usage_t call_usage; /* of the finished call (on_done) */
+    int live_call;     /* the one tool call relayed piece by piece, or -1 */
+    bool calls_stored; /* the calls are on their step (A_STEP_CALLS) */
     /* built-in tools */
     json_t *tools;     /* the run's tools (which calls are built-in) */
     int tools_pending; /* executions in the pool */
     const char *tool_fail_code;
     char tool_fail_msg[256];
-    usage_t usage;  /* the finished call's usage, kept while tools run */
     json_t *images; /* figures to show in the next message (file ids) */
     int text_index; /* content index of the open message's text part */
 };
@@ -820,21 +821,20 @@ static ad_err step_end(wctx *c, const char *step_id, const char *status, const u
     if (code && code[0])
         json_object_set_new(st, "last_error",
                             json_pack("{s:s,s:s}", "code", code, "message", message));
-    if (!strcmp(status, "completed")) {
-        if (usage && usage->have) {
-            add_usage(st, usage);
-        } else {
-            /* A tool_calls step completing after its built-in tools ran:
-             * its call's usage was kept (step_calls). */
-            ad_err rc = take_step_usage(c, step_id, st);
-            if (rc) {
-                json_decref(st);
-                return rc;
-            }
+    /* Usage shows once the step has ended (null only while in progress):
+     * the call's as given, or, for a tool_calls step, as kept while it
+     * waited (step_calls); zero when the call reported none. */
+    if (usage && usage->have) {
+        add_usage(st, usage);
+    } else {
+        ad_err rc = take_step_usage(c, step_id, st);
+        if (rc) {
+            json_decref(st);
+            return rc;
         }
-        if (!json_is_object(json_object_get(st, "usage")))
-            json_object_set_new(st, "usage", zero_usage());
     }
+    if (!json_is_object(json_object_get(st, "usage")))
+        json_object_set_new(st, "usage", zero_usage());
     size_t len;
     char *s = dump(st, &len);
     ad_err rc = save_text(c->db, c->project, "step", step_id, NULL, s, len);
@@ -1047,7 +1047,7 @@ static ad_err step_calls(wctx *c, const act *a)
 {
     json_t *st = load_w(c, "step", a->id);
     if (!st)
-        return AD_EDB;
+        return AD_OK; /* never stored (its opening failed): nothing to add to */
     json_object_set_new(json_object_get(st, "step_details"), "tool_calls", json_incref(a->obj));
     /* The step stays in_progress (usage null) until its tools have run or
      * the outputs arrive; its usage, this call's, is kept until then. */
@@ -1304,6 +1304,7 @@ struct op {
     /* The job's last op (its end, or requires_action): when it cannot be
      * committed, the stream hears an error and the run is repaired later. */
     bool final;
+    bool creation; /* a streamed createRun (counted in creates_inflight) */
     long retry_ms; /* A_REPAIR: the delay before the next attempt */
     /* A small write the stream waits for (starting the run, opening its
      * message with the first token): the writer takes it ahead of other
@@ -1575,6 +1576,16 @@ static void job_free(job *j)
 
 static void close_check(void *ud);
 
+/* Closing: once no run is left in flight, close_check ends the shutdown's
+ * first half. Posted, so it runs after the caller is done with e. */
+static void maybe_close(ad_engine *e)
+{
+    if (e->closing && !e->close_check_posted) {
+        e->close_check_posted = true;
+        ad_upstream_post(e->up, close_check, e);
+    }
+}
+
 /* The engine is done with the run. Its stream ends (with done) once the
  * ops still in flight have announced what they committed. */
 static void job_end(job *j)
@@ -1589,10 +1600,7 @@ static void job_end(job *j)
     j->then = NULL;
     if (!j->inflight)
         job_free(j);
-    if (e->closing && !e->jobs && !e->close_check_posted) {
-        e->close_check_posted = true; /* after the caller is done with e */
-        ad_upstream_post(e->up, close_check, e);
-    }
+    maybe_close(e);
 }
 
 /* Runs fn(j) once the job's writes are committed. */
@@ -1667,7 +1675,12 @@ static void ops_done(void *ud)
             queue_start(e, o->start); /* the run is stored: it starts */
             o->start = NULL;
         }
+        bool creation = o->creation;
         op_free(o); /* an unstarted run's stream ends with it (task_free) */
+        if (creation) {
+            atomic_fetch_sub(&e->creates_inflight, 1);
+            maybe_close(e);
+        }
         if (j) {
             if (!committed && !j->ended) {
                 j->save_failed = true;
@@ -1775,7 +1788,8 @@ static void fail_open_parts(op *o, job *j, const char *step_status, const char *
         add_end_step(o, j->msg_step_id, step_status, NULL, code, message);
     if (j->tool_step_id[0] && j->ncalls && !j->calls_stored) {
         /* Cut while the model was still writing its calls: the step keeps
-         * them as far as they came (their deltas were announced). */
+         * them as far as they came (what the first one's deltas showed,
+         * and the held ones, never announced before). */
         act *a = add_act(o, A_STEP_CALLS);
         ad_strlcpy(a->id, j->tool_step_id, sizeof a->id);
         a->obj = step_tool_calls(j);
@@ -2721,6 +2735,7 @@ static void run_starts(void *ud)
         e->starts_posted = true;
         ad_upstream_post(e->up, run_starts, e);
     }
+    maybe_close(e); /* a start that found nothing to do ends no job */
 }
 
 /* Loop thread: tk (a start) runs after the starts queued before it. */
@@ -2805,8 +2820,11 @@ void ad_engine_create(ad_engine *e, const char *project, const char *thread_id, 
     o->start = tk;
     pthread_mutex_lock(&e->submit_mu);
     ad_writer *w = e->create_open ? e->writer : NULL;
-    if (w)
+    if (w) {
+        o->creation = true;
+        atomic_fetch_add(&e->creates_inflight, 1);
         ad_writer_submit(w, &o->w);
+    }
     pthread_mutex_unlock(&e->submit_mu);
     if (!w) { /* stopping: nothing is stored, the stream says so and ends */
         push_error(&o->out, "server_error", SHUTDOWN);
@@ -3009,9 +3027,12 @@ void ad_engine_recover(ad_engine *e)
  * shutting down."), its end committed and announced like any other, so a
  * stream closes with its terminal run event and the next start has nothing
  * to repair. Model calls are cancelled (on_done then ends the run), other
- * jobs (waiting for tools or for writes) end at once; starts and tool
- * results that come later are refused (closing). Once no job is left,
- * close_check sets stopping and lets ad_engine_stop go on. */
+ * jobs (waiting for tools or for writes) end at once; runs still on their
+ * way in -- starts queued, streamed creations the writer has not finished
+ * (ad_engine_stop took no new one) -- begin and are ended the same way
+ * (begin_job); tool results that come later are dropped. Once no job, start
+ * or creation is left, close_check sets stopping and lets ad_engine_stop go
+ * on. */
 static void stop_all(void *ud)
 {
     ad_engine *e = ud;
@@ -3025,10 +3046,7 @@ static void stop_all(void *ud)
             shut_down(j, NULL);
         j = next;
     }
-    if (!e->jobs && !e->close_check_posted) {
-        e->close_check_posted = true;
-        ad_upstream_post(e->up, close_check, e);
-    }
+    maybe_close(e);
 }
 
 /* Shutdown, second half: no job is left; nothing more is written. */
@@ -3036,8 +3054,12 @@ static void close_check(void *ud)
 {
     ad_engine *e = ud;
     e->close_check_posted = false;
-    if (e->jobs || e->stopping)
-        return; /* a late start began a job: its end posts this again */
+    /* Runs still on their way in -- a job, a start queued, a streamed
+     * creation the writer has not finished -- each post this again when
+     * they are done (job_end, run_starts, ops_done). */
+    if (e->stopping || e->jobs || e->starts || e->starts_posted ||
+        atomic_load(&e->creates_inflight) > 0)
+        return;
     e->stopping = true;
     pthread_mutex_lock(&e->mu);
     e->stopped = true;
@@ -3060,17 +3082,18 @@ void ad_engine_stop(ad_engine *e)
 {
     if (!e)
         return;
+    /* No streamed creation is taken from here on (those already with the
+     * writer are started, and ended, by the closing below). */
+    pthread_mutex_lock(&e->submit_mu);
+    e->create_open = false;
+    pthread_mutex_unlock(&e->submit_mu);
     ad_upstream_post(e->up, stop_all, e);
     pthread_mutex_lock(&e->mu);
     while (!e->stopped)
         pthread_cond_wait(&e->cv, &e->mu);
     pthread_mutex_unlock(&e->mu);
-    /* Nothing is submitted any more (stopping; handlers' creations are
-     * refused from here on); what was is committed and completed on the
-     * loop, so no job or op is left behind. */
-    pthread_mutex_lock(&e->submit_mu);
-    e->create_open = false;
-    pthread_mutex_unlock(&e->submit_mu);
+    /* Nothing is submitted any more (stopping); what was is committed and
+     * completed on the loop, so no job or op is left behind. */
     ad_writer_free(e->writer);
     e->writer = NULL;
     ad_upstream_post(e->up, flush_mark, e);

@@ -380,3 +380,57 @@ test('streamed and plain createRun racing on one thread, 120 rounds: the loser a
     await t.close();
   }
 });
+
+// SIGTERM in the middle of a burst of streamed creations: whatever stage
+// each one reached -- answered and running, its start queued, its creation
+// still with the writer, or arriving after the shutdown began -- no run is
+// left queued or in_progress in the store for the next start, and every
+// stream that was answered 200 ends with a terminal event (or the error
+// event of a creation refused), then done.
+test('SIGTERM during a burst of 200 streamed creations: no run left active in the store; every stream ends', async () => {
+  await withRestarts(async (t) => {
+    const client = t.client();
+    const a = await client.beta.assistants.create({ model: 'gpt-4o' });
+    const threads = [];
+    for (let i = 0; i < 200; i++) threads.push((await client.beta.threads.create({ messages: [{ role: 'user', content: 'hi' }] })).id);
+    for (let i = 0; i < 200; i++) t.up.script({ text: 'one two', chunks: ['one ', 'two'], stallAfter: 1 });
+    const http = await import('node:http');
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 400 });
+    const post = (th) => new Promise((resolve) => {
+      const r = http.request({ host: '127.0.0.1', port: t.s.port, method: 'POST', path: `/v1/threads/${th}/runs`, agent,
+        headers: { authorization: `Bearer ${KEY}`, 'openai-beta': 'assistants=v2', 'content-type': 'application/json' } }, (res) => {
+        let text = '';
+        res.on('data', (d) => { text += d; });
+        res.on('end', () => resolve({ status: res.statusCode, text }));
+        res.on('error', () => resolve({ status: res.statusCode, text, cut: true }));
+      });
+      r.on('error', () => resolve({ status: 0 }));
+      r.end(JSON.stringify({ assistant_id: a.id, stream: true }));
+    });
+    const pending = threads.map(post);
+    await sleep(Number(process.env.BURST_DELAY_MS || 40));
+    t.s.proc.kill('SIGTERM');
+    const res = await Promise.all(pending);
+    agent.destroy();
+    await t.stop(); // exit 0, no sanitizer report
+    const seen = {};
+    for (const r of res) {
+      let kind = `status ${r.status}`;
+      if (r.status === 200) {
+        const ev = parseSSE(r.text).map((e) => e.event);
+        assert.equal(ev.at(-1), 'done', r.text.slice(-300));
+        kind = ev.at(-2);
+        assert.ok(['thread.run.failed', 'thread.run.completed', 'error'].includes(kind), kind);
+      } else if (r.status !== 0) {
+        assert.equal(r.status, 503, r.text);
+        assert.equal(JSON.parse(r.text).error.message, 'The server is shutting down.');
+      }
+      seen[kind] = (seen[kind] || 0) + 1;
+    }
+    const db = path.join(t.dataDir, 'assistd.db');
+    const active = execFileSync('sqlite3', [db, "SELECT count(*) FROM objects WHERE kind='run' AND json_extract(body,'$.status') NOT IN ('failed','completed')"]).toString().trim();
+    assert.equal(active, '0', JSON.stringify(seen));
+    console.log(`burst at SIGTERM: ${JSON.stringify(seen)}`);
+    await t.start();
+  });
+});

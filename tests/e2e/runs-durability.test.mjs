@@ -495,3 +495,25 @@ test('a run whose end cannot be committed: error event on the stream, run failed
     await t.close();
   }
 });
+
+// A tool_calls step that ends other than completed -- the run cancelled
+// while it waited for outputs -- shows its call's usage too (usage is null
+// only while a step is in progress), and the run the same, once ended.
+test('cancel while waiting for tool outputs: the cancelled step and the run show the call\'s usage', async () => {
+  const { up, s, client, close } = await setupRuns();
+  try {
+    const a = await client.beta.assistants.create({ model: 'gpt-4o', tools: [tool] });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'staging?' }] });
+    up.script({ tool_calls: [{ name: 'getVulnerabilityCount', arguments: '{"systemName":"staging"}' }], usage: { prompt_tokens: 11, completion_tokens: 7 } });
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: a.id }, { pollIntervalMs: 20 });
+    assert.equal(run.status, 'requires_action');
+    await client.beta.threads.runs.cancel(run.id, { thread_id: thread.id });
+    const done = await waitStatus(s, thread.id, run.id, 'cancelled');
+    const want = { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 };
+    assert.deepEqual(done.usage, want);
+    const steps = (await client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id })).data;
+    assert.deepEqual(steps.map((s) => [s.type, s.status, s.usage]), [['tool_calls', 'cancelled', want]]);
+  } finally {
+    await close();
+  }
+});

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { toFile, NotFoundError, BadRequestError } from 'openai';
-import { startServer, openai, azure, raw, errorOf } from './lib/server.mjs';
+import { startServer, openai, azure, raw, errorOf, KEY } from './lib/server.mjs';
 import { startUpstream } from './lib/upstream.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -553,6 +553,61 @@ test('SIGTERM while a file waits for its embeddings: prompt exit, and the next s
     const res = await c2.vectorStores.search(vs.id, { query: 'unseal keys' });
     assert.equal(res.data[0].filename, 'vault_info.txt');
   } finally {
+    release();
+    if (s2) await s2.stop();
+    await up.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
+// The same while shutdown takes longer than the embeddings call needs to
+// give up (a stream whose client stopped reading holds the front up to 2 s):
+// the file must still be left in_progress, not failed with "The server is
+// shutting down." (the ingestion's own stop flag comes later than the
+// server's).
+test('SIGTERM with a file waiting for its embeddings and a slow shutdown: the file is not failed', async () => {
+  const up = await startUpstream({ apiKey: 'up-key' });
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'assistd-vs-term2-'));
+  const env = { OPENAI_BASE_URL: up.url, OPENAI_API_KEY: 'up-key', ASSISTD_EMBEDDINGS_MODEL: 'fixture-embed' };
+  let release = () => {};
+  let s2 = null;
+  let req = null;
+  try {
+    const s = await startServer({ dataDir, env });
+    const c = openai(s);
+    up.holdEmbeddings(new Promise((r) => { release = r; }));
+    const f = await upload(c, VAULT, 'vault_info.txt');
+    const vs = await c.vectorStores.create({ file_ids: [f.id] });
+    await up.waitForEmbedding(0);
+    // A run streaming far more than the client reads.
+    const a = await c.beta.assistants.create({ model: 'gpt-4o' });
+    const th = await c.beta.threads.create({ messages: [{ role: 'user', content: 'go' }] });
+    const chunks = Array.from({ length: 100000 }, () => 'xxxxxxxxxx');
+    up.script({ text: chunks.join(''), chunks });
+    const http = await import('node:http');
+    let got = 0;
+    req = http.request({ host: '127.0.0.1', port: s.port, method: 'POST', path: `/v1/threads/${th.id}/runs`,
+      headers: { authorization: `Bearer ${KEY}`, 'openai-beta': 'assistants=v2', 'content-type': 'application/json' } }, (res) => {
+      res.on('data', (d) => { got += d.length; if (got > 100000) res.pause(); });
+    });
+    req.on('error', () => {});
+    req.end(JSON.stringify({ assistant_id: a.id, stream: true }));
+    for (let i = 0; i < 100 && got <= 100000; i++) await sleep(50);
+    assert.ok(got > 100000, 'the stream flowed, then the client stopped reading');
+    await sleep(2500); // the socket's buffers fill up behind the paused client
+    const t1 = Date.now();
+    s.proc.kill('SIGTERM');
+    await s.stop({ keepData: true });
+    const took = Date.now() - t1;
+    assert.ok(took > 1500, `the shutdown was slow enough to matter (${took} ms)`);
+    req.destroy();
+    release();
+    up.holdEmbeddings(null);
+    s2 = await startServer({ dataDir, env });
+    const vf = await openai(s2).vectorStores.files.poll(vs.id, f.id, { pollIntervalMs: 100 });
+    assert.equal(vf.status, 'completed', JSON.stringify(vf.last_error));
+  } finally {
+    req?.destroy();
     release();
     if (s2) await s2.stop();
     await up.close();
