@@ -53,6 +53,9 @@ typedef struct ad_server {
     /* Set once, when shutdown begins (main.c, cleanup); blocking remote
      * calls made off the loops (embeddings) give up when they see it. */
     atomic_bool stopping;
+    /* Requests libmicrohttpd has not completed yet (http/server.c): the
+     * front's stop lets them finish, for a while, before the daemon goes. */
+    atomic_int reqs_open;
 } ad_server;
 
 #endif

@@ -42,6 +42,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api/reply.h"
@@ -114,6 +115,7 @@ static ad_req *req_new(ad_server *srv, struct MHD_Connection *conn, const char *
                        const char *method)
 {
     ad_req *req = ad_calloc(1, sizeof *req);
+    atomic_fetch_add(&srv->reqs_open, 1);
     req->srv = srv;
     req->conn = conn;
     req->arena = ad_arena_new(4096);
@@ -133,6 +135,7 @@ static ad_req *req_new(ad_server *srv, struct MHD_Connection *conn, const char *
 
 static void req_free(ad_req *req)
 {
+    atomic_fetch_sub(&req->srv->reqs_open, 1);
     if (req->db)
         ad_store_release(req->srv->store, req->db);
     json_decref(req->json);
@@ -758,10 +761,22 @@ fail:
     return AD_EIO;
 }
 
+/* How long the front's stop waits for open requests to complete. */
+#define STOP_WAIT_MS 2000
+
 void ad_http_stop(ad_server *srv)
 {
     ad_sse_hub_quiesce(srv->sse_hub);
     defer_stop(srv); /* every deferred request resumed */
+    /* MHD_stop_daemon closes every connection at once: a request whose
+     * answer is ready but not yet written -- a resumed deferred search, a
+     * stream handed back whose last chunk libmicrohttpd still has to send
+     * -- would lose it. Open requests get a while to complete first. */
+    for (int waited = 0; srv->mhd && atomic_load(&srv->reqs_open) > 0 && waited < STOP_WAIT_MS;
+         waited += 10) {
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     if (srv->mhd)
         MHD_stop_daemon(srv->mhd);
     srv->mhd = NULL;
