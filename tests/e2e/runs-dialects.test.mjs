@@ -21,6 +21,20 @@ function configFile(cfg) {
   return f;
 }
 
+// An assistd whose model prod-gpt4o is the Azure deployment gpt4o-prod of a
+// scripted upstream in Azure's dialect.
+async function startAzure() {
+  const up = await startUpstream({ dialect: 'azure', apiKey: 'az-secret', deployments: { 'gpt4o-prod': 'gpt-4o-2024-08-06' } });
+  const s = await startServer({
+    args: ['--config', configFile({
+      backends: [{ name: 'az', kind: 'azure', base_url: up.url, api_key_env: 'AZ_KEY', api_version: '2024-10-21', max_retries: 0 }],
+      models: [{ id: 'prod-gpt4o', backend: 'az', deployment: 'gpt4o-prod' }],
+    })],
+    env: { AZ_KEY: 'az-secret' },
+  });
+  return { up, s };
+}
+
 const weather = {
   type: 'function',
   function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } },
@@ -39,14 +53,7 @@ async function toolLoop(client, threadId, assistantId, outputs) {
 }
 
 test('azure backend: deployment URL, api-version query, api-key header, no model in the body', async () => {
-  const up = await startUpstream({ dialect: 'azure', apiKey: 'az-secret', deployments: { 'gpt4o-prod': 'gpt-4o-2024-08-06' } });
-  const s = await startServer({
-    args: ['--config', configFile({
-      backends: [{ name: 'az', kind: 'azure', base_url: up.url, api_key_env: 'AZ_KEY', api_version: '2024-10-21', max_retries: 0 }],
-      models: [{ id: 'prod-gpt4o', backend: 'az', deployment: 'gpt4o-prod' }],
-    })],
-    env: { AZ_KEY: 'az-secret' },
-  });
+  const { up, s } = await startAzure();
   try {
     // Driven through the AzureOpenAI client, as an Azure user would.
     const client = azure(s);
@@ -94,14 +101,7 @@ test('azure backend: deployment URL, api-version query, api-key header, no model
 // its step and the run complete (a run's incomplete_details only name token
 // limits), and the stream says thread.message.incomplete.
 test('azure backend: an answer stopped by the content filter ends its message incomplete (content_filter)', async () => {
-  const up = await startUpstream({ dialect: 'azure', apiKey: 'az-secret', deployments: { 'gpt4o-prod': 'gpt-4o-2024-08-06' } });
-  const s = await startServer({
-    args: ['--config', configFile({
-      backends: [{ name: 'az', kind: 'azure', base_url: up.url, api_key_env: 'AZ_KEY', api_version: '2024-10-21', max_retries: 0 }],
-      models: [{ id: 'prod-gpt4o', backend: 'az', deployment: 'gpt4o-prod' }],
-    })],
-    env: { AZ_KEY: 'az-secret' },
-  });
+  const { up, s } = await startAzure();
   try {
     const client = azure(s);
     const a = await client.beta.assistants.create({ model: 'prod-gpt4o' });

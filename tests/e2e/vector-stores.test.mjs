@@ -521,10 +521,41 @@ test('a search waiting for the embeddings backend holds no HTTP thread; shutdown
   }
 });
 
+// A search whose embedding call failed and waits to try again (back-off
+// 0.5 s, 1 s, 2 s ...) when SIGTERM comes: the wait is cut short too, and
+// the search is answered 503.
+test('SIGTERM while a search backs off between embedding retries: answered 503 at once', async () => {
+  const up = await startUpstream({ apiKey: 'up-key' });
+  const s = await startServer({ env: { OPENAI_BASE_URL: up.url, OPENAI_API_KEY: 'up-key', ASSISTD_EMBEDDINGS_MODEL: 'fixture-embed' } });
+  try {
+    const c = openai(s);
+    const vs = await c.vectorStores.create({});
+    const f = await c.vectorStores.files.uploadAndPoll(vs.id, await toFile(Buffer.from(VAULT), 'vault_info.txt'));
+    assert.equal(f.status, 'completed');
+    up.failEmbeddings(1000);
+    const n = up.embeddingRequests.length;
+    const pending = c.vectorStores.search(vs.id, { query: 'unseal keys' }, { maxRetries: 0 }).then((r) => r, (e) => e);
+    await up.waitForEmbedding(n + 1); // failed twice: now in its 1 s back-off
+    const t1 = Date.now();
+    s.proc.kill('SIGTERM');
+    const r = await pending;
+    assert.equal(r?.status, 503, String(r));
+    assert.equal(r.error.message, 'The server is shutting down.');
+    assert.ok(Date.now() - t1 < 900, `answered after ${Date.now() - t1} ms`);
+  } finally {
+    up.failEmbeddings(0);
+    await s.stop();
+    await up.close();
+  }
+});
+
 // Ingestion waiting on an embeddings backend that does not answer must not
-// hold up SIGTERM either: the file is left in_progress (not failed) and is
-// ingested again by the next start.
-test('SIGTERM while a file waits for its embeddings: prompt exit, and the next start completes the file', async () => {
+// hold up SIGTERM: the file is left in_progress (not failed) and is ingested
+// again by the next start. body(t) gets { s, c, f, vs } with the file's
+// embedding call held, stops s itself, and returns; then the backend is let
+// through, a second server starts on the same data, and the file must end
+// completed there.
+async function ingestCutByShutdown(body) {
   const up = await startUpstream({ apiKey: 'up-key' });
   const dataDir = mkdtempSync(path.join(tmpdir(), 'assistd-vs-term-'));
   const env = { OPENAI_BASE_URL: up.url, OPENAI_API_KEY: 'up-key', ASSISTD_EMBEDDINGS_MODEL: 'fixture-embed' };
@@ -537,12 +568,7 @@ test('SIGTERM while a file waits for its embeddings: prompt exit, and the next s
     const f = await upload(c, VAULT, 'vault_info.txt');
     const vs = await c.vectorStores.create({ file_ids: [f.id] });
     await up.waitForEmbedding(0);
-    const t1 = Date.now();
-    const exited = new Promise((r) => s.proc.on('close', () => r(Date.now())));
-    s.proc.kill('SIGTERM');
-    const took = await Promise.race([exited.then((t) => t - t1), sleep(8000).then(() => Infinity)]);
-    assert.ok(took < 4000, `shutdown took ${took} ms with the embeddings backend silent`);
-    await s.stop({ keepData: true }); // exit code 0, no sanitizer report
+    await body({ up, s, c, f, vs });
     release();
     up.holdEmbeddings(null);
     s2 = await startServer({ dataDir, env });
@@ -558,6 +584,17 @@ test('SIGTERM while a file waits for its embeddings: prompt exit, and the next s
     await up.close();
     rmSync(dataDir, { recursive: true, force: true });
   }
+}
+
+test('SIGTERM while a file waits for its embeddings: prompt exit, and the next start completes the file', async () => {
+  await ingestCutByShutdown(async ({ s }) => {
+    const t1 = Date.now();
+    const exited = new Promise((r) => s.proc.on('close', () => r(Date.now())));
+    s.proc.kill('SIGTERM');
+    const took = await Promise.race([exited.then((t) => t - t1), sleep(8000).then(() => Infinity)]);
+    assert.ok(took < 4000, `shutdown took ${took} ms with the embeddings backend silent`);
+    await s.stop({ keepData: true }); // exit code 0, no sanitizer report
+  });
 });
 
 // The same while shutdown takes longer than the embeddings call needs to
@@ -566,52 +603,34 @@ test('SIGTERM while a file waits for its embeddings: prompt exit, and the next s
 // shutting down." (the ingestion's own stop flag comes later than the
 // server's).
 test('SIGTERM with a file waiting for its embeddings and a slow shutdown: the file is not failed', async () => {
-  const up = await startUpstream({ apiKey: 'up-key' });
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'assistd-vs-term2-'));
-  const env = { OPENAI_BASE_URL: up.url, OPENAI_API_KEY: 'up-key', ASSISTD_EMBEDDINGS_MODEL: 'fixture-embed' };
-  let release = () => {};
-  let s2 = null;
   let req = null;
   try {
-    const s = await startServer({ dataDir, env });
-    const c = openai(s);
-    up.holdEmbeddings(new Promise((r) => { release = r; }));
-    const f = await upload(c, VAULT, 'vault_info.txt');
-    const vs = await c.vectorStores.create({ file_ids: [f.id] });
-    await up.waitForEmbedding(0);
-    // A run streaming far more than the client reads.
-    const a = await c.beta.assistants.create({ model: 'gpt-4o' });
-    const th = await c.beta.threads.create({ messages: [{ role: 'user', content: 'go' }] });
-    const chunks = Array.from({ length: 100000 }, () => 'xxxxxxxxxx');
-    up.script({ text: chunks.join(''), chunks });
-    const http = await import('node:http');
-    let got = 0;
-    req = http.request({ host: '127.0.0.1', port: s.port, method: 'POST', path: `/v1/threads/${th.id}/runs`,
-      headers: { authorization: `Bearer ${KEY}`, 'openai-beta': 'assistants=v2', 'content-type': 'application/json' } }, (res) => {
-      res.on('data', (d) => { got += d.length; if (got > 100000) res.pause(); });
+    await ingestCutByShutdown(async ({ up, s, c }) => {
+      // A run streaming far more than the client reads.
+      const a = await c.beta.assistants.create({ model: 'gpt-4o' });
+      const th = await c.beta.threads.create({ messages: [{ role: 'user', content: 'go' }] });
+      const chunks = Array.from({ length: 100000 }, () => 'xxxxxxxxxx');
+      up.script({ text: chunks.join(''), chunks });
+      const http = await import('node:http');
+      let got = 0;
+      req = http.request({ host: '127.0.0.1', port: s.port, method: 'POST', path: `/v1/threads/${th.id}/runs`,
+        headers: { authorization: `Bearer ${KEY}`, 'openai-beta': 'assistants=v2', 'content-type': 'application/json' } }, (res) => {
+        res.on('data', (d) => { got += d.length; if (got > 100000) res.pause(); });
+      });
+      req.on('error', () => {});
+      req.end(JSON.stringify({ assistant_id: a.id, stream: true }));
+      for (let i = 0; i < 100 && got <= 100000; i++) await sleep(50);
+      assert.ok(got > 100000, 'the stream flowed, then the client stopped reading');
+      await sleep(2500); // the socket's buffers fill up behind the paused client
+      const t1 = Date.now();
+      s.proc.kill('SIGTERM');
+      await s.stop({ keepData: true });
+      const took = Date.now() - t1;
+      assert.ok(took > 1500, `the shutdown was slow enough to matter (${took} ms)`);
+      req.destroy();
     });
-    req.on('error', () => {});
-    req.end(JSON.stringify({ assistant_id: a.id, stream: true }));
-    for (let i = 0; i < 100 && got <= 100000; i++) await sleep(50);
-    assert.ok(got > 100000, 'the stream flowed, then the client stopped reading');
-    await sleep(2500); // the socket's buffers fill up behind the paused client
-    const t1 = Date.now();
-    s.proc.kill('SIGTERM');
-    await s.stop({ keepData: true });
-    const took = Date.now() - t1;
-    assert.ok(took > 1500, `the shutdown was slow enough to matter (${took} ms)`);
-    req.destroy();
-    release();
-    up.holdEmbeddings(null);
-    s2 = await startServer({ dataDir, env });
-    const vf = await openai(s2).vectorStores.files.poll(vs.id, f.id, { pollIntervalMs: 100 });
-    assert.equal(vf.status, 'completed', JSON.stringify(vf.last_error));
   } finally {
     req?.destroy();
-    release();
-    if (s2) await s2.stop();
-    await up.close();
-    rmSync(dataDir, { recursive: true, force: true });
   }
 });
 
